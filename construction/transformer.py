@@ -1,0 +1,310 @@
+"""The one Flax transformer that constructed and trained models both run on.
+
+A decoder-only causal transformer whose options cover both uses (DESIGN.md, principle 3):
+
+* the construction of Theorem 1: no normalisation, ReLU MLPs, structured positions (the
+  layout features of :mod:`construction.layout` projected into the residual stream), the
+  attention sharpness baked into the weights (``attn_scale=1``);
+* models trained from scratch: RMS or layer norm, SwiGLU MLPs, RoPE or learned positions.
+
+Every call can capture intermediates under canonical names and apply edits (patches) at the
+same points, so every model in the package shares one intermediates API:
+
+``embed``, ``blocks.{l}.attn.pattern`` [batch, heads, query, key], ``blocks.{l}.attn.out``,
+``blocks.{l}.resid_mid``, ``blocks.{l}.mlp.hidden``, ``blocks.{l}.mlp.out``,
+``blocks.{l}.resid_post``, ``final`` (after the final norm), ``logits``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from typing import Literal
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from construction.layout import structured_features
+
+Array = jax.Array
+Capture = Callable[[str], bool] | Collection[str] | None
+Edits = Mapping[str, Callable[[Array], Array]] | None
+
+
+#: The allowed values of the configuration's string options.
+CHOICES = {
+    "positions": ("structured", "learned", "rope", "none"),
+    "norm": ("none", "rms", "layer"),
+    "mlp": ("relu", "swiglu"),
+    "dtype": ("float32", "float64", "bfloat16"),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransformerConfig:
+    """Architecture of a decoder-only transformer (saved as JSON beside weights and results).
+
+    ``mlp_dims`` holds one hidden width per layer (an int in the constructor means the same
+    width everywhere). ``input_vocab`` set means integer token inputs; otherwise inputs are
+    vectors of ``input_dim`` (the continuous regime). ``attn_scale`` None means 1/sqrt(qk_dim).
+    """
+
+    num_layers: int
+    d_model: int
+    num_heads: int
+    qk_dim: int
+    v_dim: int
+    mlp_dims: tuple[int, ...] | int
+    output_dim: int
+    input_vocab: int | None = None
+    input_dim: int | None = None
+    positions: Literal["structured", "learned", "rope", "none"] = "rope"
+    max_len: int = 0
+    example_len: int = 0
+    code_bits: int = 0
+    norm: Literal["none", "rms", "layer"] = "rms"
+    mlp: Literal["relu", "swiglu"] = "swiglu"
+    mlp_bias: bool = False
+    attn_scale: float | None = None
+    rope_theta: float = 10000.0
+    tie_embeddings: bool = False
+    dtype: Literal["float32", "float64", "bfloat16"] = "float32"
+
+    def __post_init__(self):
+        if isinstance(self.mlp_dims, int):
+            object.__setattr__(self, "mlp_dims", (self.mlp_dims,) * self.num_layers)
+        object.__setattr__(self, "mlp_dims", tuple(int(w) for w in self.mlp_dims))
+        problems = []
+        if len(self.mlp_dims) != self.num_layers:
+            problems.append(f"mlp_dims has {len(self.mlp_dims)} entries for {self.num_layers} layers")
+        if (self.input_vocab is None) == (self.input_dim is None):
+            problems.append("exactly one of input_vocab (token inputs) and input_dim (vector inputs) must be set")
+        if self.positions == "learned" and self.max_len < 1:
+            problems.append("learned positions need max_len >= 1")
+        if self.positions == "structured" and (self.example_len < 2 or self.code_bits < 1):
+            problems.append("structured positions need example_len >= 2 and code_bits >= 1")
+        if self.positions == "rope" and self.qk_dim % 2:
+            problems.append(f"RoPE needs an even qk_dim, got {self.qk_dim}")
+        if self.tie_embeddings and (self.input_vocab != self.output_dim):
+            problems.append("tied embeddings need input_vocab == output_dim")
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                problems.append(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if problems:
+            raise ValueError("invalid TransformerConfig: " + "; ".join(problems))
+
+    @property
+    def jnp_dtype(self):
+        return jnp.dtype(self.dtype)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "TransformerConfig":
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+    def replace(self, **changes) -> "TransformerConfig":
+        return replace(self, **changes)
+
+
+@dataclass
+class Tap:
+    """Where intermediates are captured and edited: one object threaded through a call."""
+
+    capture: Capture = None
+    edits: Edits = None
+    cache: dict[str, Array] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.capture is None:
+            self._wants = lambda name: False
+        elif callable(self.capture):
+            self._wants = self.capture
+        else:
+            names = frozenset(self.capture)
+            self._wants = names.__contains__
+
+    def __call__(self, name: str, value: Array) -> Array:
+        if self.edits and name in self.edits:
+            value = self.edits[name](value)
+        if self._wants(name):
+            self.cache[name] = value
+        return value
+
+
+def rope(x: Array, positions: Array, theta: float) -> Array:
+    """Rotary position embedding on the last axis of x [batch, length, heads, dim] (half-split)."""
+    half = x.shape[-1] // 2
+    freq = theta ** (-jnp.arange(half, dtype=jnp.float32) / half)
+    angle = positions[:, None].astype(jnp.float32) * freq[None, :]
+    cos, sin = jnp.cos(angle)[None, :, None, :], jnp.sin(angle)[None, :, None, :]
+    x1, x2 = x[..., :half], x[..., half:]
+    return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x.dtype)
+
+
+class Norm(nn.Module):
+    kind: str
+    dtype: jnp.dtype
+
+    @nn.compact
+    def __call__(self, x):
+        if self.kind == "none":
+            return x
+        d = x.shape[-1]
+        x32 = x.astype(jnp.promote_types(self.dtype, jnp.float32))
+        if self.kind == "layer":
+            x32 = x32 - x32.mean(-1, keepdims=True)
+        y = x32 * jax.lax.rsqrt((x32 * x32).mean(-1, keepdims=True) + 1e-6)
+        y = y * self.param("scale", nn.initializers.ones, (d,))
+        if self.kind == "layer":
+            y = y + self.param("bias", nn.initializers.zeros, (d,))
+        return y.astype(self.dtype)
+
+
+class Attention(nn.Module):
+    config: TransformerConfig
+
+    @nn.compact
+    def __call__(self, x, tap: Tap, prefix: str, last_only: bool = False):
+        c, dt = self.config, self.config.jnp_dtype
+        init = nn.initializers.normal(0.02)
+        wq = self.param("query", init, (c.d_model, c.num_heads, c.qk_dim)).astype(dt)
+        wk = self.param("key", init, (c.d_model, c.num_heads, c.qk_dim)).astype(dt)
+        wv = self.param("value", init, (c.d_model, c.num_heads, c.v_dim)).astype(dt)
+        wo = self.param("out", init, (c.num_heads, c.v_dim, c.d_model)).astype(dt)
+        length = x.shape[1]
+        key_pos = jnp.arange(length)
+        query_pos = key_pos[-1:] if last_only else key_pos
+        q = jnp.einsum("bld,dhk->blhk", x[:, -1:] if last_only else x, wq)
+        k = jnp.einsum("bld,dhk->blhk", x, wk)
+        v = jnp.einsum("bld,dhk->blhk", x, wv)
+        if c.positions == "rope":
+            q, k = rope(q, query_pos, c.rope_theta), rope(k, key_pos, c.rope_theta)
+        scale = c.attn_scale if c.attn_scale is not None else c.qk_dim**-0.5
+        scores = jnp.einsum("bqhk,bshk->bhqs", q, k) * jnp.asarray(scale, dt)
+        causal = key_pos[None, :] <= query_pos[:, None]
+        scores = jnp.where(causal, scores, jnp.finfo(dt).min)
+        pattern = tap(f"{prefix}.attn.pattern", jax.nn.softmax(scores, axis=-1))
+        z = jnp.einsum("bhqs,bshk->bqhk", pattern, v)
+        return jnp.einsum("bqhk,hkd->bqd", z, wo)
+
+
+class MLP(nn.Module):
+    config: TransformerConfig
+    width: int
+
+    @nn.compact
+    def __call__(self, x, tap: Tap, prefix: str):
+        c, dt = self.config, self.config.jnp_dtype
+        init = nn.initializers.normal(0.02)
+        w_in = self.param("w_in", init, (c.d_model, self.width)).astype(dt)
+        w_out = self.param("w_out", init, (self.width, c.d_model)).astype(dt)
+        h = x @ w_in
+        if c.mlp_bias:
+            h = h + self.param("b_in", nn.initializers.zeros, (self.width,)).astype(dt)
+        if c.mlp == "swiglu":
+            gate = self.param("w_gate", init, (c.d_model, self.width)).astype(dt)
+            h = jax.nn.silu(x @ gate) * h
+        else:
+            h = jax.nn.relu(h)
+        h = tap(f"{prefix}.mlp.hidden", h)
+        out = h @ w_out
+        if c.mlp_bias:
+            out = out + self.param("b_out", nn.initializers.zeros, (c.d_model,)).astype(dt)
+        return out
+
+
+class Block(nn.Module):
+    config: TransformerConfig
+    index: int
+
+    @nn.compact
+    def __call__(self, x, tap: Tap, last_only: bool = False):
+        """One pre-norm block. ``last_only``: compute the output at the last position only."""
+        c, prefix = self.config, f"blocks.{self.index}"
+        attn = Attention(c, name="attn")(Norm(c.norm, c.jnp_dtype, name="norm_attn")(x), tap, prefix, last_only)
+        x = x[:, -1:] if last_only else x
+        x = tap(f"{prefix}.resid_mid", x + tap(f"{prefix}.attn.out", attn))
+        mlp = MLP(c, c.mlp_dims[self.index], name="mlp")(Norm(c.norm, c.jnp_dtype, name="norm_mlp")(x), tap, prefix)
+        return tap(f"{prefix}.resid_post", x + tap(f"{prefix}.mlp.out", mlp))
+
+
+class Transformer(nn.Module):
+    """Decoder-only causal transformer: ``__call__(inputs, tap, last_only)`` returns logits
+    [batch, L, out], or [batch, 1, out] for the last position only when ``last_only`` is set
+    (the final block then runs at that position alone: same numbers, less work)."""
+
+    config: TransformerConfig
+
+    @nn.compact
+    def __call__(self, inputs, tap: Tap | None = None, last_only: bool = False):
+        c, dt = self.config, self.config.jnp_dtype
+        tap = tap if tap is not None else Tap()
+        init = nn.initializers.normal(0.02)
+        if c.input_vocab is not None:
+            table = self.param("token_embed", init, (c.input_vocab, c.d_model)).astype(dt)
+            x = jnp.take(table, inputs, axis=0)
+        else:
+            x = inputs.astype(dt) @ self.param("vector_embed", init, (c.input_dim, c.d_model)).astype(dt)
+        length = x.shape[1]
+        if c.positions == "learned":
+            if length > c.max_len:
+                raise ValueError(f"sequence of {length} tokens exceeds max_len={c.max_len}")
+            x = x + self.param("position_embed", init, (c.max_len, c.d_model)).astype(dt)[:length]
+        elif c.positions == "structured":
+            feats = jnp.asarray(structured_features(length, c.example_len, c.code_bits), dt)
+            w = self.param("position_embed", init, (feats.shape[1], c.d_model)).astype(dt)
+            x = x + (feats @ w)[None]
+        x = tap("embed", x)
+        for i in range(c.num_layers):
+            x = Block(c, i, name=f"block_{i}")(x, tap, last_only and i == c.num_layers - 1)
+        x = tap("final", Norm(c.norm, dt, name="norm_final")(x))
+        if c.tie_embeddings:
+            unembed = table.T
+        else:
+            unembed = self.param("unembed", init, (c.d_model, c.output_dim)).astype(dt)
+        return tap("logits", x @ unembed)
+
+
+def dummy_inputs(config: TransformerConfig, length: int) -> Array:
+    """A batch of one all-zero prompt of ``length`` tokens, for shape inference and init."""
+    if config.input_vocab is not None:
+        return jnp.zeros((1, length), jnp.int32)
+    return jnp.zeros((1, length, config.input_dim), jnp.float32)
+
+
+def init_params(config: TransformerConfig, key: Array, length: int) -> dict:
+    """Randomly initialised parameters (for training)."""
+    return Transformer(config).init(key, dummy_inputs(config, length))["params"]
+
+
+def param_shapes(config: TransformerConfig, length: int) -> dict:
+    """The parameter tree's shapes for ``config``, without allocating it."""
+    return jax.eval_shape(lambda: init_params(config, jax.random.key(0), length))
+
+
+def run(
+    config: TransformerConfig,
+    params,
+    inputs,
+    *,
+    capture: Capture = None,
+    edits: Edits = None,
+    last_only: bool = False,
+):
+    """Run the model: returns (logits [batch, L or 1, out], captured intermediates).
+
+    ``capture`` names (or a predicate on names) select intermediates; ``edits`` maps names to
+    functions applied to the activation there (patching). Call it inside ``jax.jit``.
+    """
+    tap = Tap(capture, edits)
+    logits = Transformer(config).apply({"params": params}, inputs, tap, last_only)
+    return logits, tap.cache
+
+
+def as_numpy_tree(params) -> dict:
+    return jax.tree_util.tree_map(np.asarray, params)

@@ -1,0 +1,1 @@
+"""Experiments: the verify job, training from scratch, real LLMs, plots and the CLI."""

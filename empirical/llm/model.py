@@ -1,0 +1,209 @@
+"""The Llama-family decoder in Flax (linen), with a KV cache and the intermediates API.
+
+Parameters are stacked over layers (``nn.scan``), so a 30-layer model compiles as fast as a
+one-layer one. Weight layout follows Hugging Face's, transposed to ``[in, out]`` kernels::
+
+    embed/embedding                  [vocab, d]
+    layers/attn_norm/scale           [L, d]
+    layers/{q,k,v}/kernel (+ bias)   [L, d, heads * head_dim]
+    layers/o/kernel                  [L, heads * head_dim, d]
+    layers/mlp_norm/scale            [L, d]
+    layers/{gate,up}/kernel          [L, d, d_ff]
+    layers/down/kernel               [L, d_ff, d]
+    final_norm/scale                 [d]
+    lm_head/kernel                   [d, vocab]       (absent when embeddings are tied)
+
+Intermediates API: ``capture`` (a callable ``name -> bool`` or a collection of names) selects
+activations by canonical name: ``embed``, ``blocks.{l}.resid_mid``, ``blocks.{l}.resid_post``,
+``blocks.{l}.attn.pattern`` ([batch, heads, q, k]), ``blocks.{l}.mlp.hidden``, ``final``.
+Nothing is captured (or computed) by default.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Collection, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from empirical.llm.config import LlamaConfig
+
+LAYER_KINDS = ("resid_mid", "resid_post", "attn.pattern", "mlp.hidden")
+
+Capture = Callable[[str], bool] | Collection[str] | None
+
+
+def capture_names(capture: Capture, n_layers: int) -> frozenset[str]:
+    """Resolve a capture filter (callable or collection of names) to the set of names kept."""
+    if capture is None:
+        return frozenset()
+    names = ["embed", "final"] + [f"blocks.{l}.{k}" for l in range(n_layers) for k in LAYER_KINDS]
+    if callable(capture):
+        return frozenset(n for n in names if capture(n))
+    wanted = frozenset(capture)
+    unknown = wanted - set(names)
+    if unknown:
+        raise ValueError(f"unknown activation names: {sorted(unknown)[:5]}")
+    return wanted
+
+
+class KVCache(NamedTuple):
+    """Keys and values of a prefix, stacked over layers: ``[L, batch, length, kv_heads, head_dim]``.
+
+    ``length`` ([batch] int) says how many leading positions of each row are valid.
+    """
+
+    k: jax.Array
+    v: jax.Array
+    length: jax.Array
+
+
+def rope_tables(cfg: LlamaConfig, positions: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """cos and sin tables ``[..., head_dim]`` for integer ``positions`` (HF's rotate-half layout)."""
+    half = cfg.head_dim // 2
+    inv = 1.0 / (cfg.rope_theta ** (np.arange(half, dtype=np.float64) * 2 / cfg.head_dim))
+    if cfg.rope_freq_factors is not None:
+        inv = inv / np.asarray(cfg.rope_freq_factors, dtype=np.float64)
+    ang = positions[..., None].astype(jnp.float32) * jnp.asarray(inv, jnp.float32)
+    ang = jnp.concatenate([ang, ang], axis=-1)
+    return jnp.cos(ang), jnp.sin(ang)
+
+
+def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
+    """Rotate ``x`` [batch, length, heads, head_dim] by the tables [batch, length, head_dim]."""
+    half = x.shape[-1] // 2
+    rot = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
+    c, s = cos[:, :, None, :].astype(x.dtype), sin[:, :, None, :].astype(x.dtype)
+    return x * c + rot * s
+
+
+class RMSNorm(nn.Module):
+    """RMS normalisation computed in float32, as Hugging Face's Llama does."""
+
+    eps: float
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        scale = self.param("scale", nn.initializers.ones, (x.shape[-1],), jnp.float32)
+        x32 = x.astype(jnp.float32)
+        y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+        return scale.astype(self.dtype) * y.astype(self.dtype)
+
+
+def _dense(features: int, name: str, dtype: Any, bias: bool = False) -> nn.Dense:
+    return nn.Dense(features, use_bias=bias, dtype=dtype, param_dtype=jnp.float32, name=name,
+                    kernel_init=nn.initializers.normal(0.02))
+
+
+class Block(nn.Module):
+    """One pre-norm decoder block: GQA attention with RoPE, then a SwiGLU MLP."""
+
+    cfg: LlamaConfig
+    kinds: frozenset[str]  # which of LAYER_KINDS to emit (for every layer; filtered after scan)
+
+    @nn.compact
+    def __call__(self, x, layer_cache, rope, mask):
+        cfg, dt = self.cfg, jnp.dtype(self.cfg.dtype)
+        b, t, _ = x.shape
+        h, kv, hd = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
+        g = h // kv
+        cos, sin = rope
+        pk, pv = layer_cache
+        a = RMSNorm(cfg.rms_eps, dt, name="attn_norm")(x)
+        q = _dense(h * hd, "q", dt, cfg.qkv_bias)(a).reshape(b, t, h, hd)
+        k = _dense(kv * hd, "k", dt, cfg.qkv_bias)(a).reshape(b, t, kv, hd)
+        v = _dense(kv * hd, "v", dt, cfg.qkv_bias)(a).reshape(b, t, kv, hd)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        keys = jnp.concatenate([pk.astype(dt), k], axis=1)
+        vals = jnp.concatenate([pv.astype(dt), v], axis=1)
+        qg = q.reshape(b, t, kv, g, hd)
+        scores = jnp.einsum("btkgd,bskd->bkgts", qg, keys).astype(jnp.float32) / np.sqrt(hd)
+        scores = jnp.where(mask[:, None, None], scores, jnp.finfo(jnp.float32).min)
+        probs = jax.nn.softmax(scores, axis=-1)
+        att = jnp.einsum("bkgts,bskd->btkgd", probs.astype(dt), vals).reshape(b, t, h * hd)
+        x = x + _dense(cfg.d_model, "o", dt)(att)
+        out: dict[str, jax.Array] = {"k": k, "v": v}
+        if "resid_mid" in self.kinds:
+            out["resid_mid"] = x
+        if "attn.pattern" in self.kinds:
+            out["attn.pattern"] = probs.reshape(b, h, t, -1)
+        m = RMSNorm(cfg.rms_eps, dt, name="mlp_norm")(x)
+        hidden = nn.silu(_dense(cfg.d_ff, "gate", dt)(m)) * _dense(cfg.d_ff, "up", dt)(m)
+        if "mlp.hidden" in self.kinds:
+            out["mlp.hidden"] = hidden
+        x = x + _dense(cfg.d_model, "down", dt)(hidden)
+        if "resid_post" in self.kinds:
+            out["resid_post"] = x
+        return x, out
+
+
+class Llama(nn.Module):
+    """Llama-family decoder. ``__call__`` returns ``(logits, new_kv, captured)``.
+
+    ``new_kv`` holds the keys and values of ``tokens`` only (not of the prefix in ``cache``),
+    with ``length`` set to the number of tokens; callers that right-pad set it themselves.
+
+    Args to ``__call__``:
+      tokens: int [batch, length].
+      positions: int [batch, length] absolute positions (default ``cache.length + arange``).
+      cache: a :class:`KVCache` of a prefix these tokens continue, or None.
+      logit_index: int [batch, n] positions (into ``tokens``) whose logits to compute, or
+        None for all positions; the vocabulary projection is the costliest matmul of a small
+        model, so a prefix pass asks only for its last position.
+      capture: a frozenset of canonical activation names (see :func:`capture_names`).
+    """
+
+    cfg: LlamaConfig
+
+    @nn.compact
+    def __call__(self, tokens, positions=None, cache: KVCache | None = None, logit_index=None,
+                 capture: frozenset[str] = frozenset()):
+        cfg, dt = self.cfg, jnp.dtype(self.cfg.dtype)
+        b, t = tokens.shape
+        if cache is None:
+            shape = (cfg.n_layers, b, 0, cfg.n_kv_heads, cfg.head_dim)
+            cache = KVCache(jnp.zeros(shape, dt), jnp.zeros(shape, dt), jnp.zeros((b,), jnp.int32))
+        plen = cache.k.shape[2]
+        if positions is None:
+            positions = cache.length[:, None] + jnp.arange(t)[None, :]
+        # mask[b, q, s]: prefix keys valid up to cache.length; new keys causal.
+        prefix_ok = jnp.arange(plen)[None, None, :] < cache.length[:, None, None]
+        prefix_ok = jnp.broadcast_to(prefix_ok, (b, t, plen))
+        causal = jnp.broadcast_to(jnp.tril(jnp.ones((t, t), bool))[None], (b, t, t))
+        mask = jnp.concatenate([prefix_ok, causal], axis=-1)
+        rope = rope_tables(cfg, positions)
+        embed = nn.Embed(cfg.vocab_size, cfg.d_model, dtype=dt, param_dtype=jnp.float32,
+                         name="embed", embedding_init=nn.initializers.normal(0.02))
+        x = embed(tokens).astype(dt)
+        captured: dict[str, jax.Array] = {}
+        if "embed" in capture:
+            captured["embed"] = x
+        kinds = frozenset(k for k in LAYER_KINDS
+                          if any(f"blocks.{l}.{k}" in capture for l in range(cfg.n_layers)))
+        stack = nn.scan(Block, variable_axes={"params": 0}, split_rngs={"params": True},
+                        in_axes=(0, nn.broadcast, nn.broadcast), length=cfg.n_layers)
+        x, outs = stack(cfg, kinds, name="layers")(x, (cache.k, cache.v), rope, mask)
+        for kind in kinds:
+            for l in range(cfg.n_layers):
+                if f"blocks.{l}.{kind}" in capture:
+                    captured[f"blocks.{l}.{kind}"] = outs[kind][l]
+        x = RMSNorm(cfg.rms_eps, dt, name="final_norm")(x)
+        if "final" in capture:
+            captured["final"] = x
+        if logit_index is not None:
+            x = jnp.take_along_axis(x, logit_index[..., None], axis=1)
+        if cfg.tie_embeddings:
+            logits = embed.attend(x)
+        else:
+            logits = _dense(cfg.vocab_size, "lm_head", dt)(x)
+        new_kv = KVCache(outs["k"], outs["v"], jnp.full((b,), t, jnp.int32))
+        return logits.astype(jnp.float32), new_kv, captured
+
+
+def init_params(cfg: LlamaConfig, key: jax.Array) -> dict:
+    """Random parameters (normal(0.02) kernels, unit norms) for ``cfg``."""
+    tokens = jnp.zeros((1, 2), jnp.int32)
+    return Llama(cfg).init(key, tokens)["params"]

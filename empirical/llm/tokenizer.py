@@ -1,0 +1,136 @@
+"""Tokenisers through the ``tokenizers`` library, from GGUF metadata or ``tokenizer.json``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+# Pre-tokenisation regexes of llama.cpp's BPE pre-tokenizer types (public tokenizer specs).
+_LLAMA3_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
+                 r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+_QWEN2_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"
+                r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+_DIGIT_SPLIT_PRE = frozenset({"smollm", "starcoder", "refact", "codeshell", "command-r"})
+_GPT2_PRE = frozenset({"gpt2", "default", "gpt-2", "olmo", "jais", "mpt"})
+_LLAMA3_PRE = frozenset({"llama-bpe", "llama3", "smaug-bpe"})
+_QWEN2_PRE = frozenset({"qwen2", "deepseek-r1-qwen"})
+SUPPORTED_GGUF_PRE = tuple(sorted(_DIGIT_SPLIT_PRE | _GPT2_PRE | _LLAMA3_PRE | _QWEN2_PRE))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Tokenizer:
+    """A ``tokenizers.Tokenizer`` plus the model's BOS convention.
+
+    ``encode`` never adds special tokens itself; :meth:`encode_prompt` prepends BOS when the
+    model expects it (``add_bos``).
+    """
+
+    backend: object
+    bos_id: int | None
+    eos_id: int | None
+    add_bos: bool
+
+    @property
+    def vocab_size(self) -> int:
+        """Size of the vocabulary including added tokens."""
+        return self.backend.get_vocab_size(with_added_tokens=True)
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text`` with no special tokens added."""
+        return list(self.backend.encode(text, add_special_tokens=False).ids)
+
+    def encode_prompt(self, text: str) -> list[int]:
+        """Token ids of ``text`` as the start of a sequence (BOS prepended when the model uses one)."""
+        ids = self.encode(text)
+        return ([self.bos_id] + ids) if self.add_bos and self.bos_id is not None else ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of ``ids`` (special tokens kept)."""
+        return self.backend.decode(list(ids), skip_special_tokens=False)
+
+    def token_texts(self) -> list[str]:
+        """Decoded text of every single token id (for newline detection in beam search)."""
+        return [self.backend.decode([i], skip_special_tokens=False) for i in range(self.vocab_size)]
+
+
+def _pre_tokenizer(pre: str):
+    from tokenizers import Regex, pre_tokenizers as pt
+
+    if pre in _DIGIT_SPLIT_PRE:
+        return pt.Sequence([pt.Digits(individual_digits=True),
+                            pt.ByteLevel(add_prefix_space=False, use_regex=True)])
+    if pre in _GPT2_PRE:
+        return pt.ByteLevel(add_prefix_space=False, use_regex=True)
+    if pre in _LLAMA3_PRE or pre in _QWEN2_PRE:
+        regex = _LLAMA3_REGEX if pre in _LLAMA3_PRE else _QWEN2_REGEX
+        return pt.Sequence([pt.Split(Regex(regex), behavior="isolated", invert=False),
+                            pt.ByteLevel(add_prefix_space=False, use_regex=False)])
+    raise ValueError(f"unsupported GGUF pre-tokenizer {pre!r} (supported: {', '.join(SUPPORTED_GGUF_PRE)})")
+
+
+def tokenizer_from_gguf(reader) -> Tokenizer:
+    """Build the tokeniser stored in a GGUF file's metadata (byte-level BPE, ``gpt2`` model)."""
+    from tokenizers import AddedToken, Tokenizer as TK, decoders, models
+
+    from empirical.llm.weights import gguf_field
+
+    kind = gguf_field(reader, "tokenizer.ggml.model")
+    if kind != "gpt2":
+        raise ValueError(f"unsupported GGUF tokenizer model {kind!r}: only byte-level BPE ('gpt2') "
+                         "is built from GGUF metadata; load a Hugging Face folder with tokenizer.json instead")
+    tokens = list(gguf_field(reader, "tokenizer.ggml.tokens"))
+    merges = [tuple(m.split(" ", 1)) for m in gguf_field(reader, "tokenizer.ggml.merges")]
+    types = list(gguf_field(reader, "tokenizer.ggml.token_type", [1] * len(tokens)))
+    vocab = {t: i for i, t in enumerate(tokens)}
+    tk = TK(models.BPE(vocab=vocab, merges=merges, fuse_unk=False, byte_fallback=False))
+    tk.pre_tokenizer = _pre_tokenizer(gguf_field(reader, "tokenizer.ggml.pre", "gpt2"))
+    tk.decoder = decoders.ByteLevel()
+    # CONTROL (3) and USER_DEFINED (4) tokens are matched whole, never split.
+    specials = [AddedToken(t, special=(ty == 3), normalized=False)
+                for t, ty in zip(tokens, types) if ty in (3, 4)]
+    if specials:
+        tk.add_tokens(specials)
+    bos = gguf_field(reader, "tokenizer.ggml.bos_token_id")
+    eos = gguf_field(reader, "tokenizer.ggml.eos_token_id")
+    add_bos = bool(gguf_field(reader, "tokenizer.ggml.add_bos_token", False))
+    return Tokenizer(backend=tk, bos_id=None if bos is None else int(bos),
+                     eos_id=None if eos is None else int(eos), add_bos=add_bos)
+
+
+def tokenizer_from_folder(folder: str | Path) -> Tokenizer:
+    """Build the tokeniser of a Hugging Face folder (tokenizer.json, tokenizer_config.json)."""
+    from tokenizers import Tokenizer as TK
+
+    folder = Path(folder)
+    path = folder / "tokenizer.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder}: no tokenizer.json")
+    tk = TK.from_file(str(path))
+    conf = {}
+    if (folder / "tokenizer_config.json").is_file():
+        conf = json.loads((folder / "tokenizer_config.json").read_text())
+    model_conf = {}
+    if (folder / "config.json").is_file():
+        model_conf = json.loads((folder / "config.json").read_text())
+
+    def token_id(value) -> int | None:
+        if isinstance(value, dict):
+            value = value.get("content")
+        if isinstance(value, str):
+            return tk.token_to_id(value)
+        return value if isinstance(value, int) else None
+
+    bos = token_id(conf.get("bos_token")) if conf.get("bos_token") is not None else None
+    if bos is None and isinstance(model_conf.get("bos_token_id"), int):
+        bos = model_conf["bos_token_id"]
+    eos_raw = conf.get("eos_token") if conf.get("eos_token") is not None else model_conf.get("eos_token_id")
+    eos = token_id(eos_raw[0] if isinstance(eos_raw, list) else eos_raw)
+    if "add_bos_token" in conf:
+        add_bos = bool(conf["add_bos_token"])
+    else:  # the post-processor decides (e.g. Llama 3's template prepends <|begin_of_text|>)
+        with_special = tk.encode("a", add_special_tokens=True).ids
+        without = tk.encode("a", add_special_tokens=False).ids
+        add_bos = bos is not None and len(with_special) > len(without) and with_special[0] == bos
+    return Tokenizer(backend=tk, bos_id=bos, eos_id=eos, add_bos=add_bos and bos is not None)

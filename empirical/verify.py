@@ -1,0 +1,206 @@
+"""``superpose verify``: build Theorem 1's construction, run it on mixed prompts over a lambda
+grid, and compare every number with its bound.
+
+Per lambda, the output mass on each task's answer sits next to the task weight alpha; the
+max |predict - y_hat| sits next to ``error_bound``; one traced batch is compared layer by
+layer with the float64 reference; the readout's KL to the mixture sits next to its bound.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from construction import (
+    ROLES,
+    construct,
+    reference_trace,
+    retrieval_task,
+    sample_prompts,
+    shift_task,
+    superposition_target,
+    task_outputs,
+    task_weights,
+    tasks_from_json,
+)
+from empirical.results import provenance, save_figure, write_json
+
+#: The default task set, mirroring the paper's: two retrievals and one shift.
+DEFAULT_VOCAB, DEFAULT_EXAMPLE_LEN = 10, 5
+LAMBDAS = tuple(round(0.1 * i, 1) for i in range(11))
+
+
+def default_tasks(vocab: int = DEFAULT_VOCAB):
+    return [retrieval_task(0, vocab, name="copy x0"), retrieval_task(2, vocab, name="copy x2"),
+            shift_task(1, 3, vocab, name="x1 + 3")]
+
+
+def mixture(lam: float, num_tasks: int) -> np.ndarray:
+    """Task proportions at ``lam``: lam on the first task, the rest shared equally by the others."""
+    if num_tasks == 1:
+        return np.ones(1)
+    return np.array([lam] + [(1 - lam) / (num_tasks - 1)] * (num_tasks - 1))
+
+
+@dataclass(frozen=True, kw_only=True)
+class VerifyConfig:
+    vocab_size: int = DEFAULT_VOCAB
+    example_len: int = DEFAULT_EXAMPLE_LEN
+    n_examples: int = 20
+    max_examples: int = 64
+    prompts_per_lambda: int = 100
+    beta: float = 30.0
+    dtype: str = "float64"
+    seed: int = 0
+
+
+def kl_to_mixture(y_hat: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """KL(y_hat / |y_hat|_1 || probs) per prompt."""
+    p = y_hat / y_hat.sum(-1, keepdims=True)
+    safe = np.where(p > 0, p, 1.0)
+    return np.sum(np.where(p > 0, p * (np.log(safe) - np.log(probs)), 0.0), axis=-1)
+
+
+def verify(tasks, cfg: VerifyConfig, *, progress: bool = True) -> dict:
+    """Run the verification; returns the JSON-ready result (without provenance)."""
+    model = construct(tasks, vocab_size=cfg.vocab_size, example_len=cfg.example_len,
+                      max_examples=cfg.max_examples, beta=cfg.beta, dtype=cfg.dtype)
+    allowance_dtype = None if cfg.dtype == "float64" else cfg.dtype
+    bounds = model.bounds(cfg.n_examples, allowance_dtype)
+    rng = np.random.default_rng(cfg.seed)
+    rows, worst, worst_kl = [], 0.0, 0.0
+    for lam in tqdm(LAMBDAS, desc="lambda grid", disable=not progress):
+        prompts = sample_prompts(rng, tasks, mixture(lam, len(tasks)), n_examples=cfg.n_examples,
+                                 batch=cfg.prompts_per_lambda, example_len=cfg.example_len)
+        y_hat = superposition_target(prompts.tokens, tasks, cfg.example_len)
+        out = model.predict(prompts.tokens)
+        alpha = task_weights(prompts.tokens, tasks, cfg.example_len)
+        answers = task_outputs(prompts.tokens, tasks, cfg.example_len)  # [b, K]
+        mass = np.take_along_axis(out, answers, axis=1)  # output on each task's answer
+        ideal = np.take_along_axis(y_hat, answers, axis=1)  # y_hat there (tasks may share an answer)
+        err = float(np.abs(out - y_hat).max())
+        kl = float(kl_to_mixture(y_hat, model.probabilities(prompts.tokens)).max())
+        worst, worst_kl = max(worst, err), max(worst_kl, kl)
+        rows.append({"lambda": lam, "proportions": mixture(lam, len(tasks)), "alpha_mean": alpha.mean(0),
+                     "mass_mean": mass.mean(0), "ideal_mass_mean": ideal.mean(0), "max_error": err, "max_kl": kl})
+    probe = sample_prompts(rng, tasks, mixture(0.5, len(tasks)), n_examples=cfg.n_examples, batch=16,
+                           example_len=cfg.example_len)
+    layers = []
+    for l, (got, want) in enumerate(zip(model.trace(probe.tokens).layers(), reference_trace(model.spec, probe.tokens))):
+        layers.append({"layer": l, "role": (("embed",) + ROLES)[l],
+                       "max_error": float(np.abs(got - want).max()), "bound": bounds.after_layer(l)})
+    kl_bound = model.kl_bound(cfg.n_examples, allowance_dtype)
+    return {
+        "tasks": [t.name for t in tasks],
+        "width": model.width,
+        "width_formula": model.spec.width,
+        "error_bound": bounds.output,
+        "kl_bound": kl_bound,
+        "max_error": worst,
+        "max_kl": worst_kl,
+        "holds": bool(worst <= bounds.output and worst_kl <= kl_bound
+                      and all(r["max_error"] <= r["bound"] for r in layers)),
+        "prompts": len(LAMBDAS) * cfg.prompts_per_lambda,
+        "lambdas": rows,
+        "layers": layers,
+        "spec": model.spec.to_dict(),
+    }
+
+
+def format_report(result: dict) -> str:
+    """The human-readable table ``superpose verify`` prints."""
+    names = result["tasks"]
+    head = f"{'lambda':>6} | " + " | ".join(f"{n[:12]:>12}: mass / y_hat / alpha" for n in names) + f" | {'max error':>9}"
+    lines = ["Output mass on each task's answer (mean over prompts), the ideal y_hat there (tasks that share "
+             "an answer on a query share its mass), and the task weight alpha.",
+             f"Theorem 1 construction: {len(names)} tasks, width {result['width']} "
+             f"(formula {result['width_formula']}), {result['prompts']} prompts", head, "-" * len(head)]
+    for row in result["lambdas"]:
+        cells = " | ".join(f"{m:>14.4f} / {i:.4f} / {a:.3f}"
+                           for m, i, a in zip(row["mass_mean"], row["ideal_mass_mean"], row["alpha_mean"]))
+        lines.append(f"{row['lambda']:>6.1f} | {cells} | {row['max_error']:>9.2e}")
+    lines.append("")
+    lines.append(f"{'layer':>5} {'role':>12} {'max error':>10} {'bound':>10}")
+    for r in result["layers"]:
+        lines.append(f"{r['layer']:>5} {r['role']:>12} {r['max_error']:>10.2e} {r['bound']:>10.2e}")
+    lines.append("")
+    lines.append(f"max |predict - y_hat| = {result['max_error']:.3e}  <=  bound {result['error_bound']:.3e}")
+    lines.append(f"max KL(mixture || readout) = {result['max_kl']:.3e}  <=  bound {result['kl_bound']:.3e}")
+    lines.append("HOLDS" if result["holds"] else "FAILS: a measured error exceeds its bound")
+    return "\n".join(lines)
+
+
+def plot(result: dict, path: Path) -> Path:
+    """Output mass on each task's answer against lambda, with the ideal (mean alpha) lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lams = [r["lambda"] for r in result["lambdas"]]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for k, name in enumerate(result["tasks"]):
+        color = f"C{k}"
+        ax.plot(lams, [r["mass_mean"][k] for r in result["lambdas"]], "o", color=color, label=f"{name}: output mass")
+        ax.plot(lams, [r["ideal_mass_mean"][k] for r in result["lambdas"]], "-", color=color, alpha=0.6,
+                label=f"{name}: y_hat (ideal)")
+        ax.plot(lams, [r["alpha_mean"][k] for r in result["lambdas"]], ":", color=color, alpha=0.6,
+                label=f"{name}: alpha")
+    ax.set_xlabel("lambda (proportion of the first task's examples)")
+    ax.set_ylabel("mean output mass on the task's answer")
+    ax.set_title("Constructed transformer: superposition follows the in-context mixture")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    out = save_figure(fig, path)
+    plt.close(fig)
+    return out
+
+
+def load_tasks(path: str | None, vocab: int, example_len: int):
+    if path is None:
+        return default_tasks(vocab), vocab, example_len
+    try:
+        data = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON: {e}") from None
+    return tasks_from_json(data)
+
+
+def main(args) -> int:
+    tasks, vocab, n = load_tasks(args.tasks_file, DEFAULT_VOCAB, DEFAULT_EXAMPLE_LEN)
+    if args.prompts < 1 or args.examples < 1:
+        raise ValueError("--prompts and --examples must be >= 1")
+    cfg = VerifyConfig(vocab_size=vocab, example_len=n, n_examples=args.examples,
+                       max_examples=max(args.max_examples, args.examples), prompts_per_lambda=args.prompts,
+                       beta=args.beta, dtype=args.dtype, seed=args.seed)
+    result = verify(tasks, cfg, progress=not args.quiet)
+    print(format_report(result))
+    figure = plot(result, Path(args.out) / "verify_superposition.png")
+    print(f"plot: {figure}")
+    if args.json:
+        from dataclasses import asdict
+
+        write_json(args.json, {**provenance(asdict(cfg)), **result})
+        print(f"json: {args.json}")
+    return 0 if result["holds"] else 1
+
+
+def register(subparsers) -> None:
+    from empirical.cli import add_common
+
+    p = subparsers.add_parser("verify", help="build Theorem 1's construction and check it against its bounds",
+                              description=__doc__)
+    add_common(p)
+    p.add_argument("--tasks-file", help='JSON {"vocab_size": V, "example_len": n, "tasks": [{"name", "position", "table"}]}')
+    p.add_argument("--prompts", type=int, default=100, help="prompts per lambda (11 lambdas)")
+    p.add_argument("--examples", type=int, default=20, help="examples per prompt")
+    p.add_argument("--max-examples", type=int, default=64, help="M: the most examples the model accepts")
+    p.add_argument("--beta", type=float, default=30.0, help="attention sharpness")
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                   help="precision; float32 adds its rounding allowance to the bounds")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=main)
