@@ -1,0 +1,185 @@
+"""Theorem 1, by property: the constructed model equals the numpy reference layer by layer,
+and its output equals y_hat, within the explicit bounds (float64: no allowance; float32:
+the documented rounding allowance)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import assume, example, given, settings
+from hypothesis import strategies as st
+
+from construction import (
+    construct,
+    continuous_task,
+    lookup_task,
+    reference_trace,
+    retrieval_task,
+    sample_prompts,
+    shift_task,
+    superposition_target,
+    task_outputs,
+    task_weights,
+    width_formula,
+)
+from construction.bounds import WRITES
+
+from .strategies import Case, cases
+
+BATCH = 3
+
+
+def build(case: Case, dtype: str, **kw):
+    return construct(case.tasks, vocab_size=case.vocab, example_len=case.example_len,
+                     max_examples=case.max_examples, beta=case.beta, dtype=dtype, **kw)
+
+
+def prompts(case: Case, batch=BATCH, interleave="iid"):
+    return sample_prompts(case.seed, case.tasks, case.proportions, n_examples=case.n_examples, batch=batch,
+                          example_len=case.example_len, interleave=interleave)
+
+
+def kl(p_target: np.ndarray, q: np.ndarray) -> np.ndarray:
+    p = p_target / p_target.sum(-1, keepdims=True)
+    return np.sum(np.where(p > 0, p * (np.log(np.where(p > 0, p, 1)) - np.log(q)), 0.0), axis=-1)
+
+
+@given(cases(max_vocab=24, max_tasks=4, max_example_len=6, max_examples=48))
+@example(Case((retrieval_task(0, 4), shift_task(0, 1, 4)), 4, 2, 1, 1, 12.0, (0.5, 0.5), 0))
+def test_every_layer_matches_the_reference_within_its_bound_float64(case):
+    model = build(case, "float64", log_pieces=8)
+    p = prompts(case)
+    got = model.trace(p.tokens).layers()
+    want = reference_trace(model.spec, p.tokens)
+    bounds = model.bounds(case.n_examples)
+    res = model.spec.residual
+    assert np.array_equal(got[0], want[0])  # the embedding is exact
+    for layer in range(1, 8):
+        for block in WRITES[layer - 1]:
+            names = [n for n in res.names if n == block or n.startswith(block + "_")]
+            for name in names:
+                err = np.abs(got[layer][..., res[name]] - want[layer][..., res[name]]).max()
+                assert err <= bounds.blocks[block], (layer, name, err, bounds.blocks[block])
+        assert np.abs(got[layer] - want[layer]).max() <= bounds.after_layer(layer)
+
+
+@given(cases())
+
+def test_output_equals_superposition_within_error_bound_float64(case):
+    model = build(case, "float64", log_pieces=16)
+    p = prompts(case, batch=4)
+    y_hat = superposition_target(p.tokens, case.tasks, case.example_len)
+    err = np.abs(model.predict(p.tokens) - y_hat).max()
+    bound = model.error_bound(case.n_examples)
+    assert err <= bound, (err, bound)
+
+
+@given(cases())
+
+def test_output_equals_superposition_within_bound_float32(case):
+    model = build(case, "float32", log_pieces=16)
+    p = prompts(case, batch=4)
+    y_hat = superposition_target(p.tokens, case.tasks, case.example_len)
+    err = np.abs(model.predict(p.tokens) - y_hat).max()
+    allowance = model.error_bound(case.n_examples, "float32")
+    assert err <= allowance, (err, allowance)
+    # the allowance is a rounding allowance, not a licence: typical float32 error is ~1e-6
+    assert err < 1e-4
+
+
+def test_default_bound_is_not_vacuous():
+    tasks = [retrieval_task(0, 10), retrieval_task(2, 10), shift_task(1, 3, 10)]
+    model = construct(tasks, vocab_size=10, example_len=5, max_examples=64)
+    assert model.error_bound(64) < 1e-6
+    assert model.error_bound(64) > 0
+
+
+@given(cases(max_vocab=24, max_tasks=4, max_examples=48), st.integers(0, 5))
+
+def test_single_task_prompt_puts_its_answer_on_top(case, which):
+    task = which % len(case.tasks)
+    one = tuple(1.0 if k == task else 0.0 for k in range(len(case.tasks)))
+    case = Case(case.tasks, case.vocab, case.example_len, case.n_examples, case.max_examples, case.beta, one,
+                case.seed)
+    model = build(case, "float64", log_pieces=64)
+    p = prompts(case, batch=4)
+    alpha = task_weights(p.tokens, case.tasks, case.example_len)
+    answers = task_outputs(p.tokens, case.tasks, case.example_len)[:, task]
+    out = model.predict(p.tokens)
+    assert np.all(alpha[:, task] == 1.0)
+    assert np.all(out[np.arange(4), answers] >= 1 - model.error_bound(case.n_examples))
+    # where no other task fits any example, the readout's distribution is on the answer
+    alone = (alpha.sum(1) == 1.0)
+    probs = model.probabilities(p.tokens)
+    kl_bound = model.kl_bound(case.n_examples)
+    assert np.all(probs[alone, answers[alone]] >= 1 - kl_bound)
+    assert np.all(kl(superposition_target(p.tokens, case.tasks, case.example_len), probs) <= kl_bound)
+
+
+def test_ambiguous_examples_add_weights_beyond_one():
+    """Two tasks that agree on every example both get weight 1: y_hat sums to 2 (THEORY 2)."""
+    V, n = 7, 3
+    tasks = [retrieval_task(0, V, name="copy0"), retrieval_task(1, V, name="copy1"), shift_task(0, 2, V)]
+    rng = np.random.default_rng(3)
+    m = 9
+    x = rng.integers(0, V, size=(m + 1,))
+    examples = [[v, v, v] for v in x[:-1]]  # x0 == x1 == label: copy0 and copy1 both fit
+    examples[0] = [x[0], (x[0] + 1) % V, (x[0] + 2) % V]  # this one fits the shift only
+    tokens = np.array([sum(examples, []) + [x[-1], (x[-1] + 3) % V]])
+    alpha = task_weights(tokens, tasks, n)
+    np.testing.assert_allclose(alpha, [[8 / 9, 8 / 9, 1 / 9]])
+    model = construct(tasks, vocab_size=V, example_len=n, max_examples=16, dtype="float64")
+    y_hat = superposition_target(tokens, tasks, n)
+    assert y_hat.sum() == pytest.approx(17 / 9)  # sum of alpha: more than one
+    out = model.predict(tokens)
+    np.testing.assert_allclose(out, y_hat, atol=model.error_bound(m))
+    # the readout normalises: probabilities follow y_hat / |y_hat|_1
+    assert kl(y_hat, model.probabilities(tokens))[0] <= model.kl_bound(m)
+
+
+@given(cases(max_vocab=16, max_tasks=6, max_examples=200))
+
+def test_width_equals_the_formula(case):
+    model = build(case, "float32", log_pieces=2)
+    K, V, n = len(case.tasks), case.vocab, case.example_len
+    b = math.ceil(math.log2(case.max_examples + 1))
+    assert model.width == (2 * K + 3) * V + 3 * K + b + n + 3
+    assert model.width == width_formula(K, V, case.max_examples, n, "discrete")
+    assert model.config.num_layers == 7 and model.config.num_heads == K
+
+
+def test_continuous_regime_output_and_layers_within_bounds():
+    rng = np.random.default_rng(0)
+    d, n, m = 3, 4, 12
+    tasks = [continuous_task(p, rng.normal(size=(d, d)) / d, name=f"A{p}") for p in (0, 2)]
+    delta = 0.2
+    model = construct(tasks, example_len=n, max_examples=16, regime="continuous", delta=delta,
+                      product_pieces=128, dtype="float64")
+    p = sample_prompts(rng, tasks, [0.7, 0.3], n_examples=m, batch=4, example_len=n, margin=delta)
+    y_hat = superposition_target(p.tokens, tasks, n, margin=delta)
+    err = np.abs(model.predict(p.tokens) - y_hat).max()
+    assert err <= model.error_bound(m)
+    bounds = model.bounds(m)
+    for layer, (got, want) in enumerate(zip(model.trace(p.tokens).layers(), reference_trace(model.spec, p.tokens))):
+        assert np.abs(got - want).max() <= bounds.after_layer(layer) + 1e-12, layer
+
+
+def test_an_unseen_task_set_matches_an_independent_y_hat():
+    """A task set no other test uses, with y_hat computed by plain loops from the definition."""
+    V, n, m = 12, 6, 30
+    upper = [(v + 6) % 12 if v < 6 else v for v in range(V)]  # "upper-case" the first half
+    parity = [v % 2 for v in range(V)]
+    tasks = [lookup_task(4, upper, name="upper x4"), lookup_task(1, parity, name="parity x1"),
+             lookup_task(3, list(reversed(range(V))), name="mirror x3")]
+    model = construct(tasks, vocab_size=V, example_len=n, max_examples=32)
+    p = sample_prompts(11, tasks, [0.2, 0.5, 0.3], n_examples=m, batch=8, example_len=n)
+    for row, out in zip(p.tokens, model.predict(p.tokens)):
+        examples = [row[i * n:(i + 1) * n] for i in range(m)]
+        query = row[m * n:]
+        expected = np.zeros(V)
+        for t in tasks:
+            fits = sum(t.table[e[t.position]] == e[-1] for e in examples) / m
+            expected[t.table[query[t.position]]] += fits
+        assert np.abs(out - expected).max() <= model.error_bound(m, "float32")
