@@ -22,6 +22,8 @@ class LookupTask:
     name: str = ""
 
     def __post_init__(self):
+        if not self.name:
+            object.__setattr__(self, "name", f"lookup@{self.position}")
         object.__setattr__(self, "table", tuple(int(v) for v in np.asarray(self.table).ravel()))
         if self.position < 0:
             raise ValueError(f"task {self.name!r}: position must be >= 0, got {self.position}")
@@ -34,8 +36,6 @@ class LookupTask:
                 f"task {self.name!r}: the table is not a map on the vocabulary of {vocab} symbols "
                 f"(image {bad[0]} is outside 0..{vocab - 1})"
             )
-        if not self.name:
-            object.__setattr__(self, "name", f"lookup@{self.position}")
 
     @property
     def vocab_size(self) -> int:
@@ -62,6 +62,8 @@ class LinearTask:
     name: str = ""
 
     def __post_init__(self):
+        if not self.name:
+            object.__setattr__(self, "name", f"linear@{self.position}")
         m = np.array(self.matrix, dtype=np.float64)
         if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] < 1:
             raise ValueError(f"task {self.name!r}: the matrix must be square d x d, got shape {m.shape}")
@@ -71,8 +73,6 @@ class LinearTask:
             raise ValueError(f"task {self.name!r}: position must be >= 0, got {self.position}")
         m.setflags(write=False)
         object.__setattr__(self, "matrix", m)
-        if not self.name:
-            object.__setattr__(self, "name", f"linear@{self.position}")
 
     @property
     def vocab_size(self) -> int:
