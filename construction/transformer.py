@@ -185,10 +185,11 @@ class Attention(nn.Module):
         if c.positions == "rope":
             q, k = rope(q, query_pos, c.rope_theta), rope(k, key_pos, c.rope_theta)
         scale = c.attn_scale if c.attn_scale is not None else c.qk_dim**-0.5
-        scores = jnp.einsum("bqhk,bshk->bhqs", q, k) * jnp.asarray(scale, dt)
+        acc = jnp.promote_types(dt, jnp.float32)  # scores and softmax in at least float32
+        scores = jnp.einsum("bqhk,bshk->bhqs", q, k, preferred_element_type=acc) * jnp.asarray(scale, acc)
         causal = key_pos[None, :] <= query_pos[:, None]
-        scores = jnp.where(causal, scores, jnp.finfo(dt).min)
-        pattern = tap(f"{prefix}.attn.pattern", jax.nn.softmax(scores, axis=-1))
+        scores = jnp.where(causal, scores, jnp.finfo(acc).min)
+        pattern = tap(f"{prefix}.attn.pattern", jax.nn.softmax(scores, axis=-1).astype(dt))
         z = jnp.einsum("bhqs,bshk->bqhk", pattern, v)
         return jnp.einsum("bqhk,hkd->bqd", z, wo)
 
