@@ -22,8 +22,8 @@ from construction.layout import Layout
 from construction.reference import averaging_targets, task_head_targets
 from construction.spec import NUM_LAYERS, ConstructionSpec
 
-#: Which residual blocks each layer writes (index 0 is the first layer).
-WRITES = (("G",), ("E",), ("C",), ("S",), ("Q",), ("OUT",), ("LOGITS",))
+#: Which residual blocks the embedding (index 0) and each layer (1..7) write.
+WRITES = (("token",), ("G",), ("E",), ("C",), ("S",), ("Q",), ("OUT",), ("LOGITS",))
 
 #: Score gap between a head's target and everything else, in units of beta (lemmas 1-2).
 SCORE_GAP = 1.0
@@ -61,8 +61,8 @@ class Bounds:
     log_spline_error: float
 
     def after_layer(self, layer: int) -> float:
-        """Bound on the whole residual stream after ``layer`` (1..7): its written blocks' max."""
-        written = [b for group in WRITES[:layer] for b in group if b in self.blocks]
+        """Bound on the whole residual stream after ``layer`` (0: the embedding; 1..7)."""
+        written = [b for group in WRITES[: layer + 1] for b in group if b in self.blocks]
         return max([self.blocks[b] for b in written], default=0.0)
 
     @property
@@ -76,7 +76,8 @@ def magnitudes(spec: ConstructionSpec) -> np.ndarray:
     res, m = spec.residual, spec.residual.zeros()
     r = spec.value_bounds
     m[:] = 1.0
-    m[res["token"]] = 1.0 if spec.discrete else spec.token_bound
+    # the token block holds inputs (|x| <= B) and labels (task outputs, |y| <= R_k)
+    m[res["token"]] = 1.0 if spec.discrete else max(spec.token_bound, r.max())
     for k in range(spec.num_tasks):
         m[res[f"G_{k}"]] = m[res[f"Q_{k}"]] = r[k]
         m[res[f"E_{k}"]] = 1.0 if spec.discrete else spec.vocab_size * (spec.token_bound + r[k])
@@ -93,7 +94,9 @@ def scores_exact(spec: ConstructionSpec) -> bool:
 
 
 def rounding_allowance(spec: ConstructionSpec, layout: Layout, unit_roundoff: float, layers) -> list[float]:
-    """Per layer, a forward-error bound of its floating-point evaluation (not propagated yet).
+    """Per stage, a forward-error bound of its floating-point evaluation (not propagated yet):
+    [embedding, layer 1, ..., layer 7]. The embedding rounds continuous tokens once (u/2 of
+    their magnitude) and is exact for symbols.
 
     Attention: the softmax weights carry relative error <= (L + 3) u (plus 2 qk u beta (b+1)
     from the scores when they are not exact), the weighted sum <= L u, the value and output
@@ -104,7 +107,7 @@ def rounding_allowance(spec: ConstructionSpec, layout: Layout, unit_roundoff: fl
     """
     mag, u = magnitudes(spec), unit_roundoff
     score_terms = 0.0 if scores_exact(spec) else 2 * spec.qk_dim * spec.beta * (spec.code_bits + 1)
-    out = []
+    out = [0.0 if spec.discrete else float(u / 2 * mag[spec.residual["token"]].max())]
     for attn, mlp in layers:
         value_abs = np.einsum("dhv,d->hv", np.abs(attn["value"]), mag)
         a_attn = np.einsum("hvd,hv->d", np.abs(attn["out"]), value_abs).max()
@@ -121,26 +124,27 @@ def compose(spec: ConstructionSpec, n_examples: int, rounding: list[float] | Non
     ``rounding`` is None, else with the per-layer allowances added where each layer writes)."""
     layout = Layout(spec.example_len, n_examples)
     task_leak, avg_leak = head_leaks(spec, layout)
-    r = rounding or [0.0] * NUM_LAYERS
+    r = rounding or [0.0] * (NUM_LAYERS + 1)
     R = spec.value_bounds
     diam = 2.0 * R.max() if not spec.discrete else 1.0  # value spread a leak can move an entry by
-    e = {}
-    e["G"] = task_leak * diam + r[0]
-    lip_error = 1.0 if spec.discrete else float(spec.vocab_size)  # |dE| <= |dG|_inf (disc.), |dG|_1
-    e["E"] = lip_error * e["G"] + r[1]
-    e["C"] = e["E"] / spec.delta + r[2]
-    e["S"] = e["C"] + avg_leak + r[3]
-    e["Q"] = task_leak * diam + r[4]
+    e = {"token": r[0]}
+    table_norm = max(float(np.abs(t.matrix).sum(axis=1).max()) for t in spec.tasks)  # |T_k dx| <= this |dx|
+    e["G"] = task_leak * diam + table_norm * e["token"] + r[1]
+    lip_error = 1.0 if spec.discrete else float(spec.vocab_size)  # |dE| <= |dG|_inf (disc.), |dx|_1 + |dG|_1
+    e["E"] = lip_error * (e["G"] + e["token"]) + r[2]
+    e["C"] = e["E"] / spec.delta + r[3]
+    e["S"] = e["C"] + avg_leak + r[4]
+    e["Q"] = task_leak * diam + table_norm * e["token"] + r[5]
     if spec.discrete:
         prod_err = 0.0
-        e["OUT"] = spec.num_tasks * (e["S"] + e["Q"]) + r[5]
+        e["OUT"] = spec.num_tasks * (e["S"] + e["Q"]) + r[6]
     else:  # the product spline is 2R-Lipschitz in s and 2-Lipschitz in q on its domain
         prod_err = float(sum(piecewise.product_error(b, spec.product_pieces) for b in R))
-        e["OUT"] = float(sum(2 * b * e["S"] + 2 * e["Q"] for b in R)) + prod_err + r[5]
+        e["OUT"] = float(sum(2 * b * e["S"] + 2 * e["Q"] for b in R)) + prod_err + r[6]
     log_err = 0.0
     if spec.discrete:
         lip = piecewise.log_lipschitz(spec.log_floor, spec.log_ceiling, spec.log_pieces)
-        e["LOGITS"] = lip * e["OUT"] + r[6]
+        e["LOGITS"] = lip * e["OUT"] + r[7]
         log_err = piecewise.log_error(spec.log_floor, spec.log_ceiling, spec.log_pieces)
     return Bounds(e, task_leak, avg_leak, prod_err, log_err)
 

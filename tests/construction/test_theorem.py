@@ -57,7 +57,7 @@ def test_every_layer_matches_the_reference_within_its_bound_float64(case):
     res = model.spec.residual
     assert np.array_equal(got[0], want[0])  # the embedding is exact
     for layer in range(1, 8):
-        for block in WRITES[layer - 1]:
+        for block in WRITES[layer]:
             names = [n for n in res.names if n == block or n.startswith(block + "_")]
             for name in names:
                 err = np.abs(got[layer][..., res[name]] - want[layer][..., res[name]]).max()

@@ -1,0 +1,81 @@
+"""Where the bounds bite: measured error and bound against beta and against prompt length.
+
+Both sweeps build real models (float32 and float64) and measure max |predict - y_hat| over
+adversarial and random prompts; the bounds are the construction's (``error_bound``, exact
+arithmetic, and with the float32 rounding allowance).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from construction import construct, superposition_target
+from proofs_check.composition import adversarial_prompts
+from proofs_check.report import default_tasks
+
+BETAS_QUICK = tuple(float(b) for b in range(2, 42, 3))
+BETAS_FULL = tuple(float(b) for b in range(1, 46))
+LENGTHS_QUICK = (1, 4, 16, 64)
+LENGTHS_FULL = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+def _model_kwargs(max_examples: int) -> dict:
+    return dict(tasks=default_tasks(5), vocab_size=5, example_len=4, max_examples=max_examples)
+
+
+def _measure(model, tokens) -> float:
+    spec = model.spec
+    y = superposition_target(tokens, spec.tasks, spec.example_len)
+    return float(np.abs(np.asarray(model.predict(tokens), np.float64) - y).max())
+
+
+def beta_sweep(betas: Sequence[float] = BETAS_QUICK, *, n_examples: int = 12, dtypes=("float64", "float32"), seed=0) -> dict:
+    """For each dtype and beta: measured max |predict - y_hat| (the default three-task set,
+    ``n_examples`` examples, so alpha is a multiple of 1/12: float32 cannot hold it exactly)
+    and the bounds: ``bound_exact`` (leakage only) and ``bound_<dtype>`` (with rounding)."""
+    kw = _model_kwargs(n_examples)
+    probe = construct(**kw, beta=1.0)
+    tokens = adversarial_prompts(probe.spec, n_examples, batch=32, seed=seed)
+    out = {"betas": [float(b) for b in betas], "n_examples": n_examples, "prompts": int(len(tokens))}
+    for dtype in dtypes:
+        measured, bound = [], []
+        for beta in betas:
+            model = construct(**kw, beta=float(beta), dtype=dtype)
+            measured.append(_measure(model, tokens))
+            bound.append(model.error_bound(n_examples, dtype))
+        out[f"measured_{dtype}"] = measured
+        out[f"bound_{dtype}"] = bound
+    out["bound_exact"] = [construct(**kw, beta=float(b)).error_bound(n_examples) for b in betas]
+    return out
+
+
+def length_sweep(
+    lengths: Sequence[int] = LENGTHS_QUICK, *, betas: Sequence[float] = (10.0, 30.0), dtype: str = "float64", seed=0
+) -> dict:
+    """For each beta and number of examples m: measured max |predict - y_hat| and the bound
+    (rounding of ``dtype`` included), with the prompt length L = m n + n - 1."""
+    M = max(lengths)
+    out = {"n_examples": [int(m) for m in lengths], "dtype": dtype, "betas": [float(b) for b in betas]}
+    models = {b: construct(**_model_kwargs(M), beta=float(b), dtype=dtype) for b in betas}
+    spec = next(iter(models.values())).spec
+    out["prompt_length"] = [int(m * spec.example_len + spec.example_len - 1) for m in lengths]
+    for b, model in models.items():
+        measured, bound = [], []
+        for m in lengths:
+            tokens = adversarial_prompts(model.spec, int(m), batch=16, seed=seed)
+            measured.append(_measure(model, tokens))
+            bound.append(model.error_bound(int(m), dtype))
+        out[f"measured_beta{b:g}"] = measured
+        out[f"bound_beta{b:g}"] = bound
+    return out
+
+
+def crossover_beta(sweep: dict, dtype: str = "float32") -> float | None:
+    """The smallest beta where the leakage-only bound falls below the measured ``dtype`` error
+    (from there on, rounding, not softmax leakage, sets the error)."""
+    for beta, exact, got in zip(sweep["betas"], sweep["bound_exact"], sweep[f"measured_{dtype}"]):
+        if exact < got:
+            return float(beta)
+    return None
