@@ -67,6 +67,7 @@ def test_every_layer_matches_the_reference_within_its_bound_float64(case):
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @given(case=cases())
+@example(case=Case((retrieval_task(0, 2),), 2, 7, 1, 1, 12.0, (1.0,), 0))  # small beta: leakage dominates
 def test_output_equals_superposition_within_error_bound(dtype, case):
     """float64: the exact-arithmetic bound, no allowance; float32: plus its rounding allowance."""
     model = build(case, dtype, log_pieces=16)
@@ -76,7 +77,7 @@ def test_output_equals_superposition_within_error_bound(dtype, case):
     bound = model.error_bound(case.n_examples, None if dtype == "float64" else dtype)
     assert err <= bound, (err, bound)
     if dtype == "float32":  # the allowance is a guarantee, not a licence: rounding stays small
-        assert err < 1e-4
+        assert err <= model.error_bound(case.n_examples) + 1e-5
 
 
 def test_default_bound_is_not_vacuous():
