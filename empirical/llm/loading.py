@@ -45,6 +45,13 @@ def smollm2_path() -> Path | None:
     return None
 
 
+def _rows(cache: KVCache, row: jax.Array) -> KVCache:
+    """The cache rows each call row continues; a batch-1 cache is shared, not copied."""
+    if cache.k.shape[1] == 1:
+        return KVCache(cache.k, cache.v, jnp.broadcast_to(cache.length, row.shape))
+    return KVCache(cache.k[:, row], cache.v[:, row], cache.length[row])
+
+
 def bucket(n: int, step: int) -> int:
     """``n`` rounded up to a multiple of ``step`` (at least ``step``): few distinct jit shapes."""
     return max(step, -(-n // step) * step)
@@ -67,7 +74,8 @@ class LLM:
         if mesh is not None:
             from empirical.llm.sharding import shard_params
 
-            params = shard_params(params, mesh)
+            params = shard_params(params, mesh, jnp.float32 if config.dtype == "float32"
+                                  else jnp.dtype(config.dtype))
         else:
             pdt = jnp.float32 if config.dtype == "float32" else jnp.dtype(config.dtype)
             params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, pdt), params)
@@ -94,16 +102,14 @@ class LLM:
 
         Entry ``[b, j]`` is ``log p(tokens[b, j] | prefix, tokens[b, :j])``.
         """
-        sub = KVCache(cache.k[:, row], cache.v[:, row], cache.length[row])
-        logits, _, _ = self.module.apply({"params": params}, tokens, cache=sub)
+        logits, _, _ = self.module.apply({"params": params}, tokens, cache=_rows(cache, row))
         pred = jnp.concatenate([last_logits[row][:, None], logits[:, :-1]], axis=1)
         logp = jax.nn.log_softmax(pred, axis=-1)
         return jnp.take_along_axis(logp, tokens[..., None], axis=-1)[..., 0]
 
     def _next_impl(self, params, cache, row, tokens, lengths):
         """Next-token log-probabilities after prefix ``row[b]`` + ``tokens[b, :lengths[b]]``."""
-        sub = KVCache(cache.k[:, row], cache.v[:, row], cache.length[row])
-        logits, _, _ = self.module.apply({"params": params}, tokens, cache=sub,
+        logits, _, _ = self.module.apply({"params": params}, tokens, cache=_rows(cache, row),
                                          logit_index=(lengths - 1)[:, None])
         return jax.nn.log_softmax(logits[:, 0], axis=-1)
 
@@ -204,11 +210,11 @@ class LLM:
 
         return score_candidates(self, prompt, answers)
 
-    def score_many(self, prompts: Sequence[str], answers: Sequence[Sequence[str]]):
+    def score_many(self, prompts: Sequence[str], answers: Sequence[Sequence[str]], *, prefix=None):
         """:meth:`score` for several prompts in one batched call."""
         from empirical.llm.scoring import score_prompts
 
-        return score_prompts(self, prompts, answers)
+        return score_prompts(self, prompts, answers, prefix=prefix)
 
     def score_naive(self, prompt: str, answers: Sequence[str]):
         """Reference scoring: one full forward pass over prompt + answer per answer."""

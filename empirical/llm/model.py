@@ -52,7 +52,8 @@ def capture_names(capture: Capture, n_layers: int) -> frozenset[str]:
 class KVCache(NamedTuple):
     """Keys and values of a prefix, stacked over layers: ``[L, batch, length, kv_heads, head_dim]``.
 
-    ``length`` ([batch] int) says how many leading positions of each row are valid.
+    ``length`` ([batch] int) says how many leading positions of each row are valid. A cache of
+    batch 1 may serve a call of any batch size: every row continues the same prefix.
     """
 
     k: jax.Array
@@ -77,6 +78,26 @@ def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
     rot = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
     c, s = cos[:, :, None, :].astype(x.dtype), sin[:, :, None, :].astype(x.dtype)
     return x * c + rot * s
+
+
+def _scores(qh: jax.Array, keys: jax.Array, shared: bool) -> jax.Array:
+    """``qh`` [b, kv, q, d] . ``keys`` [b or 1, s, kv, d] -> [b, kv, q, s]."""
+    if shared:  # fold the batch into the query rows: [kv, b*q, d] x [kv, s, d]
+        b, kv, nq, d = qh.shape
+        lhs = qh.transpose(1, 0, 2, 3).reshape(kv, b * nq, d)
+        out = jnp.einsum("kqd,ksd->kqs", lhs, keys[0].transpose(1, 0, 2))
+        return out.reshape(kv, b, nq, -1).transpose(1, 0, 2, 3)
+    return jnp.einsum("bkqd,bksd->bkqs", qh, keys.transpose(0, 2, 1, 3))
+
+
+def _mix(probs: jax.Array, values: jax.Array, shared: bool) -> jax.Array:
+    """``probs`` [b, kv, q, s] . ``values`` [b or 1, s, kv, d] -> [b, kv, q, d]."""
+    if shared:
+        b, kv, nq, s = probs.shape
+        lhs = probs.transpose(1, 0, 2, 3).reshape(kv, b * nq, s)
+        out = jnp.einsum("kqs,ksd->kqd", lhs, values[0].transpose(1, 0, 2))
+        return out.reshape(kv, b, nq, -1).transpose(1, 0, 2, 3)
+    return jnp.einsum("bkqs,bksd->bkqd", probs, values.transpose(0, 2, 1, 3))
 
 
 class RMSNorm(nn.Module):
@@ -117,13 +138,22 @@ class Block(nn.Module):
         k = _dense(kv * hd, "k", dt, cfg.qkv_bias)(a).reshape(b, t, kv, hd)
         v = _dense(kv * hd, "v", dt, cfg.qkv_bias)(a).reshape(b, t, kv, hd)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        keys = jnp.concatenate([pk.astype(dt), k], axis=1)
-        vals = jnp.concatenate([pv.astype(dt), v], axis=1)
-        qg = q.reshape(b, t, kv, g, hd)
-        scores = jnp.einsum("btkgd,bskd->bkgts", qg, keys).astype(jnp.float32) / np.sqrt(hd)
+        scale = np.float32(1.0 / np.sqrt(hd))
+        # Head h uses KV head h // g (Hugging Face's repeat_kv order). Queries are laid out as
+        # [b, kv, g*t, d] so every score/value product is a plain batched matmul (XLA:CPU runs
+        # 5-D einsums with two batch axes several times slower).
+        qh = q.reshape(b, t, kv, g, hd).transpose(0, 2, 3, 1, 4).reshape(b, kv, g * t, hd)
+        shared = pk.shape[0] == 1 and b != 1  # one prefix cache serves every row
+        s_pre = _scores(qh, pk.astype(dt), shared)
+        s_new = _scores(qh, k.astype(dt), False)
+        scores = jnp.concatenate([s_pre, s_new], axis=-1).astype(jnp.float32) * scale
+        scores = scores.reshape(b, kv, g, t, -1)
         scores = jnp.where(mask[:, None, None], scores, jnp.finfo(jnp.float32).min)
         probs = jax.nn.softmax(scores, axis=-1)
-        att = jnp.einsum("bkgts,bskd->btkgd", probs.astype(dt), vals).reshape(b, t, h * hd)
+        plen = pk.shape[1]
+        pr = probs.astype(dt).reshape(b, kv, g * t, -1)
+        att = _mix(pr[..., :plen], pv.astype(dt), shared) + _mix(pr[..., plen:], v, False)
+        att = att.reshape(b, kv, g, t, hd).transpose(0, 3, 1, 2, 4).reshape(b, t, h * hd)
         x = x + _dense(cfg.d_model, "o", dt)(att)
         out: dict[str, jax.Array] = {"k": k, "v": v}
         if "resid_mid" in self.kinds:
@@ -168,9 +198,9 @@ class Llama(nn.Module):
             cache = KVCache(jnp.zeros(shape, dt), jnp.zeros(shape, dt), jnp.zeros((b,), jnp.int32))
         plen = cache.k.shape[2]
         if positions is None:
-            positions = cache.length[:, None] + jnp.arange(t)[None, :]
+            positions = jnp.broadcast_to(cache.length, (b,))[:, None] + jnp.arange(t)[None, :]
         # mask[b, q, s]: prefix keys valid up to cache.length; new keys causal.
-        prefix_ok = jnp.arange(plen)[None, None, :] < cache.length[:, None, None]
+        prefix_ok = jnp.arange(plen)[None, None, :] < jnp.broadcast_to(cache.length, (b,))[:, None, None]
         prefix_ok = jnp.broadcast_to(prefix_ok, (b, t, plen))
         causal = jnp.broadcast_to(jnp.tril(jnp.ones((t, t), bool))[None], (b, t, t))
         mask = jnp.concatenate([prefix_ok, causal], axis=-1)

@@ -82,24 +82,29 @@ def split_candidates(tokenizer, prompt: str, answers: Sequence[str]) -> tuple[li
     return p, splits
 
 
-def score_prompts(model, prompts: Sequence[str], answers: Sequence[Sequence[str]]) -> list[CandidateScores]:
+def score_prompts(model, prompts: Sequence[str], answers: Sequence[Sequence[str]], *,
+                  prefix=None) -> list[CandidateScores]:
     """Score every prompt's answers: all prefixes in one call, all candidates in another.
 
     The shared prefix of a prompt is the common token prefix of its candidates' joint
     tokenisations; it is computed once and its keys/values are reused by every candidate.
+    ``prefix`` (optional) is ``model.prefix`` of the prompts' full token lists, reused when
+    no candidate merges with its prompt.
     """
     if len(prompts) != len(answers):
         raise ValueError("one list of answers per prompt is needed")
     prefixes, rows, conts, meta = [], [], [], []
+    whole = True
     for i, (prompt, ans) in enumerate(zip(prompts, answers)):
-        _, splits = split_candidates(model.tokenizer, prompt, ans)
+        p, splits = split_candidates(model.tokenizer, prompt, ans)
         c = min(s.start for s in splits)
+        whole = whole and c == len(p)
         prefixes.append(splits[0].ids[:c])
         for s in splits:
             rows.append(i)
             conts.append(s.ids[c:])
             meta.append((s, s.start - c))
-    last_logits, cache = model.prefix(prefixes)
+    last_logits, cache = prefix if (prefix is not None and whole) else model.prefix(prefixes)
     lps = model.continuation_logprobs(cache, last_logits, rows, conts)
     out, k = [], 0
     for ans in answers:
@@ -149,21 +154,22 @@ class Continuations:
 
 
 def enumerate_continuations(model, prompt: str, k: int, *, beam: int | None = None,
-                            max_tokens: int = 12, newline: str = "\n") -> Continuations:
+                            max_tokens: int = 12, newline: str = "\n", prefix=None) -> Continuations:
     """Beam enumeration of complete continuations of ``prompt`` ending in a newline.
 
     Keeps the ``beam`` (default ``max(2k, 8)``) most probable open hypotheses per step,
     expanding each by its ``beam`` most probable next tokens; a token containing ``newline``
     closes a hypothesis. Stops when no open hypothesis is more probable than the k-th best
     complete continuation (probabilities only decrease), or after ``max_tokens`` tokens.
-    Different tokenisations of one text keep the most probable.
+    Different tokenisations of one text keep the most probable. ``prefix`` (optional) is
+    ``model.prefix([tokenizer.encode_prompt(prompt)])``, reused instead of recomputed.
     """
     beam = beam or max(2 * k, 8)
     texts = model.token_texts()
     nl = np.array([newline in t for t in texts])
     eos = model.tokenizer.eos_id
     p = model.tokenizer.encode_prompt(prompt)
-    last_logits, cache = model.prefix([p])
+    last_logits, cache = prefix if prefix is not None else model.prefix([p])
     done: dict[str, float] = {}
     open_h: list[tuple[tuple[int, ...], float]] = [((), 0.0)]
     exhausted = False
@@ -172,14 +178,14 @@ def enumerate_continuations(model, prompt: str, k: int, *, beam: int | None = No
             exhausted = True
             break
         if open_h[0][0] == ():
-            import jax
-
-            nxt = np.asarray(jax.nn.log_softmax(last_logits[0]))[None]
+            row0 = np.asarray(last_logits[0], np.float64)
+            nxt = (row0 - row0.max() - np.log(np.exp(row0 - row0.max()).sum()))[None]
         else:
             nxt = model.next_logprobs(cache, [0] * len(open_h), [h for h, _ in open_h])
         cand: list[tuple[tuple[int, ...], float]] = []
         for (h, lp), row in zip(open_h, nxt):
-            top = np.argpartition(-row, beam)[:beam]
+            width = min(beam, row.shape[0])
+            top = np.argpartition(-row, width - 1)[:width]
             for t in top:
                 t = int(t)
                 if eos is not None and t == eos:

@@ -1,0 +1,156 @@
+"""The probe experiment (paper's Figure 2): superposed prompts -> per-task answer probabilities,
+"other" mass, KL(D || P), r, and generation collapse; box plots and a JSON record."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from empirical.llm.families import get_family, make_prompts
+from empirical.llm.metrics import collapse, kl_divergence, mean_var, other_mass, r_metric
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProbeConfig:
+    """Settings of one probe run (saved in the JSON)."""
+
+    model: str = "smollm2"
+    family: str = "country"
+    prompts: int = 100
+    seed: int = 0
+    examples_per_task: int = 20
+    beam: int | None = None
+    max_tokens: int = 12
+
+
+def probe_prompt(model, prompt, *, beam: int | None = None, max_tokens: int = 12) -> dict:
+    """All metrics of one prompt (the prompt's tokens are computed once for everything)."""
+    tasks_n = len(prompt.answers)
+    cands = list(prompt.answers) + [a + "\n" for a in prompt.answers]
+    prefix = model.prefix([model.tokenizer.encode_prompt(prompt.text)])
+    sc = model.score_many([prompt.text], [cands], prefix=prefix)[0]
+    lp, lp_nl = sc.logprobs[:tasks_n], sc.logprobs[tasks_n:]
+    probs = np.exp(lp)
+    cont = model.continuations(prompt.text, tasks_n, beam=beam, max_tokens=max_tokens, prefix=prefix)
+    r, thr = r_metric(lp_nl, dict(zip(cont.texts, cont.logprobs)), prompt.answers)
+    col = collapse(sc.token_ids[:tasks_n], sc.token_logprobs[:tasks_n])
+    return {
+        "probs": probs.tolist(),
+        "probs_newline": np.exp(lp_nl).tolist(),
+        "other": other_mass(probs),
+        "kl": kl_divergence(prompt.proportions, probs),
+        "r": r,
+        "r_threshold": float(np.exp(thr)),
+        "top_continuations": [[t, float(np.exp(v))] for t, v in zip(cont.texts[:8], cont.logprobs[:8])],
+        "beam_exhausted": bool(cont.exhausted),
+        "merged": bool(sc.merged.any()),
+        "n_answer_tokens": [len(t) for t in sc.token_ids[:tasks_n]],
+        "collapse_first": col["first"].tolist(),
+        "collapse_rest": col["rest"].tolist(),
+        "collapse_matrix": col["matrix"].tolist(),
+    }
+
+
+def summarize(tasks: Sequence[str], rows: Sequence[dict]) -> dict:
+    """Per-task means/variances over prompts, plus other, KL, r and collapse summaries."""
+    probs = np.array([r["probs"] for r in rows])
+    rest = np.array([r["collapse_rest"] for r in rows])
+    multi = np.array([[n > 1 for n in r["n_answer_tokens"]] for r in rows])
+    rest_multi = [float(rest[multi[:, i], i].mean()) if multi[:, i].any() else None
+                  for i in range(len(tasks))]
+    return {
+        "tasks": list(tasks),
+        "prob": mean_var(probs),
+        "other": mean_var([r["other"] for r in rows]),
+        "kl": mean_var([r["kl"] for r in rows]),
+        "r": mean_var([r["r"] for r in rows]),
+        "r_histogram": np.bincount([r["r"] for r in rows], minlength=len(tasks) + 1).tolist(),
+        "merged_prompts": int(sum(r["merged"] for r in rows)),
+        "beam_exhausted_prompts": int(sum(r["beam_exhausted"] for r in rows)),
+        "collapse": {
+            "first_token_prob": mean_var(np.array([r["collapse_first"] for r in rows])),
+            "rest_given_first": mean_var(rest),
+            "rest_given_first_multi_token_only": rest_multi,
+            "matrix_mean": np.mean([r["collapse_matrix"] for r in rows], axis=0).tolist(),
+            "multi_token_fraction": multi.mean(axis=0).tolist(),
+        },
+    }
+
+
+def run_probe(model, cfg: ProbeConfig, *, progress: Callable[[Iterable], Iterable] | None = None) -> dict:
+    """Run one family: prompts from ``cfg.seed``, every metric per prompt, then the summary."""
+    fam = get_family(cfg.family)
+    prompts = make_prompts(fam, cfg.prompts, seed=cfg.seed, examples_per_task=cfg.examples_per_task)
+    it = progress(prompts) if progress is not None else prompts
+    rows = []
+    t0 = time.perf_counter()
+    for p in it:
+        row = probe_prompt(model, p, beam=cfg.beam, max_tokens=cfg.max_tokens)
+        row["query"], row["answers"] = p.query, list(p.answers)
+        rows.append(row)
+    seconds = time.perf_counter() - t0
+    n_tokens = [len(model.tokenizer.encode_prompt(p.text)) for p in prompts]
+    return {
+        "family": fam.name,
+        "description": fam.description,
+        "summary": summarize(fam.tasks, rows),
+        "prompt_tokens": mean_var(n_tokens),
+        "example_prompt": prompts[0].text if prompts else "",
+        "seconds": seconds,
+        "per_prompt": rows,
+    }
+
+
+def record(cfg: ProbeConfig, model, results: Sequence[dict]) -> dict:
+    """The JSON document: config, package version, device, date, model config, results."""
+    from empirical.results import provenance
+
+    return {"command": "probe", **provenance(asdict(cfg)),
+            "model": {"source": model.source, "config": model.config.to_json()},
+            "results": list(results)}
+
+
+def plot_figure2(results: Sequence[dict], path: str | Path, *, title: str = "") -> Path:
+    """Figure 2: one column per family, a box per task's answer probability and one for
+    "other", over prompts (top row linear as in the paper, bottom row log10 so that small
+    models' probabilities stay visible); panel titles give mean KL and mean r."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(results)
+    fig, axes = plt.subplots(2, n, figsize=(3.6 * n + 0.6, 6.4), squeeze=False)
+    for col, res in enumerate(results):
+        tasks = res["summary"]["tasks"]
+        probs = np.array([r["probs"] for r in res["per_prompt"]])
+        other = np.array([r["other"] for r in res["per_prompt"]])
+        data = [probs[:, i] for i in range(len(tasks))] + [other]
+        s = res["summary"]
+        for row, log in ((0, False), (1, True)):
+            ax = axes[row][col]
+            vals = [np.log10(np.maximum(d, 1e-12)) for d in data] if log else data
+            ax.boxplot(vals, showfliers=True, widths=0.6)
+            ax.set_xticks(range(1, len(tasks) + 2), [*tasks, "other"], rotation=30, ha="right")
+            share = 1 / len(tasks)
+            ax.axhline(np.log10(share) if log else share, color="grey", ls=":", lw=1,
+                       label="in-context share 1/K")
+            if log:
+                ax.set_ylabel("log10 probability")
+            else:
+                ax.set_ylim(-0.02, 1.02)
+                ax.set_ylabel("probability")
+                ax.set_title(f"{res['family']}  KL={s['kl']['mean']:.2f}  r={s['r']['mean']:.2f}", fontsize=10)
+    axes[0][0].legend(fontsize=7, loc="upper left")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    from empirical.results import save_figure
+
+    path = save_figure(fig, path)
+    plt.close(fig)
+    return path
