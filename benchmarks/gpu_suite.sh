@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Every GPU check and benchmark in one call, for a session lent the GPU machine (device tool):
+#   run(command="bash benchmarks/gpu_suite.sh")
+# The machine has jax, flax, optax, hypothesis, torch and transformers installed and no network.
+# Results land in $OUT (fetched back) and are meant to be committed under benchmarks/results/.
+set -uo pipefail
+OUT=${OUT:-benchmarks/results/gpu}
+mkdir -p "$OUT"
+export PYTHONPATH=$PWD XLA_PYTHON_CLIENT_PREALLOCATE=false HF_HUB_OFFLINE=1
+nvidia-smi --query-gpu=name,memory.total --format=csv > "$OUT/device.txt" 2>&1
+
+step() { echo "== $1"; shift; timeout "$@"; echo "rc=$?"; }
+
+# 1. The construction's property suite under the thorough hypothesis profile.
+step "thorough property suite" 900 env HYPOTHESIS_PROFILE=thorough python -m pytest -q -p no:cacheprovider \
+    tests/construction tests/proofs_check --junitxml "$OUT/thorough_junit.xml" > "$OUT/thorough.log" 2>&1
+tail -3 "$OUT/thorough.log"
+# 2. Benchmarks: construction predict, training throughput (+ PyTorch reference), LLM harness.
+step "construction benchmark" 300 python benchmarks/construction.py --out "$OUT"
+step "training benchmark" 600 python benchmarks/training.py --preset paper --dtype bfloat16 --json "$OUT/training_gpu.json"
+step "llm harness benchmark" 600 python benchmarks/llm_harness.py --mode gpu --json "$OUT/llm_harness_gpu.json"
