@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 
 import jax
@@ -18,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from construction.transformer import TransformerConfig, run
+from empirical import results as results_lib
 from empirical import synthetic
 
 #: The paper's grid: lambda in {0, 0.1, ..., 1}.
@@ -32,12 +34,13 @@ def _mean_ci(x: np.ndarray) -> dict:
     return {"mean": mean, "ci95": half, "lo": mean - half, "hi": mean + half}
 
 
+@lru_cache(maxsize=8)
 def last_position_probs(model: TransformerConfig, batch: int):
-    """A jitted ``(params, tokens [batch, L]) -> probabilities [batch, V]`` at the last position."""
+    """A (cached) jitted ``(params, tokens [batch, L]) -> probabilities [batch, V]`` at the last position."""
 
     @jax.jit
     def probs(params, tokens):
-        logits, _ = run(model, params, tokens)
+        logits, _ = run(model, params, tokens, last_only=True)
         return jax.nn.softmax(logits[:, -1].astype(jnp.float32), axis=-1)
 
     return probs
@@ -158,9 +161,4 @@ def plot(result: dict, path: str | os.PathLike, title: str | None = None) -> Pat
     ax.set_title(title or f"{name_a} vs {name_b}: {result['n_prompts']} prompts of {result['n_examples']} examples",
                  fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-    fig.savefig(tmp)
-    os.replace(tmp, path)
-    return path
+    return results_lib.save_figure(fig, path)

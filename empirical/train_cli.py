@@ -123,7 +123,7 @@ def _sweep(args: argparse.Namespace) -> int:
         return _fail("sweep", str(err))
     except (ValueError, FileNotFoundError) as err:
         return _fail("sweep", str(err))
-    result = {"config": cfg.to_dict(), **training.provenance(), "run": str(run_dir), "checkpoint_step": step, **result}
+    result = {**training.provenance(cfg), "run": str(run_dir), "checkpoint_step": step, **result}
     name_a, name_b = result["tasks"]
     if args.out:
         stem = f"sweep_{name_a}_{name_b}".replace(":", "")

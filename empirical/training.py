@@ -20,14 +20,12 @@ Llama-style ~14M-parameter model, THEORY.md section 6).
 from __future__ import annotations
 
 import json
-import math
+import logging
 import os
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
-from functools import partial
+from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 
 import jax
@@ -36,6 +34,7 @@ import numpy as np
 import optax
 
 from construction.transformer import TransformerConfig, init_params, run
+from empirical import results as results_lib
 from empirical import synthetic
 
 
@@ -263,8 +262,11 @@ def _sums(model: TransformerConfig, params, tokens, mask, answer_mask):
     return (nll * m).sum(), m.sum(), (hit * am).sum(), am.sum(), hit * am
 
 
+@lru_cache(maxsize=8)
 def make_train_step(cfg: TrainConfig) -> Callable:
-    """A jitted ``(state, tokens, mask, answer_mask) -> (state, metrics)``; state is donated."""
+    """A jitted ``(state, tokens, mask, answer_mask) -> (state, metrics)``; state is donated.
+
+    Cached per configuration, so repeated or resumed runs in one process compile once."""
     opt = optimizer(cfg)
     sched = schedule(cfg)
     n_micro = cfg.batch_size // (cfg.microbatch or cfg.batch_size)
@@ -306,6 +308,7 @@ def make_train_step(cfg: TrainConfig) -> Callable:
     return jax.jit(step, donate_argnums=(0,))
 
 
+@lru_cache(maxsize=8)
 def make_eval_fn(cfg: TrainConfig) -> Callable:
     """A jitted ``(params, tokens, mask, answer_mask) -> metrics`` on single-task sequences.
 
@@ -342,40 +345,31 @@ def evaluate(cfg: TrainConfig, params, batch: dict | None = None, eval_fn: Calla
 # --------------------------------------------------------------------------- run directory
 
 
-def package_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("superpose")
-    except PackageNotFoundError:
-        return "unknown"
+def provenance(cfg: TrainConfig) -> dict:
+    """The config, package version, device and date that every result file carries."""
+    return results_lib.provenance(cfg.to_dict())
 
 
-def provenance() -> dict:
-    """Package version, device and date, carried by every result file."""
-    return {
-        "version": package_version(),
-        "device": jax.devices()[0].device_kind,
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
-def write_json_atomic(path: str | os.PathLike, data) -> None:
-    """Write JSON to a temporary file beside ``path`` then os.replace it (never half-written)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+#: JSON written to a temporary file then os.replace'd (never half-written).
+write_json_atomic = results_lib.write_json
 
 
 def _manager(out: Path, read_only: bool = False):
     import orbax.checkpoint as ocp
 
-    options = ocp.CheckpointManagerOptions(
-        max_to_keep=3, create=not read_only, enable_async_checkpointing=False, read_only=read_only
-    )
-    return ocp.CheckpointManager(out.resolve() / "checkpoints", options=options)
+    if read_only:
+        options = ocp.CheckpointManagerOptions(
+            read_only=True, create=False, save_interval_steps=0, max_to_keep=None, enable_async_checkpointing=False
+        )
+    else:
+        options = ocp.CheckpointManagerOptions(max_to_keep=3, enable_async_checkpointing=False)
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.ERROR)  # orbax warns about read-only managers it is asked for
+    try:
+        return ocp.CheckpointManager(out.resolve() / "checkpoints", options=options)
+    finally:
+        absl.setLevel(level)
 
 
 def load_config(out: str | os.PathLike) -> TrainConfig:
@@ -500,8 +494,7 @@ def train(
     if not eval_metrics:
         eval_metrics = evaluate(cfg, state["params"], eval_batch, eval_fn)
     summary = {
-        "config": cfg.to_dict(),
-        **provenance(),
+        **provenance(cfg),
         "run": str(out),
         "step": int(state["step"]),
         "resumed_from": start,

@@ -1,0 +1,269 @@
+"""Training from scratch (empirical/training.py), sweeps (empirical/sweep.py) and their CLI.
+
+The default tests use a micro configuration (one layer, width 32, 4 examples per sequence)
+so that they run in seconds; the ``slow`` test trains the tiny preset and checks that its
+lambda sweep shows task superposition (the paper's Figure 3).
+"""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from empirical import sweep as sweep_lib
+from empirical import synthetic, training, train_cli
+from construction.transformer import param_shapes
+
+
+def micro(**changes) -> training.TrainConfig:
+    model = training._model(num_layers=1, d_model=32, num_heads=2, qk_dim=8, v_dim=8, mlp_dims=32)
+    cfg = training.TrainConfig(
+        model=model, family="add", n_examples=4, batch_size=8, steps=6, lr=1e-2,
+        log_every=1, eval_every=3, eval_batch=4, ckpt_every=100,
+    )
+    return cfg.replace(**changes) if changes else cfg
+
+
+def _leaves_equal(a, b) -> bool:
+    return all(np.array_equal(np.asarray(x), np.asarray(y))
+               for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True))
+
+
+# --------------------------------------------------------------------------- configs
+
+
+def test_config_json_round_trip_and_presets():
+    for make in training.PRESETS.values():
+        for fam in synthetic.FAMILIES:
+            cfg = make(family=fam)
+            assert training.TrainConfig.from_dict(json.loads(cfg.to_json())) == cfg
+    paper = training.paper()
+    n = training.param_count(param_shapes(paper.model, 8))
+    assert 13.5e6 < n < 14.5e6, n  # "~14M parameters" (THEORY.md section 6)
+    m = paper.model
+    assert (m.num_layers, m.d_model, m.num_heads, m.mlp_dims[0]) == (6, 384, 6, 1536)
+    assert (m.norm, m.mlp, m.positions) == ("rms", "swiglu", "rope")
+    assert (paper.lr, paper.b2, paper.weight_decay, paper.clip, paper.warmup_frac, paper.steps) == (
+        5e-4, 0.98, 0.01, 1.0, 0.1, 5000)
+    assert paper.seq_len == 1100 and training.paper(family="add").seq_len == 400
+    with pytest.raises(ValueError, match="microbatch"):
+        micro(microbatch=3)
+    with pytest.raises(ValueError, match="family"):
+        micro(family="mul")
+
+
+def test_warmup_stable_decay_schedule():
+    cfg = micro(steps=100, lr=1.0, warmup_frac=0.1, decay_frac=0.2)
+    lr = training.schedule(cfg)
+    assert float(lr(0)) == 0.0
+    assert float(lr(5)) == pytest.approx(0.5)
+    assert float(lr(10)) == pytest.approx(1.0) and float(lr(79)) == pytest.approx(1.0)
+    assert float(lr(90)) == pytest.approx(0.5)
+    assert float(lr(100)) == pytest.approx(0.0)
+
+
+def test_flops_per_token_matches_parameter_count():
+    cfg = training.paper()
+    n_matmul = training.param_count(param_shapes(cfg.model, 8)) - cfg.model.input_vocab * cfg.model.d_model
+    norms = (2 * cfg.model.num_layers + 1) * cfg.model.d_model
+    dense = training.flops_per_token(cfg.model, 0) / 6
+    assert dense == n_matmul - norms
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def test_training_steps_lower_the_loss():
+    cfg = micro()
+    state = training.init_state(cfg)
+    step = training.make_train_step(cfg)
+    batch = training.make_batch(cfg, 1)
+    args = (batch["tokens"], batch["mask"], batch["answer_mask"])
+    losses = []
+    for _ in range(8):
+        state, metrics = step(state, *args)
+        losses.append(float(metrics["loss"]))
+    assert int(state["step"]) == 8
+    assert losses[-1] < losses[0] - 0.3, losses
+    assert all(np.isfinite(losses))
+
+
+def test_microbatches_accumulate_the_full_batch_gradient():
+    full, split = micro(batch_size=8), micro(batch_size=8, microbatch=2)
+    batch = training.make_batch(full, 1)
+    args = (batch["tokens"], batch["mask"], batch["answer_mask"])
+    s_full, m_full = training.make_train_step(full)(training.init_state(full), *args)
+    s_split, m_split = training.make_train_step(split)(training.init_state(split), *args)
+    assert float(m_full["loss"]) == pytest.approx(float(m_split["loss"]), rel=1e-5)
+    assert float(m_full["grad_norm"]) == pytest.approx(float(m_split["grad_norm"]), rel=1e-4)
+    for a, b in zip(jax.tree_util.tree_leaves(s_full["params"]), jax.tree_util.tree_leaves(s_split["params"])):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+
+
+def test_eval_reports_per_example_accuracy():
+    cfg = micro()
+    res = training.evaluate(cfg, training.init_state(cfg)["params"])
+    assert len(res["example_acc"]) == cfg.n_examples
+    assert 0.0 <= res["answer_acc"] <= 1.0 and res["loss"] > 0
+    assert res["answer_acc"] == pytest.approx(np.mean(res["example_acc"]), abs=1e-6)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def test_checkpoint_save_restore_and_resume_are_exact(tmp_path):
+    cfg = micro()
+    straight = training.train(cfg, tmp_path / "straight", progress=False)
+    # An interrupted run: stops after step 3 (with a checkpoint), then resumes to the end.
+    training.train(cfg, tmp_path / "split", progress=False, stop_at=3)
+    cfg3, params3, step3 = training.load_run(tmp_path / "split")
+    assert step3 == 3 and cfg3 == cfg
+    # Restoring gives the weights that continuing in memory would have had: replay 3 steps.
+    state = training.init_state(cfg)
+    step_fn = training.make_train_step(cfg)
+    for s in range(1, 4):
+        b = training.make_batch(cfg, s)
+        state, _ = step_fn(state, b["tokens"], b["mask"], b["answer_mask"])
+    assert _leaves_equal(state["params"], params3)
+    resumed = training.train(cfg, tmp_path / "split", progress=False, resume=True)
+    assert resumed["resumed_from"] == 3 and resumed["step"] == straight["step"] == cfg.steps
+    a = training.read_metrics(tmp_path / "straight", kind=None)
+    b = training.read_metrics(tmp_path / "split", kind=None)
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in rs]  # noqa: E731
+    assert strip(a) == strip(b)  # the same losses, step for step, and the same evals
+    _, p_a, _ = training.load_run(tmp_path / "straight")
+    _, p_b, _ = training.load_run(tmp_path / "split")
+    assert _leaves_equal(p_a, p_b)
+    # The config JSON sits beside the checkpoints; the result carries provenance.
+    saved = json.loads((tmp_path / "split" / "config.json").read_text())
+    assert training.TrainConfig.from_dict(saved) == cfg
+    result = json.loads((tmp_path / "split" / "result.json").read_text())
+    assert {"config", "package_version", "device", "date"} <= set(result)
+
+
+def test_existing_run_needs_resume_and_same_config(tmp_path):
+    cfg = micro(steps=2)
+    training.train(cfg, tmp_path / "r", progress=False)
+    with pytest.raises(FileExistsError, match="--resume"):
+        training.train(cfg, tmp_path / "r", progress=False)
+    with pytest.raises(ValueError, match="different configuration"):
+        training.train(cfg.replace(lr=0.5), tmp_path / "r", progress=False, resume=True)
+    # Only --steps may change: extending a finished run continues it.
+    more = training.train(cfg.replace(steps=4), tmp_path / "r", progress=False, resume=True)
+    assert more["resumed_from"] == 2 and more["step"] == 4
+
+
+# --------------------------------------------------------------------------- sweeps
+
+
+def test_sweep_statistics_and_plot(tmp_path):
+    cfg = micro()
+    params = training.init_state(cfg)["params"]
+    res = sweep_lib.sweep(cfg.model, params, "add", [1, 3], n_prompts=7, n_examples=4,
+                          lambdas=(0.0, 0.5, 1.0), batch=4, progress=False)
+    assert res["tasks"] == ["add:1", "add:3"] and res["lambdas"] == [0.0, 0.5, 1.0]
+    for pt in res["points"]:
+        total = pt["p_a"]["mean"] + pt["p_b"]["mean"] + pt["p_other"]["mean"]
+        assert total == pytest.approx(1.0, abs=1e-5)
+        for key in ("p_a", "p_b", "p_other", "acc_a", "acc_b"):
+            assert 0.0 <= pt[key]["mean"] <= 1.0 and pt[key]["ci95"] >= 0
+            assert pt[key]["lo"] <= pt[key]["mean"] <= pt[key]["hi"]
+    # The same seed gives the same numbers; batching does not change them.
+    again = sweep_lib.sweep(cfg.model, params, "add", [1, 3], n_prompts=7, n_examples=4,
+                            lambdas=(0.0, 0.5, 1.0), batch=3, progress=False)
+    np.testing.assert_allclose(sweep_lib.series(res, "p_a"), sweep_lib.series(again, "p_a"), rtol=1e-5)
+    path = sweep_lib.plot(res, tmp_path / "fig3.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_sweep_probabilities_match_a_direct_forward_pass():
+    from construction.transformer import run
+
+    cfg = micro()
+    params = training.init_state(cfg)["params"]
+    res = sweep_lib.sweep(cfg.model, params, "add", [2, 5], n_prompts=3, n_examples=4,
+                          lambdas=(0.3,), batch=3, progress=False)
+    prompts = synthetic.mixed_prompts(synthetic.FAMILIES["add"], np.random.default_rng([0, 0]), 3, 4, [2, 5],
+                                      [0.3, 0.7])
+    logits, _ = run(cfg.model, params, jnp.asarray(prompts["tokens"]))
+    p = np.asarray(jax.nn.softmax(logits[:, -1], axis=-1))
+    want = np.take_along_axis(p, prompts["answers"], axis=1)[:, 0].mean()
+    assert res["points"][0]["p_a"]["mean"] == pytest.approx(float(want), rel=1e-5)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _cli(argv):
+    return train_cli.main(argv)
+
+
+def test_cli_train_and_sweep_write_results(tmp_path, capsys, monkeypatch):
+    # The tiny preset, two steps: exercises the CLI end to end (files, provenance, plot).
+    run_dir = tmp_path / "run"
+    assert _cli(["train", "--preset", "tiny", "--family", "add", "--steps", "2", "--seed", "1",
+                 "--out", str(run_dir), "--json", str(tmp_path / "train.json"), "--quiet"]) == 0
+    summary = json.loads((tmp_path / "train.json").read_text())
+    assert summary["config"]["preset"] == "tiny" and summary["config"]["seed"] == 1 and summary["step"] == 2
+    assert {"package_version", "device", "date"} <= set(summary)
+    assert (run_dir / "config.json").is_file() and (run_dir / "metrics.jsonl").is_file()
+    assert _cli(["sweep", "--run", str(run_dir), "--tasks", "add:1,add:3", "--prompts", "4", "--examples", "3",
+                 "--batch", "4", "--json", str(tmp_path / "s.json"), "--out", str(tmp_path / "plots"),
+                 "--quiet"]) == 0
+    res = json.loads((tmp_path / "s.json").read_text())
+    assert res["tasks"] == ["add:1", "add:3"] and len(res["points"]) == 11
+    assert {"config", "package_version", "device", "date", "checkpoint_step"} <= set(res)
+    assert (tmp_path / "plots" / "sweep_add1_add3.png").is_file()
+    out = capsys.readouterr().out
+    assert "lambda=0.5" in out
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["train", "--preset", "huge", "--out", "{tmp}/x"], "unknown preset"),
+        (["train", "--family", "mul", "--out", "{tmp}/x"], "unknown family"),
+        (["train", "--preset", "tiny"], "--out"),
+        (["sweep", "--run", "{tmp}/missing", "--tasks", "copy:2,copy:6"], "not a training run"),
+        (["sweep", "--run", "{tmp}/missing", "--tasks", "copy:2"], "at least two tasks"),
+        (["sweep", "--run", "{tmp}/missing", "--tasks", "copy:2,add:1"], "share one family"),
+    ],
+)
+def test_cli_bad_input_is_one_line_and_nonzero(argv, message, tmp_path, capsys):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv] + ["--json", str(tmp_path / "r.json")]
+    assert _cli(argv) != 0
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_cli_refuses_to_overwrite_a_run(tmp_path, capsys):
+    (tmp_path / "r").mkdir()
+    training.write_json_atomic(tmp_path / "r" / "config.json", training.tiny().to_dict())
+    assert _cli(["train", "--out", str(tmp_path / "r"), "--quiet"]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- slow: Figure 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family,tasks", [("add", [1, 3]), ("copy", [2, 6])])
+def test_tiny_preset_learns_and_superposes(family, tasks, tmp_path):
+    cfg = training.tiny(family=family)
+    summary = training.train(cfg, tmp_path / family, progress=False)
+    assert summary["eval"]["answer_acc_late"] > 0.95, summary["eval"]
+    _, params, _ = training.load_run(tmp_path / family)
+    res = sweep_lib.sweep(cfg.model, params, family, tasks, n_prompts=200, n_examples=cfg.n_examples,
+                          progress=False)
+    p_a, p_b = sweep_lib.series(res, "p_a"), sweep_lib.series(res, "p_b")
+    mid = sweep_lib.at(res, 0.5)
+    assert mid["p_a"]["mean"] > 0.2 and mid["p_b"]["mean"] > 0.2, mid
+    assert p_a[-1] > 0.9 and p_b[0] > 0.9  # single-task prompts
+    assert np.corrcoef(res["lambdas"], p_a)[0, 1] > 0.9  # P(A) rises with lambda
+    assert np.all(np.diff(p_a[::2]) > 0)  # ... monotonically on the grid 0, 0.2, ..., 1
