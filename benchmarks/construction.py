@@ -24,7 +24,7 @@ import numpy as np
 from construction import construct, sample_prompts
 from construction.model import _query_block
 from empirical.results import provenance, write_json
-from empirical.verify import DEFAULT_EXAMPLE_LEN, DEFAULT_VOCAB, default_tasks
+from construction.tasks import DEFAULT_EXAMPLE_LEN, DEFAULT_VOCAB, default_tasks
 
 
 def best_time(fn, repeats: int) -> float:

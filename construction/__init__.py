@@ -12,6 +12,9 @@ from construction.spec import DEFAULT_BETA, ROLES, ConstructionSpec, width_formu
 from construction.tasks import (
     LinearTask,
     LookupTask,
+    TaskSet,
+    default_task_set,
+    default_tasks,
     continuous_task,
     lookup_task,
     retrieval_task,
@@ -22,8 +25,8 @@ from construction.transformer import Transformer, TransformerConfig, init_params
 
 __all__ = [
     "Bounds", "ConstructedModel", "ConstructionSpec", "DEFAULT_BETA", "Layout", "LinearTask", "LookupTask",
-    "Prompts", "ROLES", "Trace", "Transformer", "TransformerConfig", "construct", "consistency",
-    "continuous_task", "init_params", "lookup_task", "reference_trace", "retrieval_task", "run",
+    "Prompts", "ROLES", "TaskSet", "Trace", "Transformer", "TransformerConfig", "construct", "consistency",
+    "continuous_task", "default_task_set", "default_tasks", "init_params", "lookup_task", "reference_trace", "retrieval_task", "run",
     "sample_prompts", "shift_task", "superposition_target", "task_outputs", "task_weights",
     "tasks_from_json", "width_formula",
 ]

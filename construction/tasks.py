@@ -147,14 +147,65 @@ def validate_tasks(tasks: Sequence[Task], *, vocab_size: int, example_len: int) 
 
 def tasks_from_json(data: dict) -> tuple[list[LookupTask], int, int]:
     """Parse ``{"vocab_size": V, "example_len": n, "tasks": [{"name", "position", "table"}]}``."""
-    try:
-        vocab, n = int(data["vocab_size"]), int(data["example_len"])
-        tasks = [
-            lookup_task(int(t["position"]), t["table"], name=str(t.get("name", ""))) for t in data["tasks"]
-        ]
-    except KeyError as e:
-        raise ValueError(f"task file is missing the field {e.args[0]!r}") from None
-    except (TypeError, AttributeError) as e:
-        raise ValueError(f"task file is malformed: {e}") from None
-    validate_tasks(tasks, vocab_size=vocab, example_len=n)
-    return tasks, vocab, n
+    ts = TaskSet.from_json(data)
+    return list(ts.tasks), ts.vocab_size, ts.example_len
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskSet:
+    """Discrete tasks with their vocabulary and example length: the content of a task file
+    (``superpose verify --tasks-file``), shared by the construction and the ``lookup``
+    training family so that both read identical prompts. Hashable; ``to_json`` gives the file."""
+
+    vocab_size: int
+    example_len: int
+    tasks: tuple[LookupTask, ...]
+
+    def __post_init__(self):
+        object.__setattr__(self, "tasks", tuple(self.tasks))
+        if not self.tasks:
+            raise ValueError("a task set needs at least one task")
+        if any(not isinstance(t, LookupTask) for t in self.tasks):
+            raise ValueError("a task set holds discrete (lookup) tasks only")
+        validate_tasks(self.tasks, vocab_size=self.vocab_size, example_len=self.example_len)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.tasks)
+
+    def to_json(self) -> dict:
+        return {
+            "vocab_size": self.vocab_size,
+            "example_len": self.example_len,
+            "tasks": [{"name": t.name, "position": t.position, "table": list(t.table)} for t in self.tasks],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> "TaskSet":
+        """Parse a task file's content; every problem is one ValueError naming it."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a task file holds a JSON object, got {type(data).__name__}")
+        try:
+            vocab, n = int(data["vocab_size"]), int(data["example_len"])
+            if not isinstance(data["tasks"], list):
+                raise TypeError(f"'tasks' must be a list, got {type(data['tasks']).__name__}")
+            tasks = [lookup_task(int(t["position"]), t["table"], name=str(t.get("name", ""))) for t in data["tasks"]]
+        except KeyError as e:
+            raise ValueError(f"task file is missing the field {e.args[0]!r}") from None
+        except (TypeError, AttributeError) as e:
+            raise ValueError(f"task file is malformed: {e}") from None
+        return cls(vocab_size=vocab, example_len=n, tasks=tuple(tasks))
+
+
+#: The default task set of ``superpose verify`` and of the ``lookup`` training family: two
+#: retrievals and one shift on 10 symbols, examples of 4 inputs and a label.
+DEFAULT_VOCAB, DEFAULT_EXAMPLE_LEN = 10, 5
+
+
+def default_tasks(vocab: int = DEFAULT_VOCAB) -> list[LookupTask]:
+    return [retrieval_task(0, vocab, name="copy x0"), retrieval_task(2, vocab, name="copy x2"),
+            shift_task(1, 3, vocab, name="x1 + 3")]
+
+
+def default_task_set() -> TaskSet:
+    return TaskSet(vocab_size=DEFAULT_VOCAB, example_len=DEFAULT_EXAMPLE_LEN, tasks=tuple(default_tasks()))

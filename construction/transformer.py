@@ -137,11 +137,14 @@ class Tap:
 
 
 def rope(x: Array, positions: Array, theta: float) -> Array:
-    """Rotary position embedding on the last axis of x [batch, length, heads, dim] (half-split)."""
+    """Rotary position embedding on the last axis of x [..., length, dim] (half-split), with
+    ``positions`` [length]. Attention calls it heads-major ([batch, heads, length, dim]): on
+    the CPU, XLA fuses it into the score matmul badly in the [batch, length, heads, dim]
+    layout (3x slower forward)."""
     half = x.shape[-1] // 2
     freq = theta ** (-jnp.arange(half, dtype=jnp.float32) / half)
     angle = positions[:, None].astype(jnp.float32) * freq[None, :]
-    cos, sin = jnp.cos(angle)[None, :, None, :], jnp.sin(angle)[None, :, None, :]
+    cos, sin = jnp.cos(angle), jnp.sin(angle)
     x1, x2 = x[..., :half], x[..., half:]
     return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x.dtype)
 
@@ -179,19 +182,24 @@ class Attention(nn.Module):
         length = x.shape[1]
         key_pos = jnp.arange(length)
         query_pos = key_pos[-1:] if last_only else key_pos
-        q = jnp.einsum("bld,dhk->blhk", x[:, -1:] if last_only else x, wq)
-        k = jnp.einsum("bld,dhk->blhk", x, wk)
-        v = jnp.einsum("bld,dhk->blhk", x, wv)
+        # Heads-major [batch, heads, length, dim] throughout (see ``rope``).
+        q = jnp.einsum("bld,dhk->bhlk", x[:, -1:] if last_only else x, wq)
+        k = jnp.einsum("bld,dhk->bhlk", x, wk)
+        v = jnp.einsum("bld,dhk->bhlk", x, wv)
         if c.positions == "rope":
             q, k = rope(q, query_pos, c.rope_theta), rope(k, key_pos, c.rope_theta)
         scale = c.attn_scale if c.attn_scale is not None else c.qk_dim**-0.5
         acc = jnp.promote_types(dt, jnp.float32)  # scores and softmax in at least float32
-        scores = jnp.einsum("bqhk,bshk->bhqs", q, k, preferred_element_type=acc) * jnp.asarray(scale, acc)
+        if acc == dt:
+            scores = jnp.einsum("bhqk,bhsk->bhqs", q, k)
+        else:
+            scores = jnp.einsum("bhqk,bhsk->bhqs", q, k, preferred_element_type=acc)
+        scores = scores * jnp.asarray(scale, acc)
         causal = key_pos[None, :] <= query_pos[:, None]
         scores = jnp.where(causal, scores, jnp.finfo(acc).min)
         pattern = tap(f"{prefix}.attn.pattern", jax.nn.softmax(scores, axis=-1).astype(dt))
-        z = jnp.einsum("bhqs,bshk->bqhk", pattern, v)
-        return jnp.einsum("bqhk,hkd->bqd", z, wo)
+        z = jnp.einsum("bhqs,bhsk->bhqk", pattern, v)
+        return jnp.einsum("bhqk,hkd->bqd", z, wo)
 
 
 class MLP(nn.Module):

@@ -19,24 +19,16 @@ from construction import (
     ROLES,
     construct,
     reference_trace,
-    retrieval_task,
     sample_prompts,
-    shift_task,
     superposition_target,
     task_outputs,
     task_weights,
     tasks_from_json,
 )
+from construction.tasks import DEFAULT_EXAMPLE_LEN, DEFAULT_VOCAB, default_tasks
 from empirical.results import provenance, save_figure, write_json
 
-#: The default task set, mirroring the paper's: two retrievals and one shift.
-DEFAULT_VOCAB, DEFAULT_EXAMPLE_LEN = 10, 5
 LAMBDAS = tuple(round(0.1 * i, 1) for i in range(11))
-
-
-def default_tasks(vocab: int = DEFAULT_VOCAB):
-    return [retrieval_task(0, vocab, name="copy x0"), retrieval_task(2, vocab, name="copy x2"),
-            shift_task(1, 3, vocab, name="x1 + 3")]
 
 
 def mixture(lam: float, num_tasks: int) -> np.ndarray:
