@@ -29,13 +29,18 @@ def register(subparsers) -> None:
     p.add_argument("--beam", type=int, default=None, help="beam width for the r metric (default max(2K, 8))")
     p.add_argument("--max-tokens", type=int, default=12, help="longest continuation the beam explores")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--refresh", default=None, metavar="RESULT.json",
+                   help="recompute a saved result's summaries (within-prompt statistics included) and its plot "
+                        "from its per-prompt rows, without running a model; rewrites the file (or --json)")
     p.set_defaults(func=main)
 
 
 def main(args) -> int:
     """Run the probe for the chosen families; write plots and JSON; return 0."""
-    from empirical.llm.probe import ProbeConfig, plot_figure2, record, run_probe
+    from empirical.llm.probe import ProbeConfig, plot_figure2, record, refresh, run_probe
 
+    if args.refresh:
+        return _refresh(args, refresh, plot_figure2)
     families = FAMILY_CHOICES if args.family == "all" else (args.family,)
     if args.family != "all" and args.family not in FAMILY_CHOICES:
         raise ValueError(f"--family must be one of {', '.join(FAMILY_CHOICES)} or all, got {args.family!r}")
@@ -77,4 +82,35 @@ def main(args) -> int:
     if args.json:
         write_json(args.json, record(cfg, model, results))
         print(f"json: {args.json}")
+    return 0
+
+
+def _refresh(args, refresh, plot_figure2) -> int:
+    import json
+
+    from empirical.results import write_json
+
+    path = Path(args.refresh)
+    try:
+        document = json.loads(path.read_text())
+        results = document["results"]
+        for res in results:
+            res["summary"]["tasks"], res["per_prompt"][0]["probs"]  # noqa: B018 (shape check)
+    except FileNotFoundError:
+        raise ValueError(f"{path} does not exist") from None
+    except (json.JSONDecodeError, KeyError, IndexError, TypeError) as err:
+        raise ValueError(f"{path} is not a saved probe result ({type(err).__name__}: {err})") from None
+    fresh = refresh(document)
+    families = [r["family"] for r in fresh["results"]]
+    cfg = fresh.get("config", {})
+    name = "fig2_all_{}.png".format(cfg.get("prompts")) if len(families) > 1 else f"fig2_{families[0]}.png"
+    title = f"{Path(str(cfg.get('model', 'model'))).name}: {cfg.get('prompts')} prompts, seed {cfg.get('seed')}"
+    plot = plot_figure2(fresh["results"], Path(args.out) / name, title=title)
+    target = Path(args.json) if args.json else path
+    write_json(target, fresh)
+    for res in fresh["results"]:
+        w = res["summary"]["within_prompt"]
+        print(f"{res['family']}: mean 2nd-largest task probability {w['second']['mean']:.4f} "
+              f"+- {w['second']['ci95']:.4f}, prompts with >= 2 tasks at >= 0.1: {w['several']['mean']:.2f}")
+    print(f"plot: {plot}\njson: {target}")
     return 0

@@ -11,6 +11,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from empirical.llm.families import get_family, make_prompts
+from empirical import within_prompt as wp
 from empirical.llm.metrics import collapse, kl_divergence, mean_var, other_mass, r_metric
 
 
@@ -56,7 +57,9 @@ def probe_prompt(model, prompt, *, beam: int | None = None, max_tokens: int = 12
 
 
 def summarize(tasks: Sequence[str], rows: Sequence[dict]) -> dict:
-    """Per-task means/variances over prompts, plus other, KL, r and collapse summaries."""
+    """Per-task means/variances over prompts, plus other, KL, r, collapse summaries and the
+    within-prompt statistics (:mod:`empirical.within_prompt`; the in-context proportions are
+    equal, 1/K each, so proportional mixing would give a second-largest task probability of 1/K)."""
     probs = np.array([r["probs"] for r in rows])
     rest = np.array([r["collapse_rest"] for r in rows])
     multi = np.array([[n > 1 for n in r["n_answer_tokens"]] for r in rows])
@@ -69,6 +72,8 @@ def summarize(tasks: Sequence[str], rows: Sequence[dict]) -> dict:
         "kl": mean_var([r["kl"] for r in rows]),
         "r": mean_var([r["r"] for r in rows]),
         "r_histogram": np.bincount([r["r"] for r in rows], minlength=len(tasks) + 1).tolist(),
+        "within_prompt": wp.summary(probs),
+        "within_prompt_reference": wp.reference(np.full(len(tasks), 1.0 / len(tasks))),
         "merged_prompts": int(sum(r["merged"] for r in rows)),
         "beam_exhausted_prompts": int(sum(r["beam_exhausted"] for r in rows)),
         "collapse": {
@@ -144,7 +149,9 @@ def plot_figure2(results: Sequence[dict], path: str | Path, *, title: str = "") 
             else:
                 ax.set_ylim(-0.02, 1.02)
                 ax.set_ylabel("probability")
-                ax.set_title(f"{res['family']}  KL={s['kl']['mean']:.2f}  r={s['r']['mean']:.2f}", fontsize=10)
+                second = s["within_prompt"]["second"]["mean"] if "within_prompt" in s else float("nan")
+                ax.set_title(f"{res['family']}  KL={s['kl']['mean']:.2f}  r={s['r']['mean']:.2f}\n"
+                             f"mean 2nd-largest task prob. {second:.3f} (1/K={1 / len(tasks):.2f})", fontsize=9)
     axes[0][0].legend(fontsize=7, loc="upper left")
     if title:
         fig.suptitle(title, fontsize=10)
@@ -154,3 +161,11 @@ def plot_figure2(results: Sequence[dict], path: str | Path, *, title: str = "") 
     path = save_figure(fig, path)
     plt.close(fig)
     return path
+
+
+def refresh(document: dict) -> dict:
+    """A saved probe result with every summary recomputed from its per-prompt rows (no model run)."""
+    doc = dict(document)
+    doc["results"] = [{**res, "summary": summarize(res["summary"]["tasks"], res["per_prompt"])}
+                      for res in document["results"]]
+    return doc

@@ -1,0 +1,75 @@
+"""Within-prompt statistics (empirical/within_prompt.py) on arrays whose structure is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from empirical import within_prompt as wp
+
+
+def _chooser(lam: float, n: int, rng) -> np.ndarray:
+    """All mass on A in a fraction lam of the prompts, on B in the rest."""
+    pick_a = rng.random(n) < lam
+    return np.stack([pick_a, ~pick_a], axis=1).astype(float)
+
+
+def _proportional(lam: float, n: int) -> np.ndarray:
+    return np.tile([lam, 1 - lam], (n, 1))
+
+
+@pytest.mark.parametrize("lam", [0.1, 0.3, 0.5, 0.9])
+def test_pure_strategies_give_their_reference_values(lam):
+    rng = np.random.default_rng(0)
+    ref = wp.reference([lam, 1 - lam])
+    chooser = wp.summary(_chooser(lam, 4000, rng))
+    mixer = wp.summary(_proportional(lam, 4000))
+    for key in ("second", "entropy", "several"):
+        assert chooser[key]["mean"] == pytest.approx(ref["chooser"][key], abs=1e-12)
+        assert mixer[key]["mean"] == pytest.approx(ref["proportional"][key], abs=1e-12)
+    assert ref["proportional"]["second"] == pytest.approx(min(lam, 1 - lam))
+    h = -(lam * np.log2(lam) + (1 - lam) * np.log2(1 - lam))
+    assert ref["proportional"]["entropy"] == pytest.approx(h)
+    # The two strategies have the same mean P(A): only the per-prompt statistics tell them apart.
+    assert _chooser(lam, 200000, rng)[:, 0].mean() == pytest.approx(lam, abs=0.005)
+
+
+def test_a_blend_is_in_between_in_proportion():
+    rng = np.random.default_rng(1)
+    lam, n, w = 0.5, 10000, 0.3  # 30% of prompts mix proportionally, 70% choose
+    p = np.concatenate([_proportional(lam, int(w * n)), _chooser(lam, n - int(w * n), rng)])
+    s = wp.summary(p)
+    assert s["second"]["mean"] == pytest.approx(w * 0.5, abs=1e-12)
+    assert s["several"]["mean"] == pytest.approx(w, abs=1e-12)
+    assert s["entropy"]["mean"] == pytest.approx(w * 1.0, abs=1e-12)
+    assert s["second"]["lo"] < s["second"]["mean"] < s["second"]["hi"] or s["second"]["ci95"] == 0
+
+
+def test_other_mass_and_many_tasks():
+    # Mass elsewhere does not count as superposition; renormalised entropy ignores it.
+    p = np.array([[0.05, 0.05, 0.0], [0.4, 0.3, 0.2], [0.0, 0.0, 0.0]])
+    per = wp.per_prompt(p)
+    np.testing.assert_allclose(per["second"], [0.05, 0.3, 0.0])
+    np.testing.assert_allclose(per["several"], [0.0, 1.0, 0.0])
+    np.testing.assert_allclose(per["entropy"][0], 1.0)  # two equal tasks: one bit
+    np.testing.assert_allclose(per["entropy"][2], np.log2(3))  # no mass at all: uniform by convention
+
+
+@settings(max_examples=50, deadline=None)
+@given(k=st.integers(2, 6), n=st.integers(2, 30), seed=st.integers(0, 2**31 - 1))
+def test_statistics_are_bounded(k, n, seed):
+    rng = np.random.default_rng(seed)
+    raw = rng.dirichlet(np.ones(k + 1), size=n)[:, :k]  # the last column plays "other"
+    per = wp.per_prompt(raw)
+    assert np.all((0 <= per["second"]) & (per["second"] <= 0.5 + 1e-12))
+    assert np.all((0 <= per["entropy"]) & (per["entropy"] <= np.log2(k) + 1e-9))
+    assert set(np.unique(per["several"])) <= {0.0, 1.0}
+
+
+def test_bad_input_is_one_clear_error():
+    with pytest.raises(ValueError, match="K >= 2"):
+        wp.per_prompt(np.ones((3, 1)) * 0.5)
+    with pytest.raises(ValueError, match="sum to at most 1"):
+        wp.per_prompt(np.array([[0.7, 0.6]]))
