@@ -1,16 +1,23 @@
-"""Lambda sweeps of a trained model on mixed prompts (the paper's Figure 3).
+"""Lambda sweeps on mixed prompts (the paper's Figure 3), read per prompt.
 
 For lambda in {0, 0.1, ..., 1}, ``n_prompts`` prompts whose examples follow task A with
-probability lambda and task B otherwise (i.i.d. per example), then a query. At the query's
-``>`` the model's next-character distribution is read: P(answer of A), P(answer of B), the
-rest, the argmax hit rates, and KL(D || P) with D the prompt's actual task proportions
-(THEORY.md section 6). Means come with 95% normal confidence intervals over prompts.
+probability lambda and task B otherwise (i.i.d. per example), then a query whose A and B
+answers differ. At the query's last position the model's next-token distribution is read:
+P(answer of A), P(answer of B), the rest, the argmax hit rates, KL(D || P) with D the
+prompt's actual task proportions (THEORY.md section 6), and the within-prompt statistics of
+:mod:`empirical.within_prompt` (second-largest task probability, entropy of the task
+distribution, share of prompts giving both tasks >= 0.1). Means come with 95% normal
+confidence intervals over prompts; the per-prompt values are kept in the result.
+
+Any model can be swept: :func:`sweep` takes a function ``probs(tokens [P, L]) -> [P, V]``.
+:func:`trained_probs` makes one for a Flax config and parameters; a constructed model's
+``probabilities`` method is one already.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -21,17 +28,13 @@ import numpy as np
 from construction.transformer import TransformerConfig, run
 from empirical import results as results_lib
 from empirical import synthetic
+from empirical import within_prompt as wp
+from empirical.within_prompt import mean_ci
 
 #: The paper's grid: lambda in {0, 0.1, ..., 1}.
 LAMBDAS = tuple(round(0.1 * i, 1) for i in range(11))
-Z95 = 1.959963984540054
-
-
-def _mean_ci(x: np.ndarray) -> dict:
-    x = np.asarray(x, dtype=np.float64)
-    mean = float(x.mean())
-    half = float(Z95 * x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan")
-    return {"mean": mean, "ci95": half, "lo": mean - half, "hi": mean + half}
+#: The lambdas of the per-prompt scatter panel.
+SCATTER_LAMBDAS = (0.1, 0.3, 0.5, 0.7, 0.9)
 
 
 @lru_cache(maxsize=8)
@@ -46,71 +49,92 @@ def last_position_probs(model: TransformerConfig, batch: int):
     return probs
 
 
+def trained_probs(model: TransformerConfig, params, batch: int = 50) -> Callable[[np.ndarray], np.ndarray]:
+    """``probs(tokens [P, L]) -> [P, V]`` of a Flax model, in fixed-size batches (one compilation)."""
+    fn = last_position_probs(model, batch)
+
+    def probs(tokens: np.ndarray) -> np.ndarray:
+        out = []
+        for start in range(0, len(tokens), batch):
+            chunk = tokens[start : start + batch]
+            real = len(chunk)
+            if real < batch:  # pad to a fixed shape
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - real, axis=0)])
+            out.append(np.asarray(fn(params, chunk))[:real])
+        return np.concatenate(out)
+
+    return probs
+
+
+def _point(lam: float, p: np.ndarray, prompts: dict) -> dict:
+    """Every statistic of one lambda from the next-token distributions ``p`` [P, V]."""
+    answers = prompts["answers"]
+    p_ans = np.take_along_axis(p, answers, axis=1)  # [P, 2]
+    top = p.argmax(axis=1)
+    share_a = (prompts["example_task"] == 0).mean(axis=1)
+    d = np.stack([share_a, 1.0 - share_a], axis=1)  # D: the prompt's actual task proportions
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kl = np.where(d > 0, d * (np.log(d) - np.log(np.maximum(p_ans, 1e-30))), 0.0).sum(axis=1)
+    return {
+        "lambda": float(lam),
+        "p_a": mean_ci(p_ans[:, 0]),
+        "p_b": mean_ci(p_ans[:, 1]),
+        "p_other": mean_ci(1.0 - p_ans.sum(axis=1)),
+        "acc_a": mean_ci(top == answers[:, 0]),
+        "acc_b": mean_ci(top == answers[:, 1]),
+        "kl": mean_ci(kl),
+        **wp.summary(p_ans),
+        "reference": wp.reference([lam, 1.0 - lam]),
+        "per_prompt": {
+            "p_a": np.round(p_ans[:, 0], 5).tolist(),
+            "p_b": np.round(p_ans[:, 1], 5).tolist(),
+            "share_a": np.round(share_a, 4).tolist(),
+        },
+    }
+
+
 def sweep(
-    model: TransformerConfig,
-    params,
-    family: str,
+    probs: Callable[[np.ndarray], np.ndarray],
+    family: str | synthetic.Family,
     tasks: Sequence[int],
     *,
     n_prompts: int = 1000,
     n_examples: int = 100,
     lambdas: Sequence[float] = LAMBDAS,
     seed: int = 0,
-    batch: int = 50,
     progress: bool = True,
 ) -> dict:
-    """Probabilities of tasks A = tasks[0] and B = tasks[1] against lambda (A's share).
+    """P(answer of A = tasks[0]) and P(answer of B = tasks[1]) against lambda (A's share).
 
-    Returns ``{"lambdas", "tasks", "points": [{lambda, p_a, p_b, p_other, acc_a, acc_b, kl}]}``
-    where every statistic is ``{mean, ci95, lo, hi}`` over the prompts. Prompts for lambda
-    index i come from ``numpy.random.default_rng([seed, i])``.
+    ``probs`` maps prompts [P, L] to next-token distributions [P, V] (see
+    :func:`trained_probs`). Returns ``{"family", "tasks", "task_labels", "lambdas", "points"}``;
+    every statistic of a point is ``{mean, ci95, lo, hi}`` over the prompts, and
+    ``point["per_prompt"]`` holds each prompt's P(A), P(B) and A's share. Prompts for lambda
+    index i come from ``numpy.random.default_rng([seed, i])``, so two models swept with the
+    same arguments read identical prompts.
     """
     from tqdm.auto import tqdm
 
-    fam = synthetic.family(family)
+    fam = synthetic.family(family) if isinstance(family, str) else family
     if len(tasks) != 2:
         raise ValueError(f"a sweep compares two tasks, got {len(tasks)}")
     if n_prompts < 2:
         raise ValueError(f"need at least 2 prompts per lambda for a confidence interval, got {n_prompts}")
-    probs_fn = last_position_probs(model, batch)
+    if n_examples < 1:
+        raise ValueError(f"need at least 1 example per prompt, got {n_examples}")
+    bad = [lam for lam in lambdas if not 0.0 <= lam <= 1.0]
+    if bad:
+        raise ValueError(f"lambda must lie in [0, 1], got {bad[0]}")
     points = []
-    bar = tqdm(total=len(lambdas) * n_prompts, disable=not progress, desc="sweep", unit="prompt")
-    for i, lam in enumerate(lambdas):
+    for i, lam in enumerate(tqdm(lambdas, disable=not progress, desc="sweep", unit="lambda")):
         rng = np.random.default_rng([seed, i])
         prompts = synthetic.mixed_prompts(fam, rng, n_prompts, n_examples, tasks, [lam, 1.0 - lam])
-        tokens, answers = prompts["tokens"], prompts["answers"]
-        chunks = []
-        for start in range(0, n_prompts, batch):
-            chunk = tokens[start : start + batch]
-            real = len(chunk)
-            if real < batch:  # pad to a fixed shape: one compilation
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - real, axis=0)])
-            chunks.append(np.asarray(probs_fn(params, chunk))[:real])
-            bar.update(real)
-        p = np.concatenate(chunks)  # [P, V]
-        p_ans = np.take_along_axis(p, answers, axis=1)  # [P, 2]
-        top = p.argmax(axis=1)
-        # D: the prompt's actual task proportions; P: the raw answer probabilities.
-        share_a = (prompts["example_task"] == 0).mean(axis=1)
-        d = np.stack([share_a, 1.0 - share_a], axis=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            kl = np.where(d > 0, d * (np.log(d) - np.log(np.maximum(p_ans, 1e-30))), 0.0).sum(axis=1)
-        points.append(
-            {
-                "lambda": float(lam),
-                "p_a": _mean_ci(p_ans[:, 0]),
-                "p_b": _mean_ci(p_ans[:, 1]),
-                "p_other": _mean_ci(1.0 - p_ans.sum(axis=1)),
-                "acc_a": _mean_ci(top == answers[:, 0]),
-                "acc_b": _mean_ci(top == answers[:, 1]),
-                "kl": _mean_ci(kl),
-            }
-        )
-    bar.close()
-    names = [f"{family}:{h}" for h in tasks]
+        p = np.asarray(probs(prompts["tokens"]), dtype=np.float64)
+        points.append(_point(lam, p, prompts))
     return {
-        "family": family,
-        "tasks": names,
+        "family": fam.name,
+        "tasks": [fam.task(h) for h in tasks],
+        "task_labels": [fam.task_label(h) for h in tasks],
         "n_prompts": n_prompts,
         "n_examples": n_examples,
         "seed": seed,
@@ -132,33 +156,64 @@ def at(result: dict, lam: float) -> dict:
     raise KeyError(f"lambda {lam} is not in the sweep {result['lambdas']}")
 
 
-def plot(result: dict, path: str | os.PathLike, title: str | None = None) -> Path:
-    """The Figure 3 plot: P(A), P(B) (95% CI bands) and the ideal mixture against lambda.
+def plot(result: dict, path: str | os.PathLike, title: str | None = None, *,
+         overlay: dict | None = None, overlay_name: str = "constructed") -> Path:
+    """Figure 3 with its per-prompt view, side by side.
 
-    Uses matplotlib's Agg canvas (no display needed); written to a temporary file then
-    ``os.replace``d onto ``path``.
+    Left: mean P(A), P(B) (95% bands), "other", the mean second-largest task probability
+    (within-prompt superposition) and the ideal mixture against lambda; an ``overlay`` sweep
+    (e.g. the constructed model on the same prompts) is drawn dashed. Right: every prompt's
+    (P(A), P(B)) at lambda in :data:`SCATTER_LAMBDAS`, with the two pure strategies: a
+    per-prompt chooser sits at the axes' ends (1, 0) and (0, 1); proportional mixing at
+    (lambda, 1 - lambda) (crosses). Written atomically (matplotlib Agg).
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     lam = np.array(result["lambdas"])
-    name_a, name_b = result["tasks"]
-    fig = Figure(figsize=(5.0, 3.6), dpi=150)
+    name_a, name_b = result.get("task_labels", result["tasks"])
+    fig = Figure(figsize=(10.5, 4.0), dpi=150)
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
+    ax, sc = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     for key, name, color in (("p_a", name_a, "tab:blue"), ("p_b", name_b, "tab:orange")):
         ax.plot(lam, series(result, key), "o-", color=color, label=f"P({name})", markersize=4)
         ax.fill_between(lam, series(result, key, "lo"), series(result, key, "hi"), color=color, alpha=0.25)
+        if overlay is not None:
+            ax.plot(overlay["lambdas"], series(overlay, key), "--", color=color, linewidth=1.2,
+                    label=f"{overlay_name}: P({name})")
     ax.plot(lam, series(result, "p_other"), "s:", color="gray", label="other", markersize=3)
-    ax.plot(lam, lam, "--", color="tab:blue", alpha=0.5, linewidth=1, label=r"$\lambda$ (mixture)")
-    ax.plot(lam, 1 - lam, "--", color="tab:orange", alpha=0.5, linewidth=1, label=r"$1-\lambda$")
+    ax.plot(lam, series(result, "second"), "d-", color="tab:green", markersize=3,
+            label="mean 2nd-largest task prob.\n(within-prompt)")
+    ax.plot(lam, np.minimum(lam, 1 - lam), ":", color="tab:green", alpha=0.6, linewidth=1,
+            label="2nd-largest if proportional")
+    ax.plot(lam, lam, "--", color="tab:blue", alpha=0.4, linewidth=1)
+    ax.plot(lam, 1 - lam, "--", color="tab:orange", alpha=0.4, linewidth=1)
     ax.set_xlabel(rf"$\lambda$ (share of {name_a} examples)")
     ax.set_ylabel("probability of the answer")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    ax.legend(fontsize=6, loc="upper center")
     ax.set_title(title or f"{name_a} vs {name_b}: {result['n_prompts']} prompts of {result['n_examples']} examples",
                  fontsize=8)
+    colors = ("tab:purple", "tab:blue", "tab:green", "tab:orange", "tab:red")
+    for value, color in zip(SCATTER_LAMBDAS, colors):
+        try:
+            pt = at(result, value)
+        except KeyError:
+            continue
+        pp = pt["per_prompt"]
+        sc.scatter(pp["p_a"], pp["p_b"], s=4, alpha=0.35, color=color, label=rf"$\lambda$={value}")
+        sc.plot([value], [1 - value], "x", color=color, markersize=9, markeredgewidth=2)
+    sc.plot([0, 1], [1, 0], "-", color="gray", linewidth=0.8, alpha=0.5)
+    sc.plot([1, 0], [0, 1], "s", color="black", markersize=6, label="chooser (per prompt)")
+    sc.set_xlabel(f"P({name_a}) per prompt")
+    sc.set_ylabel(f"P({name_b}) per prompt")
+    sc.set_xlim(-0.02, 1.02)
+    sc.set_ylim(-0.02, 1.02)
+    sc.set_aspect("equal")
+    sc.grid(alpha=0.3)
+    sc.legend(fontsize=6, loc="upper right", markerscale=2)
+    sc.set_title("each prompt; x = proportional mixing at that lambda", fontsize=8)
     fig.tight_layout()
     return results_lib.save_figure(fig, path)

@@ -1,18 +1,24 @@
-"""Character-level in-context tasks for training from scratch (THEORY.md section 6, Fig. 3).
+"""In-context task families for training from scratch (THEORY.md section 6, Fig. 3).
 
-Two task families, each a plain entry of :data:`FAMILIES`:
+Three families, each a plain entry of :data:`FAMILIES`; a task is named ``"family:h"``:
 
-* ``copy:h`` (retrieval): x is 8 distinct random lower-case letters, y = x[h], h in 0..7;
-  an example is written ``abcdefgh>c`` and a newline.
-* ``add:h`` (addition): x is a digit 0..9, y = (x + h) mod 10, h in 0..9; an example is
-  written ``x>y`` and a newline.
+* ``copy:h`` (retrieval, the paper's): x is 8 distinct random lower-case letters,
+  y = x[h], h in 0..7; an example is written ``abcdefgh>c`` and a newline.
+* ``add:h`` (addition, the paper's): x is a digit 0..9, y = (x + h) mod 10, h in 0..9; an
+  example is written ``x>y`` and a newline.
+* ``lookup:k`` (the construction's own tasks): task k of a :class:`construction.TaskSet`
+  (default: ``construction.default_task_set()``, the task set of ``superpose verify``; or any
+  task file), on the construction's token layout: an example is its n-1 input symbols then
+  its label, nothing between, so a prompt is exactly what ``construct(...)`` reads
+  (``construction.prompts``, ``construction.layout.Layout``).
 
-Every sequence starts with a newline (it plays the role of a beginning-of-sequence token, so
-that every example, the first included, follows a newline). A *training sequence* holds
-``n_examples`` examples that all share ONE task, drawn per sequence; the loss covers the
-answer characters and the newlines only. A *mixed prompt* holds ``n_examples`` examples whose
-tasks are drawn i.i.d. from given proportions, then a query ``x>``: the model's next-token
-distribution at the final ``>`` is read against every task's answer.
+The character families share the vocabulary :data:`VOCAB` and start every sequence with a
+newline (a beginning-of-sequence token, so that every example follows a newline). A
+*training sequence* holds ``n_examples`` examples that all share ONE task, drawn per
+sequence; the loss covers the answers (and the newlines after them, where the family has
+them). A *mixed prompt* holds ``n_examples`` examples whose tasks are drawn i.i.d. from given
+proportions, then a query (its inputs, and ``>`` for the character families): the model's
+next-token distribution at the last position is read against every task's answer.
 
 Everything takes an explicit :class:`numpy.random.Generator` (:func:`generator` turns an
 int seed, a sequence of ints or a ``jax.random`` key into one) and is vectorised over the
@@ -22,11 +28,14 @@ batch and the examples.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
-#: The fixed character vocabulary shared by every family (token id = index in this string).
+from construction.tasks import TaskSet, default_task_set
+
+#: The character vocabulary of the ``copy`` and ``add`` families (token id = index).
 VOCAB = "\n>0123456789abcdefghijklmnopqrstuvwxyz"
 VOCAB_SIZE = len(VOCAB)
 NEWLINE = VOCAB.index("\n")
@@ -45,7 +54,7 @@ def encode(text: str) -> np.ndarray:
 
 
 def decode(tokens) -> str:
-    """The text of a 1-D array of token ids."""
+    """The text of a 1-D array of character token ids."""
     return "".join(VOCAB[int(t)] for t in np.asarray(tokens).reshape(-1))
 
 
@@ -84,9 +93,13 @@ def _add_answers(x: np.ndarray, h: np.ndarray) -> np.ndarray:
     return ((x[..., 0] - DIGIT0 + np.asarray(h)) % 10 + DIGIT0).astype(np.int32)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Family:
-    """A task family: inputs of ``input_len`` characters, tasks indexed by ``h`` in ``params``."""
+    """A task family: inputs of ``input_len`` tokens, tasks indexed by ``h`` in ``params``.
+
+    An example is its inputs, then ``sep`` (if any), the answer, then ``end`` (if any); a
+    sequence starts with ``bos`` (if any). ``task_names`` name the tasks for people.
+    """
 
     name: str
     input_len: int
@@ -94,11 +107,109 @@ class Family:
     sample_inputs: Callable[[np.random.Generator, tuple[int, ...]], np.ndarray]
     answers: Callable[[np.ndarray, np.ndarray], np.ndarray]
     description: str
+    vocab_size: int = VOCAB_SIZE
+    bos: int | None = NEWLINE
+    sep: int | None = SEP
+    end: int | None = NEWLINE
+    task_names: tuple[str, ...] = ()
+    #: the task set of a ``lookup`` family (None for the character families).
+    task_set: TaskSet | None = field(default=None, repr=False)
 
     @property
     def example_len(self) -> int:
-        """Characters per example: the inputs, ``>``, the answer, the newline."""
-        return self.input_len + 3
+        """Tokens per example: the inputs, the separator, the answer, the terminator."""
+        return self.input_len + (self.sep is not None) + 1 + (self.end is not None)
+
+    @property
+    def answer_offset(self) -> int:
+        """Offset of the answer inside an example."""
+        return self.input_len + (self.sep is not None)
+
+    @property
+    def lead(self) -> int:
+        """Tokens before the first example (the beginning-of-sequence token, if any)."""
+        return int(self.bos is not None)
+
+    @property
+    def chars(self) -> bool:
+        """True for the character families (their tokens print as text)."""
+        return self.task_set is None
+
+    def task(self, h: int) -> str:
+        """The canonical name ``family:h`` of task h."""
+        return f"{self.name}:{h}"
+
+    def task_label(self, h: int) -> str:
+        """A name for people: ``copy:2``, or the lookup task's own name (``lookup:0 (copy x0)``)."""
+        names = dict(zip(self.params, self.task_names))
+        return f"{self.task(h)} ({names[h]})" if h in names else self.task(h)
+
+    def render(self, tokens) -> str:
+        """Tokens as text (character families) or as space-separated symbols (lookup)."""
+        if self.chars:
+            return decode(tokens)
+        return " ".join(str(int(t)) for t in np.asarray(tokens).reshape(-1))
+
+    def restrict(self, params: Sequence[int]) -> "Family":
+        """The same family with only the tasks ``params`` (a training curriculum's stage)."""
+        params = tuple(int(h) for h in params)
+        unknown = [h for h in params if h not in self.params]
+        if unknown or not params:
+            raise ValueError(f"{self.name}: tasks must be a non-empty subset of {list(self.params)}, got {list(params)}")
+        return _replace(self, params=params)
+
+    def __eq__(self, other):
+        return isinstance(other, Family) and self._key == other._key
+
+    def __hash__(self):
+        return hash(self._key)
+
+    @cached_property
+    def _key(self):
+        return (self.name, self.params, self.task_set)
+
+
+def _replace(fam: Family, **changes) -> Family:
+    from dataclasses import replace
+
+    return replace(fam, **changes)
+
+
+def lookup_family(task_set: TaskSet | None = None, name: str = "lookup") -> Family:
+    """The family of a construction :class:`~construction.TaskSet` on the construction's layout.
+
+    Task k is ``task_set.tasks[k]``; inputs are n-1 uniform symbols of the task set's
+    vocabulary; an example is the inputs then the label, with no separator, terminator or
+    beginning-of-sequence token, exactly as ``construction.sample_prompts`` lays them out.
+    """
+    ts = default_task_set() if task_set is None else task_set
+    tables = np.array([t.table for t in ts.tasks], dtype=np.int32)  # [K, V]
+    positions = np.array([t.position for t in ts.tasks], dtype=np.int64)  # [K]
+    n_in = ts.example_len - 1
+
+    def sample_inputs(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+        return rng.integers(0, ts.vocab_size, size=(*shape, n_in)).astype(np.int32)
+
+    def answers(x: np.ndarray, h: np.ndarray) -> np.ndarray:
+        h = np.broadcast_to(np.asarray(h), x.shape[:-1])
+        read = np.take_along_axis(x, positions[h][..., None], axis=-1)[..., 0]
+        return tables[h, read].astype(np.int32)
+
+    return Family(
+        name=name,
+        input_len=n_in,
+        params=tuple(range(len(ts.tasks))),
+        sample_inputs=sample_inputs,
+        answers=answers,
+        description=f"the construction's tasks {list(ts.names)} on {ts.vocab_size} symbols, examples of "
+        f"{n_in} inputs and a label",
+        vocab_size=ts.vocab_size,
+        bos=None,
+        sep=None,
+        end=None,
+        task_names=ts.names,
+        task_set=ts,
+    )
 
 
 #: The task registry: family name -> :class:`Family`. A task is named ``"family:h"``.
@@ -119,19 +230,25 @@ FAMILIES: dict[str, Family] = {
         answers=_add_answers,
         description="x in 0..9, y = (x + h) mod 10; e.g. '7>0' for h=3",
     ),
+    "lookup": lookup_family(),
 }
 
 
-def family(name: str) -> Family:
+def family(name: str, task_set: TaskSet | None = None) -> Family:
+    """The family ``name``; for ``lookup``, ``task_set`` replaces the default task set."""
     if name not in FAMILIES:
         raise ValueError(f"unknown task family {name!r}; known: {', '.join(FAMILIES)}")
+    if task_set is not None:
+        if name != "lookup":
+            raise ValueError(f"only the lookup family takes a task set, not {name!r}")
+        return lookup_family(task_set)
     return FAMILIES[name]
 
 
-def parse_task(name: str) -> tuple[Family, int]:
+def parse_task(name: str, task_set: TaskSet | None = None) -> tuple[Family, int]:
     """``"copy:2"`` -> (the copy family, 2); raises ValueError with one clear line otherwise."""
     fam_name, sep, h_text = name.strip().partition(":")
-    fam = family(fam_name)
+    fam = family(fam_name, task_set if fam_name == "lookup" else None)
     if not sep or not h_text.strip().lstrip("-").isdigit():
         raise ValueError(f"task {name!r} is not of the form family:h (e.g. copy:2)")
     h = int(h_text)
@@ -140,12 +257,12 @@ def parse_task(name: str) -> tuple[Family, int]:
     return fam, h
 
 
-def parse_tasks(text: str | Sequence[str]) -> tuple[Family, list[int]]:
+def parse_tasks(text: str | Sequence[str], task_set: TaskSet | None = None) -> tuple[Family, list[int]]:
     """``"copy:2,copy:6"`` -> (copy family, [2, 6]); all tasks must share one family and differ."""
     names = [t for t in (text.split(",") if isinstance(text, str) else text) if t.strip()]
     if len(names) < 2:
         raise ValueError(f"need at least two tasks separated by commas, got {text!r}")
-    parsed = [parse_task(n) for n in names]
+    parsed = [parse_task(n, task_set) for n in names]
     fams = {f.name for f, _ in parsed}
     if len(fams) != 1:
         raise ValueError(f"tasks must share one family, got {sorted(fams)}")
@@ -159,45 +276,57 @@ def parse_tasks(text: str | Sequence[str]) -> tuple[Family, list[int]]:
 
 
 def _write_examples(fam: Family, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """[..., m, input_len] inputs and [..., m] answers -> [..., m * example_len] characters."""
+    """[..., m, input_len] inputs and [..., m] answers -> [..., m * example_len] tokens."""
     lead = x.shape[:-1]
-    parts = [
-        x,
-        np.full((*lead, 1), SEP, np.int32),
-        y[..., None].astype(np.int32),
-        np.full((*lead, 1), NEWLINE, np.int32),
-    ]
-    ex = np.concatenate(parts, axis=-1)
+    parts = [x]
+    if fam.sep is not None:
+        parts.append(np.full((*lead, 1), fam.sep, np.int32))
+    parts.append(y[..., None].astype(np.int32))
+    if fam.end is not None:
+        parts.append(np.full((*lead, 1), fam.end, np.int32))
+    ex = np.concatenate(parts, axis=-1).astype(np.int32)
     return ex.reshape(*lead[:-1], lead[-1] * fam.example_len)
 
 
+def _with_bos(fam: Family, body: np.ndarray) -> np.ndarray:
+    if fam.bos is None:
+        return body
+    return np.concatenate([np.full((body.shape[0], 1), fam.bos, np.int32), body], axis=1)
+
+
 def sequence_length(fam: Family, n_examples: int) -> int:
-    """Tokens of a training sequence: the leading newline plus ``n_examples`` examples."""
-    return 1 + n_examples * fam.example_len
+    """Tokens of a training sequence: the beginning-of-sequence token (if any) and the examples."""
+    return fam.lead + n_examples * fam.example_len
 
 
-def answer_offsets(fam: Family) -> np.ndarray:
-    """Offsets inside an example of the characters the loss covers: the answer and the newline."""
-    return np.array([fam.input_len + 1, fam.input_len + 2])
+def prompt_length(fam: Family, n_examples: int) -> int:
+    """Tokens of a prompt: the leading token, ``n_examples`` examples, the query up to its answer."""
+    return fam.lead + n_examples * fam.example_len + fam.answer_offset
+
+
+def answer_positions(fam: Family, n_examples: int) -> np.ndarray:
+    """[n_examples] positions in a training sequence's *targets* (``tokens[:, 1:]``) of each
+    example's answer, i.e. the positions whose prediction is that answer."""
+    return fam.lead - 1 + np.arange(n_examples) * fam.example_len + fam.answer_offset
 
 
 def training_batch(fam: Family, rng: np.random.Generator, batch: int, n_examples: int) -> dict[str, np.ndarray]:
     """``batch`` training sequences, each of ``n_examples`` examples sharing one task.
 
-    Returns ``tokens`` [B, T] (T = 1 + n_examples * example_len, a leading newline), ``mask``
-    [B, T] (1 on answer characters and newlines after the first, the characters the loss
-    covers), ``answer_mask`` [B, T] (1 on answer characters only) and ``task`` [B] (h).
-    The model reads ``tokens[:, :-1]`` and predicts ``tokens[:, 1:]`` where ``mask[:, 1:]``.
+    Returns ``tokens`` [B, T] (T = :func:`sequence_length`), ``mask`` [B, T] (1 on the tokens
+    the loss covers: answers, and the terminators after them), ``answer_mask`` [B, T] (1 on
+    answers only) and ``task`` [B] (h). The model reads ``tokens[:, :-1]`` and predicts
+    ``tokens[:, 1:]`` where ``mask[:, 1:]``.
     """
     h = rng.choice(np.asarray(fam.params), size=batch)
     x = fam.sample_inputs(rng, (batch, n_examples))
     y = fam.answers(x, h[:, None])
-    body = _write_examples(fam, x, y)
-    tokens = np.concatenate([np.full((batch, 1), NEWLINE, np.int32), body], axis=1)
-    offset = np.arange(tokens.shape[1] - 1) % fam.example_len
-    is_answer = np.concatenate([[False], offset == fam.input_len + 1])
-    is_newline = np.concatenate([[False], offset == fam.input_len + 2])
-    mask = np.broadcast_to(is_answer | is_newline, tokens.shape).astype(np.float32)
+    tokens = _with_bos(fam, _write_examples(fam, x, y))
+    offset = (np.arange(tokens.shape[1]) - fam.lead) % fam.example_len
+    body = np.arange(tokens.shape[1]) >= fam.lead
+    is_answer = body & (offset == fam.answer_offset)
+    is_end = body & (offset == fam.answer_offset + 1) & (fam.end is not None)
+    mask = np.broadcast_to(is_answer | is_end, tokens.shape).astype(np.float32)
     answer_mask = np.broadcast_to(is_answer, tokens.shape).astype(np.float32)
     return {"tokens": tokens, "mask": mask, "answer_mask": answer_mask, "task": h.astype(np.int32)}
 
@@ -209,26 +338,39 @@ def mixed_prompts(
     n_examples: int,
     tasks: Sequence[int],
     proportions: Sequence[float],
+    *,
+    max_tries: int = 1000,
 ) -> dict[str, np.ndarray]:
     """Evaluation prompts whose examples' tasks are drawn i.i.d. with the given proportions.
 
-    Each prompt is a newline, ``n_examples`` examples, then the query inputs and ``>``
-    (length ``1 + n_examples * example_len + input_len + 1``); the prediction is read at the
-    last position. Returns ``tokens`` [P, L], ``example_task`` [P, m] (indices into
-    ``tasks``), ``answers`` [P, K] (token id of every task's answer to the query, in the
-    order of ``tasks``) and ``query`` [P, input_len].
+    Each prompt is the leading token, ``n_examples`` examples, then the query's inputs (and
+    ``>``), :func:`prompt_length` tokens; the prediction is read at the last position. The
+    query is redrawn until the tasks' answers to it are all different (so that each answer
+    belongs to one task; the authors' ``force_unique_prompts``). Returns ``tokens`` [P, L],
+    ``example_task`` [P, m] (indices into ``tasks``), ``answers`` [P, K] (every task's answer
+    to the query, in the order of ``tasks``) and ``query`` [P, input_len].
     """
     tasks = np.asarray(tasks, dtype=np.int64)
     p = np.asarray(proportions, dtype=np.float64)
     if p.shape != tasks.shape or np.any(p < 0) or not np.isclose(p.sum(), 1.0):
         raise ValueError(f"proportions {list(p)} must be non-negative, sum to 1 and match the {len(tasks)} tasks")
+    if n_examples < 0 or n_prompts < 1:
+        raise ValueError(f"need n_prompts >= 1 and n_examples >= 0, got {n_prompts} and {n_examples}")
     which = rng.choice(len(tasks), size=(n_prompts, n_examples), p=p / p.sum())
-    x = fam.sample_inputs(rng, (n_prompts, n_examples + 1))
-    y = fam.answers(x[:, :n_examples], tasks[which])
-    query = x[:, n_examples]
-    answers = np.stack([fam.answers(query, np.full(n_prompts, h)) for h in tasks], axis=1)
-    body = _write_examples(fam, x[:, :n_examples], y)
-    tokens = np.concatenate(
-        [np.full((n_prompts, 1), NEWLINE, np.int32), body, query, np.full((n_prompts, 1), SEP, np.int32)], axis=1
-    )
+    x = fam.sample_inputs(rng, (n_prompts, n_examples))
+    y = fam.answers(x, tasks[which])
+    query = fam.sample_inputs(rng, (n_prompts,))
+    for _ in range(max_tries):
+        answers = np.stack([fam.answers(query, np.full(n_prompts, h)) for h in tasks], axis=1)
+        srt = np.sort(answers, axis=1)
+        clash = np.any(srt[:, 1:] == srt[:, :-1], axis=1)
+        if not clash.any():
+            break
+        query[clash] = fam.sample_inputs(rng, (int(clash.sum()),))
+    else:
+        raise ValueError(f"tasks {[fam.task(h) for h in tasks]} give the same answer to every query tried")
+    parts = [_with_bos(fam, _write_examples(fam, x, y)), query]
+    if fam.sep is not None:
+        parts.append(np.full((n_prompts, 1), fam.sep, np.int32))
+    tokens = np.concatenate(parts, axis=1).astype(np.int32)
     return {"tokens": tokens, "example_task": which.astype(np.int32), "answers": answers.astype(np.int32), "query": query}

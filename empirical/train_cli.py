@@ -1,17 +1,20 @@
-"""The ``train`` and ``sweep`` subcommands of the ``superpose`` CLI.
+"""The ``train``, ``eval`` and ``sweep`` subcommands of the ``superpose`` CLI.
 
 ``register(subparsers)`` adds them to the package's one parser (empirical/cli.py); each sets
 ``func(args) -> int``. Every subcommand accepts ``--json PATH``, ``--seed`` and ``--out DIR``;
-bad input prints one line to stderr and exits non-zero; result files are written to a
-temporary file and ``os.replace``d, and carry the config, package version, device and date.
+bad input prints one line to stderr and exits 2; result files are written to a temporary
+file and ``os.replace``d, and carry the config, package version, device and date. ``--run``
+takes a run directory or the name of a shipped model (``copy``, ``add``, ``lookup``).
 
     superpose train --preset tiny --family copy --out runs/copy
-    superpose sweep --run runs/copy --tasks copy:2,copy:6 --json s.json --out plots/
+    superpose eval --run copy --sequences 200 --json eval.json
+    superpose sweep --run copy --tasks copy:2,copy:6 --json s.json --out plots/
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -35,50 +38,136 @@ def _positive(text: str) -> int:
     return value
 
 
+def _guarded(command: str, body) -> int:
+    """Run ``body()``; bad input of any kind becomes one line on stderr and exit status 2."""
+    try:
+        return body()
+    except UsageError as err:
+        return _fail(command, str(err))
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError, PermissionError, IsADirectoryError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        return _fail(command, str(message).strip().splitlines()[0] if str(message).strip() else type(err).__name__)
+
+
+def _task_set(path: str | None):
+    """The TaskSet of a ``--tasks-file`` (None without one)."""
+    if path is None:
+        return None
+    from construction.tasks import TaskSet
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UsageError(f"task file {path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UsageError(f"{path} is not valid JSON: {err}") from None
+    return TaskSet.from_json(data)
+
+
+def _load_run(run: str | None):
+    from empirical import runs
+
+    if run is None:
+        raise UsageError("--run is required (a run directory or a shipped model: " + ", ".join(runs.available()) + ")")
+    return runs.load(run)
+
+
 # --------------------------------------------------------------------------- train
 
 
 def _train(args: argparse.Namespace) -> int:
     from empirical import synthetic, training
 
-    try:
+    def body() -> int:
         if args.out is None:
             raise UsageError("--out DIR is required (the run directory)")
         out = Path(args.out)
         if args.resume and (out / "config.json").is_file():
             cfg = training.load_config(out)
-            if args.preset is not None and args.preset != cfg.preset:
-                raise UsageError(f"{out} was trained with preset {cfg.preset!r}, not {args.preset!r}")
-            if args.family is not None and args.family != cfg.family:
-                raise UsageError(f"{out} was trained on family {cfg.family!r}, not {args.family!r}")
-            if args.seed is not None and args.seed != cfg.seed:
-                raise UsageError(f"{out} was trained with seed {cfg.seed}, not {args.seed}")
+            for flag, value, saved in (("preset", args.preset, cfg.preset), ("family", args.family, cfg.family),
+                                       ("seed", args.seed, cfg.seed)):
+                if value is not None and value != saved:
+                    raise UsageError(f"{out} was trained with {flag} {saved!r}, not {value!r}")
+            if args.tasks_file is not None:
+                raise UsageError("--tasks-file cannot change on --resume")
         else:
+            if (out / "config.json").is_file():
+                raise UsageError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
             preset = args.preset or "tiny"
             if preset not in training.PRESETS:
                 raise UsageError(f"unknown preset {preset!r}; choose from {', '.join(training.PRESETS)}")
             family = args.family or "copy"
             if family not in synthetic.FAMILIES:
                 raise UsageError(f"unknown family {family!r}; choose from {', '.join(synthetic.FAMILIES)}")
-            cfg = training.PRESETS[preset](family=family, seed=0 if args.seed is None else args.seed)
+            tasks = _task_set(args.tasks_file)
+            if tasks is not None and family != "lookup":
+                raise UsageError("--tasks-file applies to --family lookup only")
+            extra = {"tasks": tasks} if tasks is not None else {}
+            cfg = training.PRESETS[preset](family=family, seed=0 if args.seed is None else args.seed, **extra)
         if args.steps is not None:
             cfg = cfg.replace(steps=args.steps)
-        if (out / "config.json").is_file() and not args.resume:
-            raise UsageError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
         summary = training.train(cfg, out, resume=args.resume, progress=not args.quiet)
-    except UsageError as err:
-        return _fail("train", str(err))
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        return _fail("train", str(err))
-    if args.json:
-        training.write_json_atomic(args.json, summary)
-    ev = summary["eval"]
-    print(
-        f"trained {cfg.preset}/{cfg.family} to step {summary['step']}: loss {ev['loss']:.4f}, "
-        f"answer accuracy {ev['answer_acc']:.3f} (second half of examples {ev['answer_acc_late']:.3f}), "
-        f"{summary['tokens_per_s'] or float('nan'):.0f} tokens/s -> {out}"
-    )
-    return 0
+        if args.json:
+            training.write_json_atomic(args.json, summary)
+        ev = summary["eval"]
+        print(
+            f"trained {cfg.preset}/{cfg.family} to step {summary['step']}: loss {ev['loss']:.4f}, "
+            f"answer accuracy {ev['answer_acc']:.3f} (second half of examples {ev['answer_acc_late']:.3f}), "
+            f"{summary['tokens_per_s'] or float('nan'):.0f} tokens/s -> {out}"
+        )
+        return 0
+
+    return _guarded("train", body)
+
+
+# --------------------------------------------------------------------------- eval
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from empirical import training
+
+    def body() -> int:
+        cfg, params, step = _load_run(args.run)
+        result = training.evaluate_tasks(cfg, params, sequences=args.sequences, seed=args.seed,
+                                         progress=not args.quiet)
+        result = {**training.provenance(cfg), "command": "eval", "run": args.run, "checkpoint_step": step, **result}
+        if args.out:
+            result["plot"] = str(plot_eval(result, Path(args.out) / f"eval_{Path(args.run).name}.png"))
+        if args.json:
+            training.write_json_atomic(args.json, result)
+        print(f"{args.run} ({cfg.family}, step {step}), {args.sequences} fresh sequences per task, seed {args.seed}:")
+        for name, t in result["tasks"].items():
+            print(f"  {t['label']:28s} answer accuracy {t['answer_acc']:.4f}   second half {t['answer_acc_late']:.4f}")
+        print(f"  {'all tasks':28s} answer accuracy {result['answer_acc']:.4f}   second half "
+              f"{result['answer_acc_late']:.4f} (worst task {result['worst_task_late']:.4f})")
+        return 0
+
+    return _guarded("eval", body)
+
+
+def plot_eval(result: dict, path: Path) -> Path:
+    """Answer accuracy against example index, one line per task (the in-context learning curve)."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from empirical.results import save_figure
+
+    fig = Figure(figsize=(5.5, 3.6), dpi=150)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for t in result["tasks"].values():
+        acc = np.array(t["example_acc"])
+        ax.plot(np.arange(len(acc)), acc, linewidth=1, alpha=0.8, label=t["label"])
+    ax.plot(np.arange(len(result["example_acc"])), result["example_acc"], "k-", linewidth=2, label="mean")
+    ax.set_xlabel("example index in the sequence")
+    ax.set_ylabel("answer accuracy")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, ncol=2)
+    ax.set_title(f"{result['run']}: {result['sequences_per_task']} fresh sequences per task", fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)
 
 
 # --------------------------------------------------------------------------- sweep
@@ -88,66 +177,65 @@ def _sweep(args: argparse.Namespace) -> int:
     from empirical import sweep as sweep_lib
     from empirical import synthetic, training
 
-    try:
-        if args.run is None:
-            raise UsageError("--run DIR is required (a directory written by `superpose train`)")
+    def body() -> int:
         if args.tasks is None:
             raise UsageError("--tasks A,B is required (e.g. copy:2,copy:6)")
+        if args.run is None:
+            raise UsageError("--run is required (a run directory or a shipped model)")
+        names = [t for t in args.tasks.split(",") if t.strip()]
         try:
-            fam, hs = synthetic.parse_tasks(args.tasks)
+            synthetic.parse_tasks(names)  # the shape of the argument, before loading anything
         except ValueError as err:
             raise UsageError(str(err)) from None
+        cfg, params, step = _load_run(args.run)
+        fam, hs = synthetic.parse_tasks(names, cfg.tasks)
         if len(hs) != 2:
             raise UsageError(f"--tasks needs exactly two tasks A,B, got {len(hs)}")
-        run_dir = Path(args.run)
-        try:
-            cfg = training.load_config(run_dir)
-        except FileNotFoundError as err:
-            raise UsageError(str(err)) from None
         if cfg.family != fam.name:
-            raise UsageError(f"{run_dir} was trained on family {cfg.family!r}; the tasks are {fam.name!r} tasks")
-        cfg_, params, step = training.load_run(run_dir)
-        n_examples = args.examples or cfg.n_examples
-        result = sweep_lib.sweep(
-            cfg.model,
-            params,
-            fam.name,
-            hs,
-            n_prompts=args.prompts,
-            n_examples=n_examples,
-            seed=args.seed,
-            batch=args.batch,
-            progress=not args.quiet,
-        )
-    except UsageError as err:
-        return _fail("sweep", str(err))
-    except (ValueError, FileNotFoundError) as err:
-        return _fail("sweep", str(err))
-    result = {**training.provenance(cfg), "run": str(run_dir), "checkpoint_step": step, **result}
-    name_a, name_b = result["tasks"]
-    if args.out:
-        stem = f"sweep_{name_a}_{name_b}".replace(":", "")
-        plot_path = sweep_lib.plot(result, Path(args.out) / f"{stem}.png")
-        result["plot"] = str(plot_path)
-    if args.json:
-        training.write_json_atomic(args.json, result)
-    for lam in (0.0, 0.5, 1.0):
-        pt = sweep_lib.at(result, lam)
-        print(
-            f"lambda={lam:.1f}: P({name_a})={pt['p_a']['mean']:.3f}±{pt['p_a']['ci95']:.3f}  "
-            f"P({name_b})={pt['p_b']['mean']:.3f}±{pt['p_b']['ci95']:.3f}"
-        )
-    return 0
+            raise UsageError(f"{args.run} was trained on family {cfg.family!r}; the tasks are {fam.name!r} tasks")
+        fam = cfg.fam
+        n_examples = args.examples or cfg.n_examples - 1
+        if n_examples > cfg.n_examples - 1 and cfg.model.positions == "learned":
+            raise UsageError(f"{args.run} has learned positions for {cfg.n_examples} examples: prompts can hold at "
+                             f"most {cfg.n_examples - 1} examples and the query")
+        kw = dict(n_prompts=args.prompts, n_examples=n_examples, seed=args.seed, progress=not args.quiet)
+        result = sweep_lib.sweep(sweep_lib.trained_probs(cfg.model, params, args.batch), fam, hs, **kw)
+        result = {**training.provenance(cfg), "command": "sweep", "run": args.run, "checkpoint_step": step, **result}
+        constructed = None
+        if fam.task_set is not None:  # lookup: the constructed model on the same prompts
+            from construction import construct
+
+            ts = fam.task_set
+            model = construct(ts.tasks, vocab_size=ts.vocab_size, example_len=ts.example_len,
+                              max_examples=max(64, n_examples), beta=args.beta)
+            constructed = sweep_lib.sweep(model.probabilities, fam, hs, **kw)
+            constructed["model"] = {"kind": "constructed", "beta": args.beta, "spec": model.spec.to_dict()}
+            result["constructed"] = constructed
+        name_a, name_b = result["tasks"]
+        if args.out:
+            stem = f"sweep_{name_a}_{name_b}".replace(":", "")
+            result["plot"] = str(sweep_lib.plot(result, Path(args.out) / f"{stem}.png", overlay=constructed))
+        if args.json:
+            training.write_json_atomic(args.json, result)
+        for lam in (0.0, 0.5, 1.0):
+            pt = sweep_lib.at(result, lam)
+            print(f"lambda={lam:.1f}: P({name_a})={pt['p_a']['mean']:.3f}±{pt['p_a']['ci95']:.3f}  "
+                  f"P({name_b})={pt['p_b']['mean']:.3f}±{pt['p_b']['ci95']:.3f}  "
+                  f"within-prompt 2nd-largest {pt['second']['mean']:.3f}")
+        return 0
+
+    return _guarded("sweep", body)
 
 
 # --------------------------------------------------------------------------- registration
 
 
 def register(subparsers) -> None:
-    """Add ``train`` and ``sweep`` to the CLI's subparsers (each sets ``func``)."""
+    """Add ``train``, ``eval`` and ``sweep`` to the CLI's subparsers (each sets ``func``)."""
     p = subparsers.add_parser("train", help="train the transformer from scratch on one task per sequence (Fig. 3)")
-    p.add_argument("--preset", default=None, help="tiny (CPU, ~10 min) or paper (~14M params, GPU); default tiny")
-    p.add_argument("--family", default=None, help="task family: copy or add (default copy)")
+    p.add_argument("--preset", default=None, help="tiny (2-core CPU) or paper (~14M params, GPU); default tiny")
+    p.add_argument("--family", default=None, help="task family: copy, add or lookup (default copy)")
+    p.add_argument("--tasks-file", default=None, help="lookup only: a task file as `superpose verify` reads")
     p.add_argument("--steps", type=_positive, default=None, help="training steps (default: the preset's)")
     p.add_argument("--seed", type=int, default=None, help="seed of weights and data (default 0)")
     p.add_argument("--out", default=None, help="run directory (checkpoints, config.json, metrics.jsonl)")
@@ -156,12 +244,23 @@ def register(subparsers) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
 
+    e = subparsers.add_parser("eval", help="single-task answer accuracy of a trained run, per task and example index")
+    e.add_argument("--run", default=None, help="run directory or shipped model (copy, add, lookup)")
+    e.add_argument("--sequences", type=_positive, default=200, help="fresh sequences per task (default 200)")
+    e.add_argument("--seed", type=int, default=0, help="seed of the sequences (default 0)")
+    e.add_argument("--json", default=None, help="write the accuracies (with config, version, device, date) here")
+    e.add_argument("--out", default=None, help="directory for the accuracy-per-example plot")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
+    e.set_defaults(func=_eval)
+
     s = subparsers.add_parser("sweep", help="lambda sweep of a trained run on mixed prompts (Fig. 3)")
-    s.add_argument("--run", default=None, help="run directory written by `superpose train`")
+    s.add_argument("--run", default=None, help="run directory or shipped model (copy, add, lookup)")
     s.add_argument("--tasks", default=None, help="two tasks A,B of the run's family, e.g. copy:2,copy:6")
     s.add_argument("--prompts", type=_positive, default=1000, help="prompts per lambda (default 1000)")
-    s.add_argument("--examples", type=_positive, default=None, help="examples per prompt (default: the run's)")
+    s.add_argument("--examples", type=_positive, default=None,
+                   help="examples per prompt (default: the run's sequences less one, the query's place)")
     s.add_argument("--batch", type=_positive, default=50, help="prompts per forward pass (default 50)")
+    s.add_argument("--beta", type=float, default=30.0, help="lookup: the constructed model's attention sharpness")
     s.add_argument("--seed", type=int, default=0, help="seed of the prompts (default 0)")
     s.add_argument("--json", default=None, help="write the sweep (with config, version, device, date) here")
     s.add_argument("--out", default=None, help="directory for the Figure 3 plot")
@@ -170,7 +269,7 @@ def register(subparsers) -> None:
 
 
 def main(argv=None) -> int:
-    """Standalone entry point (``python -m empirical.train_cli``), until empirical/cli.py wires it."""
+    """Standalone entry point (``python -m empirical.train_cli``); ``superpose`` registers the same parsers."""
     parser = argparse.ArgumentParser(prog="superpose")
     sub = parser.add_subparsers(dest="command", required=True)
     register(sub)

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from construction.tasks import TaskSet
 from construction.transformer import TransformerConfig, init_params, run
 from empirical import results as results_lib
 from empirical import synthetic
@@ -48,6 +49,8 @@ class TrainConfig:
     model: TransformerConfig
     preset: str = "custom"
     family: str = "copy"
+    #: the ``lookup`` family's task set (None: ``construction.default_task_set()``).
+    tasks: TaskSet | None = None
     n_examples: int = 100
     batch_size: int = 32
     #: sequences per forward/backward pass; gradients are accumulated over batch/microbatch.
@@ -62,6 +65,9 @@ class TrainConfig:
     warmup_frac: float = 0.1
     #: fraction of the steps spent decaying linearly to zero at the end (warm-up-stable-decay).
     decay_frac: float = 0.2
+    #: task curriculum: stages ``(until_step, tasks)``; a step s <= until_step (of the first
+    #: such stage) draws its sequences' tasks from ``tasks`` only; later steps from all tasks.
+    curriculum: tuple[tuple[int, tuple[int, ...]], ...] = ()
     seed: int = 0
     log_every: int = 10
     eval_every: int = 100
@@ -70,24 +76,40 @@ class TrainConfig:
 
     def __post_init__(self):
         problems = []
-        if self.family not in synthetic.FAMILIES:
-            problems.append(f"family must be one of {list(synthetic.FAMILIES)}, got {self.family!r}")
+        try:
+            fam = synthetic.family(self.family, self.tasks)
+        except ValueError as err:
+            raise ValueError(f"invalid TrainConfig: {err}") from None
         for name in ("n_examples", "batch_size", "steps", "log_every", "eval_every", "eval_batch", "ckpt_every"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         mb = self.microbatch or self.batch_size
         if mb < 1 or self.batch_size % mb:
             problems.append(f"microbatch {self.microbatch} must divide batch_size {self.batch_size}")
+        object.__setattr__(
+            self, "curriculum", tuple((int(until), tuple(int(h) for h in hs)) for until, hs in self.curriculum)
+        )
+        ends = [until for until, _ in self.curriculum]
+        if ends != sorted(set(ends)) or any(e < 1 for e in ends):
+            problems.append(f"curriculum stages must end at increasing steps >= 1, got {ends}")
+        for _, hs in self.curriculum:
+            if not hs or any(h not in fam.params for h in hs):
+                problems.append(f"curriculum tasks {list(hs)} must be a non-empty subset of {list(fam.params)}")
         if not (0 <= self.warmup_frac and 0 <= self.decay_frac and self.warmup_frac + self.decay_frac <= 1):
             problems.append("warmup_frac and decay_frac must be >= 0 and sum to at most 1")
-        if self.model.input_vocab != synthetic.VOCAB_SIZE or self.model.output_dim != synthetic.VOCAB_SIZE:
-            problems.append(f"the model's input_vocab and output_dim must be the vocabulary size {synthetic.VOCAB_SIZE}")
+        if self.model.input_vocab != fam.vocab_size or self.model.output_dim != fam.vocab_size:
+            problems.append(
+                f"the model's input_vocab and output_dim ({self.model.input_vocab}, {self.model.output_dim}) must be "
+                f"the {self.family} family's vocabulary size {fam.vocab_size}"
+            )
+        if self.model.positions == "learned" and self.model.max_len < self.seq_len:
+            problems.append(f"learned positions need max_len >= the sequence length {self.seq_len}")
         if problems:
             raise ValueError("invalid TrainConfig: " + "; ".join(problems))
 
     @property
     def fam(self) -> synthetic.Family:
-        return synthetic.FAMILIES[self.family]
+        return synthetic.family(self.family, self.tasks)
 
     @property
     def seq_len(self) -> int:
@@ -95,7 +117,9 @@ class TrainConfig:
         return synthetic.sequence_length(self.fam, self.n_examples) - 1
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        data["tasks"] = None if self.tasks is None else self.tasks.to_json()
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -104,16 +128,19 @@ class TrainConfig:
     def from_dict(cls, data: dict) -> "TrainConfig":
         data = dict(data)
         data["model"] = TransformerConfig.from_dict(data["model"])
+        if data.get("tasks") is not None:
+            data["tasks"] = TaskSet.from_json(data["tasks"])
         return cls(**data)
 
     def replace(self, **changes) -> "TrainConfig":
         return replace(self, **changes)
 
 
-def _model(**overrides) -> TransformerConfig:
+def _model(fam: synthetic.Family, **overrides) -> TransformerConfig:
+    """A Llama-style model for family ``fam`` (its vocabulary in and out)."""
     base = dict(
-        input_vocab=synthetic.VOCAB_SIZE,
-        output_dim=synthetic.VOCAB_SIZE,
+        input_vocab=fam.vocab_size,
+        output_dim=fam.vocab_size,
         positions="rope",
         norm="rms",
         mlp="swiglu",
@@ -124,54 +151,59 @@ def _model(**overrides) -> TransformerConfig:
     return TransformerConfig(**base)
 
 
-def tiny(**changes) -> TrainConfig:
-    """CPU-sized preset. Target: > 95% single-task answer accuracy in about ten minutes on a
-    2-core CPU (not yet confirmed: its settings are still being tuned).
-
-    3 layers, width 64, 4 heads of 16, SwiGLU 128: ~0.13M parameters, 40 examples per
-    sequence, batch 16, 800 steps at a higher learning rate than the paper's.
-    """
-    cfg = TrainConfig(
-        model=_model(num_layers=3, d_model=64, num_heads=4, qk_dim=16, v_dim=16, mlp_dims=128),
-        preset="tiny",
-        n_examples=40,
-        batch_size=16,
-        steps=800,
-        lr=3e-3,
-        log_every=10,
-        eval_every=100,
-        eval_batch=32,
-        ckpt_every=200,
-    )
-    return cfg.replace(**changes) if changes else cfg
+def _preset(name: str, family: str, tasks: TaskSet | None, model: dict, train: dict, changes: dict) -> TrainConfig:
+    """A TrainConfig from a preset's settings and the caller's ``changes`` (TrainConfig fields,
+    and ``model_changes`` for model fields). Learned positions cover the training sequences."""
+    fam = synthetic.family(family, tasks)
+    model = {**model, **(changes.pop("model_changes", None) or {})}
+    train = {**train, **changes}
+    if model.get("positions") == "learned":
+        model["max_len"] = synthetic.sequence_length(fam, train["n_examples"]) - 1
+    return TrainConfig(model=_model(fam, **model), preset=name, family=family, tasks=tasks, **train)
 
 
-def paper(**changes) -> TrainConfig:
+#: The tiny preset's settings per family (model, then data and optimiser), found on a 2-core CPU.
+TINY: dict[str, dict] = {
+    "copy": {
+        "model": dict(attn_scale=2.0, rope_theta=100.0),
+        "train": dict(n_examples=12, batch_size=64, lr=1e-3, steps=8000),
+    },
+    "add": {
+        "model": dict(attn_scale=2.0, rope_theta=100.0),
+        "train": dict(n_examples=40, batch_size=16, lr=3e-3, steps=6000),
+    },
+    "lookup": {
+        "model": dict(positions="learned"),
+        "train": dict(n_examples=20, batch_size=32, lr=3e-3, steps=2000),
+    },
+}
+
+
+def tiny(family: str = "copy", *, tasks: TaskSet | None = None, **changes) -> TrainConfig:
+    """A CPU-sized preset: 3 layers, width 64, 4 heads of 16, SwiGLU 128 (~0.1M parameters),
+    with per-family settings (:data:`TINY`). ``changes`` replace TrainConfig fields;
+    ``model_changes={...}`` replaces model fields (learned positions follow ``n_examples``)."""
+    if family not in TINY:
+        raise ValueError(f"family must be one of {list(TINY)}, got {family!r}")
+    model = dict(num_layers=3, d_model=64, num_heads=4, qk_dim=16, v_dim=16, mlp_dims=128, **TINY[family]["model"])
+    train = dict(log_every=20, eval_every=250, eval_batch=64, ckpt_every=500, **TINY[family]["train"])
+    return _preset("tiny", family, tasks, model, train, dict(changes))
+
+
+def paper(family: str = "copy", *, tasks: TaskSet | None = None, **changes) -> TrainConfig:
     """The authors' model (THEORY.md section 6): Llama-style, 6 layers, width 384, 6 heads,
     SwiGLU 1536, RMSNorm, RoPE (~14M parameters); AdamW lr 5e-4, b2 0.98, wd 0.01, clip 1,
     10% warm-up then warm-up-stable-decay, 5000 steps, batch 400 sequences of 100 examples,
-    bf16 compute with float32 parameters (for the GPU)."""
-    cfg = TrainConfig(
-        model=_model(
-            num_layers=6, d_model=384, num_heads=6, qk_dim=64, v_dim=64, mlp_dims=1536, dtype="bfloat16"
-        ),
-        preset="paper",
-        n_examples=100,
-        batch_size=400,
-        microbatch=50,
-        steps=5000,
-        lr=5e-4,
-        b2=0.98,
-        weight_decay=0.01,
-        clip=1.0,
-        warmup_frac=0.1,
-        decay_frac=0.2,
-        log_every=10,
-        eval_every=250,
-        eval_batch=50,
-        ckpt_every=500,
-    )
-    return cfg.replace(**changes) if changes else cfg
+    bf16 compute with float32 parameters, gradients accumulated over microbatches of 25
+    sequences (attention is materialised: L x L scores per head) -- for the GPU. The lookup
+    family gets learned positions (its layout has no separators to find examples by)."""
+    model = dict(num_layers=6, d_model=384, num_heads=6, qk_dim=64, v_dim=64, mlp_dims=1536, dtype="bfloat16")
+    if family == "lookup":
+        model["positions"] = "learned"
+    train = dict(n_examples=100, batch_size=400, microbatch=25, steps=5000, lr=5e-4, b2=0.98, weight_decay=0.01,
+                 clip=1.0, warmup_frac=0.1, decay_frac=0.2, log_every=10, eval_every=250, eval_batch=25,
+                 ckpt_every=500)
+    return _preset("paper", family, tasks, model, train, dict(changes))
 
 
 #: Named presets (a plain dict; the CLI's --preset choices).
@@ -245,8 +277,21 @@ def eval_rng(cfg: TrainConfig) -> np.random.Generator:
     return np.random.default_rng([cfg.seed, 1])
 
 
+def tasks_at(cfg: TrainConfig, step: int) -> tuple[int, ...]:
+    """The tasks step ``step``'s sequences are drawn from (the curriculum's stage, or all)."""
+    for until, hs in cfg.curriculum:
+        if step <= until:
+            return hs
+    return cfg.fam.params
+
+
 def make_batch(cfg: TrainConfig, step: int) -> dict[str, np.ndarray]:
-    return synthetic.training_batch(cfg.fam, batch_rng(cfg, step), cfg.batch_size, cfg.n_examples)
+    """Step ``step``'s training batch (a pure function of the config and the step)."""
+    fam = cfg.fam
+    tasks = tasks_at(cfg, step)
+    if tasks != fam.params:
+        fam = fam.restrict(tasks)
+    return synthetic.training_batch(fam, batch_rng(cfg, step), cfg.batch_size, cfg.n_examples)
 
 
 # --------------------------------------------------------------------------- loss and steps
@@ -317,21 +362,69 @@ def make_eval_fn(cfg: TrainConfig) -> Callable:
     the examples (enough context to know the task); ``example_acc`` [n_examples]: per example
     index, averaged over the batch (the in-context learning curve).
     """
-    fam, n = cfg.fam, cfg.n_examples
+    n = cfg.n_examples
+    where = jnp.asarray(synthetic.answer_positions(cfg.fam, n))
 
     def evaluate(params, tokens, mask, answer_mask):
         nll, count, hits, answers, hit = _sums(cfg.model, params, tokens, mask, answer_mask)
-        # hit is [B, T-1]; target position t+1 holds example (t) // example_len's answer.
-        per_example = hit.reshape(hit.shape[0], n, fam.example_len).sum(-1)  # one answer per example
-        example_acc = per_example.mean(0)
+        example_hits = hit[:, where]  # hit is [B, T-1]; one answer per example
+        example_acc = example_hits.mean(0)
         return {
             "loss": nll / count,
             "answer_acc": hits / answers,
             "answer_acc_late": example_acc[n // 2 :].mean(),
             "example_acc": example_acc,
+            "example_hits": example_hits,
         }
 
     return jax.jit(evaluate)
+
+
+def evaluate_tasks(cfg: TrainConfig, params, *, sequences: int = 200, seed: int = 0, batch: int = 50,
+                   progress: bool = False) -> dict:
+    """Single-task answer accuracy of ``params`` per task and per example index, on
+    ``sequences`` fresh sequences of each task (``numpy.random.default_rng([seed, 2, h])``:
+    a stream no training or in-training evaluation batch uses).
+
+    Returns ``{"tasks": {name: {answer_acc, answer_acc_late, loss, example_acc}}, "answer_acc",
+    "answer_acc_late", "example_acc", "worst_task_late"}`` (the last four over all tasks).
+    """
+    from tqdm.auto import tqdm
+
+    if sequences < 1 or batch < 1:
+        raise ValueError(f"need sequences >= 1 and batch >= 1, got {sequences} and {batch}")
+    eval_fn = make_eval_fn(cfg)
+    fam = cfg.fam
+    per_task, curves = {}, []
+    for h in tqdm(fam.params, disable=not progress, desc="eval", unit="task"):
+        one = fam.restrict([h])
+        rng = np.random.default_rng([seed, 2, h])
+        sums, n_done = 0.0, 0
+        while n_done < sequences:
+            size = min(batch, sequences - n_done)
+            b = synthetic.training_batch(one, rng, batch, cfg.n_examples)  # fixed shape: one compilation
+            out = eval_fn(params, b["tokens"], b["mask"], b["answer_mask"])
+            sums = sums + np.asarray(out["example_hits"], dtype=np.float64)[:size].sum(0)
+            n_done += size
+        example_acc = sums / sequences
+        curves.append(example_acc)
+        per_task[fam.task(h)] = {
+            "label": fam.task_label(h),
+            "answer_acc": float(example_acc.mean()),
+            "answer_acc_late": float(example_acc[cfg.n_examples // 2 :].mean()),
+            "example_acc": example_acc.tolist(),
+        }
+    mean_curve = np.mean(curves, axis=0)
+    return {
+        "sequences_per_task": sequences,
+        "seed": seed,
+        "n_examples": cfg.n_examples,
+        "tasks": per_task,
+        "answer_acc": float(mean_curve.mean()),
+        "answer_acc_late": float(mean_curve[cfg.n_examples // 2 :].mean()),
+        "worst_task_late": min(t["answer_acc_late"] for t in per_task.values()),
+        "example_acc": mean_curve.tolist(),
+    }
 
 
 def evaluate(cfg: TrainConfig, params, batch: dict | None = None, eval_fn: Callable | None = None) -> dict:
@@ -340,7 +433,7 @@ def evaluate(cfg: TrainConfig, params, batch: dict | None = None, eval_fn: Calla
         batch = synthetic.training_batch(cfg.fam, eval_rng(cfg), cfg.eval_batch, cfg.n_examples)
     eval_fn = eval_fn or make_eval_fn(cfg)
     out = eval_fn(params, batch["tokens"], batch["mask"], batch["answer_mask"])
-    return {k: (np.asarray(v).tolist() if np.ndim(v) else float(v)) for k, v in out.items()}
+    return {k: (np.asarray(v).tolist() if np.ndim(v) else float(v)) for k, v in out.items() if k != "example_hits"}
 
 
 # --------------------------------------------------------------------------- run directory
@@ -374,10 +467,14 @@ def _manager(out: Path, read_only: bool = False):
 
 
 def load_config(out: str | os.PathLike) -> TrainConfig:
+    """The TrainConfig saved in run directory ``out``; one clear error if it is missing or malformed."""
     path = Path(out) / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"{out} is not a training run: {path} is missing")
-    return TrainConfig.from_dict(json.loads(path.read_text()))
+    try:
+        return TrainConfig.from_dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, KeyError, AttributeError) as err:
+        raise ValueError(f"{path} is not a valid training config ({type(err).__name__}: {err})") from None
 
 
 def restore_state(cfg: TrainConfig, out: str | os.PathLike, step: int | None = None) -> dict | None:
@@ -514,3 +611,58 @@ def read_metrics(out: str | os.PathLike, kind: str | None = "train") -> list[dic
     path = Path(out) / "metrics.jsonl"
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return [r for r in records if kind is None or r.get("kind") == kind]
+
+
+def plot_learning_curves(out: str | os.PathLike, path: str | os.PathLike, title: str = "",
+                         snapshots: int = 6) -> Path:
+    """Three panels from run ``out``'s metrics: the training loss, the held-out answer accuracy
+    (all examples, and the second half of each sequence's examples) against step, and the
+    in-context learning curve (accuracy against example index) at ``snapshots`` evaluation
+    steps. Curriculum stages are shaded."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    cfg = load_config(out)
+    train_r, eval_r = read_metrics(out, "train"), read_metrics(out, "eval")
+    fig = Figure(figsize=(13.0, 3.6), dpi=150)
+    FigureCanvasAgg(fig)
+    ax_loss, ax_acc, ax_ex = (fig.add_subplot(1, 3, i) for i in (1, 2, 3))
+    ax_loss.plot([r["step"] for r in train_r], [r["loss"] for r in train_r], linewidth=0.8)
+    ax_loss.set_yscale("log")
+    ax_loss.set_ylabel("training loss (answers and newlines)")
+    steps = [r["step"] for r in eval_r]
+    ax_acc.plot(steps, [r["answer_acc"] for r in eval_r], "o-", markersize=2, label="all examples")
+    ax_acc.plot(steps, [r["answer_acc_late"] for r in eval_r], "o-", markersize=2, label="second half")
+    chance = 1.0 / (8 if cfg.family == "copy" else cfg.fam.vocab_size if cfg.family == "lookup" else 10)
+    ax_acc.axhline(chance, color="gray", linestyle=":", linewidth=1, label="chance")
+    ax_acc.set_ylim(0, 1.02)
+    ax_acc.set_ylabel("held-out answer accuracy")
+    ax_acc.legend(fontsize=7)
+    for ax in (ax_loss, ax_acc):
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        start = 0
+        for until, hs in cfg.curriculum:
+            ax.axvspan(start, until, color="tab:orange", alpha=0.08 + 0.04 * (len(hs) < 3))
+            start = until
+    if eval_r:
+        picks = sorted({int(round(i)) for i in np.linspace(0, len(eval_r) - 1, min(snapshots, len(eval_r)))})
+        colors = [plt_color(i, len(picks)) for i in range(len(picks))]
+        for i, c in zip(picks, colors):
+            acc = eval_r[i]["example_acc"]
+            ax_ex.plot(np.arange(len(acc)), acc, color=c, linewidth=1, label=f"step {eval_r[i]['step']}")
+    ax_ex.set_xlabel("example index in the sequence")
+    ax_ex.set_ylabel("answer accuracy")
+    ax_ex.set_ylim(0, 1.02)
+    ax_ex.grid(alpha=0.3)
+    ax_ex.legend(fontsize=6)
+    fig.suptitle(title or f"{cfg.preset}/{cfg.family}: training curves", fontsize=9)
+    fig.tight_layout()
+    return results_lib.save_figure(fig, path)
+
+
+def plt_color(i: int, n: int):
+    """The i-th of n colours along viridis (early steps dark, late steps light)."""
+    from matplotlib import colormaps
+
+    return colormaps["viridis"](0.1 + 0.8 * i / max(1, n - 1))

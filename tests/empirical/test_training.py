@@ -20,7 +20,8 @@ from construction.transformer import param_shapes
 
 
 def micro(**changes) -> training.TrainConfig:
-    model = training._model(num_layers=1, d_model=32, num_heads=2, qk_dim=8, v_dim=8, mlp_dims=32)
+    model = training._model(synthetic.FAMILIES["add"], num_layers=1, d_model=32, num_heads=2, qk_dim=8, v_dim=8,
+                            mlp_dims=32)
     cfg = training.TrainConfig(
         model=model, family="add", n_examples=4, batch_size=8, steps=6, lr=1e-2,
         log_every=1, eval_every=3, eval_batch=4, ckpt_every=100,
@@ -163,8 +164,8 @@ def test_existing_run_needs_resume_and_same_config(tmp_path):
 def test_sweep_statistics_and_plot(tmp_path):
     cfg = micro()
     params = training.init_state(cfg)["params"]
-    res = sweep_lib.sweep(cfg.model, params, "add", [1, 3], n_prompts=7, n_examples=4,
-                          lambdas=(0.0, 0.5, 1.0), batch=4, progress=False)
+    res = sweep_lib.sweep(sweep_lib.trained_probs(cfg.model, params, 4), "add", [1, 3], n_prompts=7, n_examples=4,
+                          lambdas=(0.0, 0.5, 1.0), progress=False)
     assert res["tasks"] == ["add:1", "add:3"] and res["lambdas"] == [0.0, 0.5, 1.0]
     for pt in res["points"]:
         total = pt["p_a"]["mean"] + pt["p_b"]["mean"] + pt["p_other"]["mean"]
@@ -173,8 +174,8 @@ def test_sweep_statistics_and_plot(tmp_path):
             assert 0.0 <= pt[key]["mean"] <= 1.0 and pt[key]["ci95"] >= 0
             assert pt[key]["lo"] <= pt[key]["mean"] <= pt[key]["hi"]
     # The same seed gives the same numbers; batching does not change them.
-    again = sweep_lib.sweep(cfg.model, params, "add", [1, 3], n_prompts=7, n_examples=4,
-                            lambdas=(0.0, 0.5, 1.0), batch=3, progress=False)
+    again = sweep_lib.sweep(sweep_lib.trained_probs(cfg.model, params, 3), "add", [1, 3], n_prompts=7,
+                            n_examples=4, lambdas=(0.0, 0.5, 1.0), progress=False)
     np.testing.assert_allclose(sweep_lib.series(res, "p_a"), sweep_lib.series(again, "p_a"), rtol=1e-5)
     path = sweep_lib.plot(res, tmp_path / "fig3.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -186,8 +187,8 @@ def test_sweep_probabilities_match_a_direct_forward_pass():
 
     cfg = micro()
     params = training.init_state(cfg)["params"]
-    res = sweep_lib.sweep(cfg.model, params, "add", [2, 5], n_prompts=3, n_examples=4,
-                          lambdas=(0.3,), batch=3, progress=False)
+    res = sweep_lib.sweep(sweep_lib.trained_probs(cfg.model, params, 3), "add", [2, 5], n_prompts=3, n_examples=4,
+                          lambdas=(0.3,), progress=False)
     prompts = synthetic.mixed_prompts(synthetic.FAMILIES["add"], np.random.default_rng([0, 0]), 3, 4, [2, 5],
                                       [0.3, 0.7])
     logits, _ = run(cfg.model, params, jnp.asarray(prompts["tokens"]))
@@ -229,7 +230,9 @@ def test_cli_train_and_sweep_write_results(tmp_path, capsys, monkeypatch):
         (["train", "--preset", "huge", "--out", "{tmp}/x"], "unknown preset"),
         (["train", "--family", "mul", "--out", "{tmp}/x"], "unknown family"),
         (["train", "--preset", "tiny"], "--out"),
-        (["sweep", "--run", "{tmp}/missing", "--tasks", "copy:2,copy:6"], "not a training run"),
+        (["sweep", "--run", "{tmp}/missing", "--tasks", "copy:2,copy:6"], "neither a run directory nor a shipped"),
+        (["eval", "--run", "{tmp}/missing"], "neither a run directory nor a shipped"),
+        (["train", "--family", "copy", "--tasks-file", "{tmp}/t.json", "--out", "{tmp}/x"], "does not exist"),
         (["sweep", "--run", "{tmp}/missing", "--tasks", "copy:2"], "at least two tasks"),
         (["sweep", "--run", "{tmp}/missing", "--tasks", "copy:2,add:1"], "share one family"),
     ],
@@ -247,6 +250,149 @@ def test_cli_refuses_to_overwrite_a_run(tmp_path, capsys):
     training.write_json_atomic(tmp_path / "r" / "config.json", training.tiny().to_dict())
     assert _cli(["train", "--out", str(tmp_path / "r"), "--quiet"]) == 2
     assert "--resume" in capsys.readouterr().err
+
+
+def test_sweep_keeps_per_prompt_values_and_their_statistics():
+    cfg = micro()
+    params = training.init_state(cfg)["params"]
+    res = sweep_lib.sweep(sweep_lib.trained_probs(cfg.model, params, 8), "add", [1, 3], n_prompts=9, n_examples=4,
+                          lambdas=(0.2,), progress=False)
+    pt = res["points"][0]
+    pa, pb = np.array(pt["per_prompt"]["p_a"]), np.array(pt["per_prompt"]["p_b"])
+    assert len(pa) == len(pb) == len(pt["per_prompt"]["share_a"]) == 9
+    assert pt["p_a"]["mean"] == pytest.approx(pa.mean(), abs=1e-4)
+    assert pt["second"]["mean"] == pytest.approx(np.minimum(pa, pb).mean(), abs=1e-4)
+    assert pt["several"]["mean"] == pytest.approx((np.minimum(pa, pb) >= 0.1).mean(), abs=1e-9)
+    assert pt["reference"]["proportional"]["second"] == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="lambda must lie in"):
+        sweep_lib.sweep(sweep_lib.trained_probs(cfg.model, params, 8), "add", [1, 3], n_prompts=2, n_examples=2,
+                        lambdas=(1.5,), progress=False)
+
+
+def test_constructed_model_sweeps_the_same_prompts_within_its_bound():
+    """The constructed model swept on lookup prompts: its probability of each answer is its
+    readout of y_hat / |y_hat|_1 there (alpha of every task whose answer it is), within the
+    readout's KL bound (Pinsker: every probability within sqrt(KL / 2))."""
+    from construction import construct, default_task_set, task_outputs, task_weights
+
+    ts = default_task_set()
+    fam = synthetic.lookup_family(ts)
+    model = construct(ts.tasks, vocab_size=ts.vocab_size, example_len=ts.example_len, max_examples=16,
+                      dtype="float64")
+    lambdas = (0.0, 0.5, 1.0)
+    res = sweep_lib.sweep(model.probabilities, fam, [0, 1], n_prompts=40, n_examples=12, lambdas=lambdas,
+                          progress=False)
+    tol = np.sqrt(model.kl_bound(12) / 2)
+    for i, lam in enumerate(lambdas):
+        prompts = synthetic.mixed_prompts(fam, np.random.default_rng([0, i]), 40, 12, [0, 1], [lam, 1 - lam])
+        alpha = task_weights(prompts["tokens"], ts.tasks, ts.example_len)  # [P, 3]
+        outs = task_outputs(prompts["tokens"], ts.tasks, ts.example_len)  # [P, 3]
+        share = alpha / alpha.sum(1, keepdims=True)
+        want = np.stack([(share * (outs == prompts["answers"][:, [k]])).sum(1) for k in range(2)], axis=1)
+        pp = res["points"][i]["per_prompt"]
+        got = np.stack([pp["p_a"], pp["p_b"]], axis=1)
+        assert np.abs(got - want).max() <= tol + 1e-5  # + the JSON's rounding to 5 decimals
+
+
+# --------------------------------------------------------------------------- curriculum and eval
+
+
+def test_curriculum_draws_its_stages_tasks_then_all():
+    cfg = micro(steps=10, batch_size=64, curriculum=((3, (1, 4)), (6, (1, 4, 7))))
+    seen = {s: set(training.make_batch(cfg, s)["task"].tolist()) for s in range(1, 11)}
+    assert all(seen[s] == {1, 4} for s in (1, 2, 3))
+    assert all(seen[s] == {1, 4, 7} for s in (4, 5, 6))
+    assert all(len(seen[s]) > 3 for s in (7, 8, 9, 10))
+    assert training.TrainConfig.from_dict(json.loads(cfg.to_json())) == cfg
+    with pytest.raises(ValueError, match="increasing steps"):
+        micro(curriculum=((5, (1,)), (5, (2,))))
+    with pytest.raises(ValueError, match="subset"):
+        micro(curriculum=((5, (11,)),))
+
+
+def test_evaluate_tasks_counts_what_it_says():
+    cfg = micro()
+    params = training.init_state(cfg)["params"]
+    res = training.evaluate_tasks(cfg, params, sequences=7, batch=4, seed=3)
+    assert set(res["tasks"]) == {f"add:{h}" for h in range(10)}
+    # Against a direct count on the same sequences (7 of each task, drawn in batches of 4).
+    from construction.transformer import run
+
+    fam = cfg.fam
+    for h in (0, 6):
+        rng = np.random.default_rng([3, 2, h])
+        b = np.concatenate([synthetic.training_batch(fam.restrict([h]), rng, 4, cfg.n_examples)["tokens"]
+                            for _ in range(2)])[:7]
+        logits, _ = run(cfg.model, params, jnp.asarray(b[:, :-1]))
+        where = synthetic.answer_positions(fam, cfg.n_examples)
+        hits = (np.asarray(jnp.argmax(logits, -1))[:, where] == b[:, 1:][:, where]).mean(0)
+        np.testing.assert_allclose(res["tasks"][f"add:{h}"]["example_acc"], hits, atol=1e-6)
+    assert res["answer_acc"] == pytest.approx(np.mean([t["answer_acc"] for t in res["tasks"].values()]))
+
+
+def test_cli_eval_writes_accuracies(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    training.train(micro(steps=2), run_dir, progress=False)
+    assert _cli(["eval", "--run", str(run_dir), "--sequences", "3", "--json", str(tmp_path / "e.json"),
+                 "--out", str(tmp_path), "--quiet"]) == 0
+    res = json.loads((tmp_path / "e.json").read_text())
+    assert res["sequences_per_task"] == 3 and len(res["example_acc"]) == 4 and res["checkpoint_step"] == 2
+    assert {"config", "package_version", "device", "date"} <= set(res)
+    assert (tmp_path / "eval_run.png").is_file()
+    assert "second half" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- shipped runs
+
+
+def test_export_and_load_by_directory(tmp_path):
+    from empirical import runs
+
+    cfg = micro(steps=3)
+    training.train(cfg, tmp_path / "r", progress=False)
+    cfg_a, params_a, step_a = runs.load(tmp_path / "r")
+    dest = runs.export(tmp_path / "r", tmp_path / "shipped")
+    assert sorted(p.name for p in dest.iterdir()) == ["config.json", "metrics.jsonl", "params.npz", "summary.json"]
+    cfg_b, params_b, step_b = runs.load(dest)
+    assert cfg_b == cfg_a and step_b == step_a == 3 and _leaves_equal(params_a, params_b)
+
+
+def test_corrupted_or_mismatched_runs_give_one_clear_error(tmp_path):
+    from empirical import runs
+
+    cfg = micro(steps=2)
+    training.train(cfg, tmp_path / "r", progress=False)
+    shipped = runs.export(tmp_path / "r", tmp_path / "s")
+    # 1. truncated weights
+    data = (shipped / "params.npz").read_bytes()
+    (shipped / "params.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="not a readable parameter file"):
+        runs.load(shipped)
+    # 2. a config of another shape beside the weights
+    runs.export(tmp_path / "r", shipped)
+    other = micro(model=cfg.model.replace(d_model=48))
+    training.write_json_atomic(shipped / "config.json", other.to_dict())
+    with pytest.raises(ValueError, match="does not match its config.json"):
+        runs.load(shipped)
+    # 3. the orbax run with a config of another shape
+    training.write_json_atomic(tmp_path / "r" / "config.json", other.to_dict())
+    with pytest.raises(ValueError, match="cannot be restored with its config.json|does not match"):
+        runs.load(tmp_path / "r")
+    # 4. a config.json that is not one
+    (shipped / "config.json").write_text("{\"model\": 3}")
+    with pytest.raises(ValueError, match="not a valid training config"):
+        runs.load(shipped)
+    # 5. NaN weights
+    training.train(cfg, tmp_path / "r2", progress=False)
+    nan = runs.export(tmp_path / "r2", tmp_path / "nan")
+    flat = dict(np.load(nan / "params.npz"))
+    first = sorted(flat)[0]
+    flat[first] = np.full_like(flat[first], np.nan)
+    np.savez(nan / "params.npz", **flat)
+    with pytest.raises(ValueError, match="non-finite"):
+        runs.load(nan)
+    with pytest.raises(FileNotFoundError, match="shipped"):
+        runs.load("no-such-model")
 
 
 # --------------------------------------------------------------------------- slow: Figure 3
