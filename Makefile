@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.superpose-installed
 
-.PHONY: install demo test test-thorough check bench clean
+.PHONY: install demo test test-thorough check bench clean pretrained figure3
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -31,3 +31,21 @@ test-thorough: $(STAMP)
 
 clean:
 	rm -rf $(VENV) results .pytest_cache .hypothesis
+
+# The shipped checkpoints (empirical/pretrained/<family>/) and their learning curves, trained
+# on this machine's CPU with the tiny presets (about 25 minutes on 2 cores for all three).
+FAMILIES := add copy lookup
+RESULTS := benchmarks/results/training
+pretrained: $(STAMP)
+	for f in $(FAMILIES); do \
+	  rm -rf runs/pretrained-$$f && \
+	  $(VENV)/bin/superpose train --preset tiny --family $$f --out runs/pretrained-$$f --quiet --json $(RESULTS)/train_$$f.json && \
+	  $(VENV)/bin/superpose export --run runs/pretrained-$$f --to empirical/pretrained/$$f --sequences 200 \
+	    --json $(RESULTS)/eval_$$f.json --out $(RESULTS) --quiet || exit 1; \
+	done
+
+# The paper's Figure 3 from the shipped checkpoints: 1000 prompts per lambda on the paper's grid.
+figure3: $(STAMP)
+	$(VENV)/bin/superpose sweep --run copy --tasks copy:2,copy:6 --json $(RESULTS)/sweep_copy.json --out $(RESULTS) --quiet
+	$(VENV)/bin/superpose sweep --run add --tasks add:2,add:6 --json $(RESULTS)/sweep_add.json --out $(RESULTS) --quiet
+	$(VENV)/bin/superpose sweep --run lookup --tasks lookup:0,lookup:1 --json $(RESULTS)/sweep_lookup.json --out $(RESULTS) --quiet

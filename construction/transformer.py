@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from construction.layout import structured_features
+from construction.layout import binary_code, structured_features
 
 Array = jax.Array
 Capture = Callable[[str], bool] | Collection[str] | None
@@ -50,6 +50,11 @@ class TransformerConfig:
     ``mlp_dims`` holds one hidden width per layer (an int in the constructor means the same
     width everywhere). ``input_vocab`` set means integer token inputs; otherwise inputs are
     vectors of ``input_dim`` (the continuous regime). ``attn_scale`` None means 1/sqrt(qk_dim).
+    ``offset_period`` > 0 adds a learned embedding of ``position mod offset_period`` (the
+    offset inside fixed-length examples, as the structured positions carry it) to any other
+    position scheme, and with ``code_bits`` > 0 a learned projection of the +-1 binary code
+    of ``position // offset_period`` (the example index): trained models then see where they
+    are inside an example and which example they are in, as the constructed model does.
     """
 
     num_layers: int
@@ -65,6 +70,7 @@ class TransformerConfig:
     max_len: int = 0
     example_len: int = 0
     code_bits: int = 0
+    offset_period: int = 0
     norm: Literal["none", "rms", "layer"] = "rms"
     mlp: Literal["relu", "swiglu"] = "swiglu"
     mlp_bias: bool = False
@@ -86,6 +92,8 @@ class TransformerConfig:
             problems.append("learned positions need max_len >= 1")
         if self.positions == "structured" and (self.example_len < 2 or self.code_bits < 1):
             problems.append("structured positions need example_len >= 2 and code_bits >= 1")
+        if self.offset_period < 0 or (self.offset_period and self.positions == "structured"):
+            problems.append(f"offset_period must be >= 0 and unset with structured positions, got {self.offset_period}")
         if self.positions == "rope" and self.qk_dim % 2:
             problems.append(f"RoPE needs an even qk_dim, got {self.qk_dim}")
         if self.tie_embeddings and (self.input_vocab != self.output_dim):
@@ -268,6 +276,12 @@ class Transformer(nn.Module):
             feats = jnp.asarray(structured_features(length, c.example_len, c.code_bits), dt)
             w = self.param("position_embed", init, (feats.shape[1], c.d_model)).astype(dt)
             x = x + (feats @ w)[None]
+        if c.offset_period:
+            offsets = self.param("offset_embed", init, (c.offset_period, c.d_model)).astype(dt)
+            x = x + jnp.take(offsets, jnp.arange(length) % c.offset_period, axis=0)[None]
+            if c.code_bits:
+                code = jnp.asarray(binary_code(np.arange(length) // c.offset_period, c.code_bits), dt)
+                x = x + (code @ self.param("code_embed", init, (c.code_bits, c.d_model)).astype(dt))[None]
         x = tap("embed", x)
         for i in range(c.num_layers):
             x = Block(c, i, name=f"block_{i}")(x, tap, last_only and i == c.num_layers - 1)

@@ -227,11 +227,45 @@ def _sweep(args: argparse.Namespace) -> int:
     return _guarded("sweep", body)
 
 
+# --------------------------------------------------------------------------- export
+
+
+def _export(args: argparse.Namespace) -> int:
+    from empirical import runs, training
+
+    def body() -> int:
+        if args.run is None or args.to is None:
+            raise UsageError("--run DIR and --to DIR are required (e.g. --to empirical/pretrained/copy)")
+        src = runs.resolve(args.run)
+        if not (src / "config.json").is_file():
+            raise UsageError(f"{src} is not a training run: config.json is missing")
+        cfg, params, step = runs.load(src)
+        evaluation = training.evaluate_tasks(cfg, params, sequences=args.sequences, seed=args.seed,
+                                             progress=not args.quiet)
+        dest = runs.export(src, args.to, summary={"eval": {**evaluation, "command": "export"}})
+        if args.out:
+            out = Path(args.out)
+            training.plot_learning_curves(src, out / f"learning_{Path(args.to).name}.png",
+                                          title=f"{Path(args.to).name}: {cfg.preset}/{cfg.family}, "
+                                                f"{training.param_count(params)} parameters")
+            plot_eval(evaluation | {"run": Path(args.to).name}, out / f"eval_{Path(args.to).name}.png")
+        if args.json:
+            training.write_json_atomic(args.json, {**training.provenance(cfg), "command": "export",
+                                                   "run": str(src), "to": str(dest), "checkpoint_step": step,
+                                                   **evaluation})
+        print(f"exported {src} (step {step}) -> {dest}: answer accuracy {evaluation['answer_acc']:.4f}, "
+              f"second half {evaluation['answer_acc_late']:.4f} (worst task {evaluation['worst_task_late']:.4f}) "
+              f"on {args.sequences} fresh sequences per task")
+        return 0
+
+    return _guarded("export", body)
+
+
 # --------------------------------------------------------------------------- registration
 
 
 def register(subparsers) -> None:
-    """Add ``train``, ``eval`` and ``sweep`` to the CLI's subparsers (each sets ``func``)."""
+    """Add ``train``, ``eval``, ``export`` and ``sweep`` to the CLI's subparsers (each sets ``func``)."""
     p = subparsers.add_parser("train", help="train the transformer from scratch on one task per sequence (Fig. 3)")
     p.add_argument("--preset", default=None, help="tiny (2-core CPU) or paper (~14M params, GPU); default tiny")
     p.add_argument("--family", default=None, help="task family: copy, add or lookup (default copy)")
@@ -252,6 +286,16 @@ def register(subparsers) -> None:
     e.add_argument("--out", default=None, help="directory for the accuracy-per-example plot")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=_eval)
+
+    x = subparsers.add_parser("export", help="copy a run's weights into a shipped-model directory, with its evaluation")
+    x.add_argument("--run", default=None, help="the run directory to export")
+    x.add_argument("--to", default=None, help="the shipped-model directory (e.g. empirical/pretrained/copy)")
+    x.add_argument("--sequences", type=_positive, default=200, help="fresh sequences per task for the evaluation")
+    x.add_argument("--seed", type=int, default=0, help="seed of the evaluation sequences (default 0)")
+    x.add_argument("--json", default=None, help="also write the evaluation here")
+    x.add_argument("--out", default=None, help="directory for the learning-curve and accuracy plots")
+    x.add_argument("--quiet", action="store_true", help="no progress bar")
+    x.set_defaults(func=_export)
 
     s = subparsers.add_parser("sweep", help="lambda sweep of a trained run on mixed prompts (Fig. 3)")
     s.add_argument("--run", default=None, help="run directory or shipped model (copy, add, lookup)")

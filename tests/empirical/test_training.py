@@ -399,17 +399,19 @@ def test_corrupted_or_mismatched_runs_give_one_clear_error(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family,tasks", [("add", [1, 3]), ("copy", [2, 6])])
-def test_tiny_preset_learns_and_superposes(family, tasks, tmp_path):
-    cfg = training.tiny(family=family)
-    summary = training.train(cfg, tmp_path / family, progress=False)
+def test_tiny_lookup_preset_learns_and_superposes_on_average(tmp_path):
+    """The tiny lookup preset end to end (about 4 minutes on 2 cores): >= 95% on the second half
+    of fresh sequences, and at lambda = 0.5 both tasks' answers get >= 0.2 on average."""
+    cfg = training.tiny(family="lookup")
+    summary = training.train(cfg, tmp_path / "lookup", progress=False)
     assert summary["eval"]["answer_acc_late"] > 0.95, summary["eval"]
-    _, params, _ = training.load_run(tmp_path / family)
-    res = sweep_lib.sweep(cfg.model, params, family, tasks, n_prompts=200, n_examples=cfg.n_examples,
-                          progress=False)
+    _, params, _ = training.load_run(tmp_path / "lookup")
+    assert training.evaluate_tasks(cfg, params, sequences=50)["answer_acc_late"] >= 0.95
+    res = sweep_lib.sweep(sweep_lib.trained_probs(cfg.model, params), cfg.fam, [0, 1], n_prompts=200,
+                          n_examples=cfg.n_examples - 1, progress=False)
     p_a, p_b = sweep_lib.series(res, "p_a"), sweep_lib.series(res, "p_b")
     mid = sweep_lib.at(res, 0.5)
-    assert mid["p_a"]["mean"] > 0.2 and mid["p_b"]["mean"] > 0.2, mid
+    assert mid["p_a"]["mean"] >= 0.2 and mid["p_b"]["mean"] >= 0.2, mid
     assert p_a[-1] > 0.9 and p_b[0] > 0.9  # single-task prompts
     assert np.corrcoef(res["lambdas"], p_a)[0, 1] > 0.9  # P(A) rises with lambda
     assert np.all(np.diff(p_a[::2]) > 0)  # ... monotonically on the grid 0, 0.2, ..., 1

@@ -1,0 +1,59 @@
+"""The shipped checkpoints (empirical/pretrained/<family>/): they load by name, do their tasks
+on fresh sequences, and their Figure 3 sweep has the shape the paper describes at its ends.
+
+Seconds each: a few fresh sequences per task and 200 prompts at lambda 0, 0.5 and 1. The
+thresholds are below what `superpose eval` measured on 200 sequences per task (README), by
+the sampling error of the smaller sample, not tuned to pass.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from empirical import runs, training
+from empirical import sweep as sweep_lib
+
+SHIPPED = {"copy": ("copy:2", "copy:6"), "add": ("add:2", "add:6"), "lookup": ("lookup:0", "lookup:1")}
+
+
+def test_every_family_has_a_shipped_checkpoint():
+    assert set(SHIPPED) <= set(runs.available())
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_checkpoint_does_its_tasks_on_fresh_sequences(name):
+    cfg, params, step = runs.load(name)
+    assert cfg.family == name and step == cfg.steps
+    res = training.evaluate_tasks(cfg, params, sequences=16, seed=123, batch=16)
+    # The second half of each sequence's examples: the task is known from the context there.
+    assert res["answer_acc_late"] >= 0.9, res["answer_acc_late"]
+    assert res["worst_task_late"] >= 0.8, {k: t["answer_acc_late"] for k, t in res["tasks"].items()}
+    # In-context learning: the first example (no context) is at chance, late ones are not.
+    assert res["example_acc"][0] <= 1.0 / len(cfg.fam.params) + 0.25
+    summary = json.loads((runs.PRETRAINED / name / "summary.json").read_text())
+    assert summary["eval"]["answer_acc_late"] >= 0.95  # what `superpose export` measured (200 per task)
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_checkpoint_sweep_ends(name):
+    cfg, params, _ = runs.load(name)
+    hs = [int(t.split(":")[1]) for t in SHIPPED[name]]
+    res = sweep_lib.sweep(sweep_lib.trained_probs(cfg.model, params, 50), cfg.fam, hs, n_prompts=200,
+                          n_examples=cfg.n_examples - 1, lambdas=(0.0, 0.5, 1.0), progress=False)
+    p_a, p_b = sweep_lib.series(res, "p_a"), sweep_lib.series(res, "p_b")
+    assert p_a[-1] > 0.85 and p_b[0] > 0.85  # single-task prompts: the task's answer
+    assert p_a[0] < 0.1 and p_b[-1] < 0.1  # ... and not the other's
+    assert p_a[0] < p_a[1] < p_a[2] and p_b[0] > p_b[1] > p_b[2]  # P(A) rises with A's share
+
+
+def test_shipped_checkpoint_loads_where_a_run_is_accepted(tmp_path, capsys):
+    from empirical import train_cli
+
+    assert train_cli.main(["eval", "--run", "add", "--sequences", "2", "--json", str(tmp_path / "e.json"),
+                           "--quiet"]) == 0
+    out = json.loads((tmp_path / "e.json").read_text())
+    assert out["run"] == "add" and set(out["tasks"]) == {f"add:{h}" for h in range(10)}
+    assert "all tasks" in capsys.readouterr().out
