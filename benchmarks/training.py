@@ -36,8 +36,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+# First on the path, before this script's own folder (whose construction.py would shadow the package).
+sys.path.insert(0, str(ROOT))
 
 
 def _cpu_name() -> str:

@@ -168,7 +168,9 @@ def _preset(name: str, family: str, tasks: TaskSet | None, model: dict, train: d
 #: few hundred steps, where all tasks at once stall at chance) and then trains on all of them.
 #: copy and lookup add learned embeddings of the offset inside an example and of the example
 #: index (``offset_period``, ``code_bits``): the features the constructed model reads, without
-#: which copy stayed at chance (1/8) for 1000+ steps.
+#: which copy stayed at chance (1/8) for 1000+ steps. copy grows its tasks in stages (2, 4,
+#: then 8) and still learns only the four tasks of its second stage (h = 1, 3, 5, 7) to ~100%:
+#: the others stay near chance (benchmarks/results/training/SEARCH.md).
 TINY: dict[str, dict] = {
     "add": {
         "model": dict(),
@@ -176,7 +178,8 @@ TINY: dict[str, dict] = {
     },
     "copy": {
         "model": dict(qk_dim=32, offset_period=11, code_bits=5),
-        "train": dict(n_examples=16, batch_size=32, lr=3e-3, steps=3000, curriculum=((600, (1, 5)),)),
+        "train": dict(n_examples=16, batch_size=16, lr=3e-3, steps=6000,
+                      curriculum=((300, (1, 5)), (900, (1, 3, 5, 7)))),
     },
     "lookup": {
         "model": dict(qk_dim=32, offset_period=5, code_bits=5),
