@@ -55,3 +55,6 @@ figure3: $(STAMP)
 	$(VENV)/bin/superpose sweep --run copy --tasks copy:2,copy:6 --json $(RESULTS)/sweep_copy_2_6.json --out $(RESULTS) --quiet
 	$(VENV)/bin/superpose sweep --run add --tasks add:2,add:6 --json $(RESULTS)/sweep_add.json --out $(RESULTS) --quiet
 	$(VENV)/bin/superpose sweep --run lookup --tasks lookup:0,lookup:1 --json $(RESULTS)/sweep_lookup.json --out $(RESULTS) --quiet
+	$(VENV)/bin/superpose within-prompt --sweep $(RESULTS)/sweep_copy.json --sweep $(RESULTS)/sweep_add.json \
+	  --sweep $(RESULTS)/sweep_lookup.json $(foreach f,add country at letter,--probe benchmarks/results/llm_probe/smollm2_$(f)_100.json) \
+	  --json benchmarks/results/within_prompt_summary.json --out benchmarks/results

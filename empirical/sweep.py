@@ -66,7 +66,14 @@ def trained_probs(model: TransformerConfig, params, batch: int = 50) -> Callable
     return probs
 
 
-def _point(lam: float, p: np.ndarray, prompts: dict) -> dict:
+def _family_answers(fam: synthetic.Family, p: np.ndarray, query: np.ndarray) -> dict:
+    """Mean probability of the answer of EVERY task of the family to each prompt's query (which
+    task the model follows, e.g. an interpolated one; tasks whose answers coincide share it)."""
+    rows = np.arange(len(p))
+    return {fam.task(h): float(p[rows, fam.answers(query, np.full(len(p), h))].mean()) for h in fam.params}
+
+
+def _point(lam: float, p: np.ndarray, prompts: dict, fam: synthetic.Family) -> dict:
     """Every statistic of one lambda from the next-token distributions ``p`` [P, V]."""
     answers = prompts["answers"]
     p_ans = np.take_along_axis(p, answers, axis=1)  # [P, 2]
@@ -85,6 +92,10 @@ def _point(lam: float, p: np.ndarray, prompts: dict) -> dict:
         "kl": mean_ci(kl),
         **wp.summary(p_ans),
         "reference": wp.reference([lam, 1.0 - lam]),
+        "family_tasks": _family_answers(fam, p, prompts["query"]),
+        # the share of prompts whose larger answer is the task of their LAST example (a model
+        # that reads the task off the previous example alone scores 1 at every lambda)
+        "follows_last": mean_ci((p_ans[:, 0] >= p_ans[:, 1]) == (prompts["example_task"][:, -1] == 0)),
         "per_prompt": {
             "p_a": np.round(p_ans[:, 0], 5).tolist(),
             "p_b": np.round(p_ans[:, 1], 5).tolist(),
@@ -109,7 +120,9 @@ def sweep(
     ``probs`` maps prompts [P, L] to next-token distributions [P, V] (see
     :func:`trained_probs`). Returns ``{"family", "tasks", "task_labels", "lambdas", "points"}``;
     every statistic of a point is ``{mean, ci95, lo, hi}`` over the prompts, and
-    ``point["per_prompt"]`` holds each prompt's P(A), P(B) and A's share. Prompts for lambda
+    ``point["per_prompt"]`` holds each prompt's P(A), P(B) and A's share, and
+    ``point["family_tasks"]`` the mean probability of every task of the family's answer
+    (does the model follow A, B, or a third task such as an interpolated one?). Prompts for lambda
     index i come from ``numpy.random.default_rng([seed, i])``, so two models swept with the
     same arguments read identical prompts.
     """
@@ -130,7 +143,7 @@ def sweep(
         rng = np.random.default_rng([seed, i])
         prompts = synthetic.mixed_prompts(fam, rng, n_prompts, n_examples, tasks, [lam, 1.0 - lam])
         p = np.asarray(probs(prompts["tokens"]), dtype=np.float64)
-        points.append(_point(lam, p, prompts))
+        points.append(_point(lam, p, prompts, fam))
     return {
         "family": fam.name,
         "tasks": [fam.task(h) for h in tasks],

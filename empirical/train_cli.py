@@ -1,4 +1,4 @@
-"""The ``train``, ``eval`` and ``sweep`` subcommands of the ``superpose`` CLI.
+"""The ``train``, ``eval``, ``export``, ``sweep`` and ``within-prompt`` subcommands of the ``superpose`` CLI.
 
 ``register(subparsers)`` adds them to the package's one parser (empirical/cli.py); each sets
 ``func(args) -> int``. Every subcommand accepts ``--json PATH``, ``--seed`` and ``--out DIR``;
@@ -261,11 +261,66 @@ def _export(args: argparse.Namespace) -> int:
     return _guarded("export", body)
 
 
+# --------------------------------------------------------------------------- within-prompt summary
+
+
+def _within(args: argparse.Namespace) -> int:
+    from empirical import within_prompt as wp
+    from empirical.results import provenance, write_json
+
+    def body() -> int:
+        if not args.sweep and not args.probe:
+            raise UsageError("give at least one --sweep or --probe result file")
+        rows: dict[str, dict] = {}
+        for path in args.sweep or []:
+            result = _read_result(path)
+            label = f"trained {result.get('run', '?')}: {' vs '.join(result['tasks'])}"
+            rows[label] = wp.from_sweep(result, args.lam)
+            if "constructed" in result:
+                rows[f"constructed: {' vs '.join(result['tasks'])}"] = wp.from_sweep(result, args.lam, constructed=True)
+        for path in args.probe or []:
+            document = _read_result(path)
+            model = Path(str(document.get("config", {}).get("model", document.get("model", "llm")))).stem
+            for res in document["results"]:
+                rows[f"{model}: {res['family']}"] = wp.from_probe(res)
+        result = {**provenance({"sweeps": args.sweep, "probes": args.probe, "lambda": args.lam}),
+                  "command": "within-prompt", "rows": rows}
+        if args.out:
+            result["plot"] = str(wp.plot_summary(rows, Path(args.out) / "within_prompt_summary.png"))
+        if args.json:
+            write_json(args.json, result)
+        for label, row in rows.items():
+            print(f"{label:48s} 2nd-largest {row['second']['mean']:.3f} +- {row['second']['ci95']:.3f} "
+                  f"(proportional {row['proportional']:.2f}), both >= 0.1 in {row['several']['mean']:.0%}")
+        return 0
+
+    return _guarded("within-prompt", body)
+
+
+def _read_result(path: str) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UsageError(f"{path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UsageError(f"{path} is not a JSON result: {err}") from None
+
+
 # --------------------------------------------------------------------------- registration
 
 
+def _evaluation_flags(parser: argparse.ArgumentParser, plots: str) -> None:
+    """The flags of a single-task evaluation on fresh sequences (``eval`` and ``export``)."""
+    parser.add_argument("--sequences", type=_positive, default=200, help="fresh sequences per task (default 200)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sequences (default 0)")
+    parser.add_argument("--json", default=None, help="write the accuracies (with config, version, device, date) here")
+    parser.add_argument("--out", default=None, help=f"directory for {plots}")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def register(subparsers) -> None:
-    """Add ``train``, ``eval``, ``export`` and ``sweep`` to the CLI's subparsers (each sets ``func``)."""
+    """Add ``train``, ``eval``, ``export``, ``sweep`` and ``within-prompt`` to the CLI's subparsers (each sets
+    ``func``)."""
     p = subparsers.add_parser("train", help="train the transformer from scratch on one task per sequence (Fig. 3)")
     p.add_argument("--preset", default=None, help="tiny (2-core CPU) or paper (~14M params, GPU); default tiny")
     p.add_argument("--family", default=None, help="task family: copy, add or lookup (default copy)")
@@ -280,21 +335,13 @@ def register(subparsers) -> None:
 
     e = subparsers.add_parser("eval", help="single-task answer accuracy of a trained run, per task and example index")
     e.add_argument("--run", default=None, help="run directory or shipped model (copy, add, lookup)")
-    e.add_argument("--sequences", type=_positive, default=200, help="fresh sequences per task (default 200)")
-    e.add_argument("--seed", type=int, default=0, help="seed of the sequences (default 0)")
-    e.add_argument("--json", default=None, help="write the accuracies (with config, version, device, date) here")
-    e.add_argument("--out", default=None, help="directory for the accuracy-per-example plot")
-    e.add_argument("--quiet", action="store_true", help="no progress bar")
+    _evaluation_flags(e, plots="the accuracy-per-example plot")
     e.set_defaults(func=_eval)
 
     x = subparsers.add_parser("export", help="copy a run's weights into a shipped-model directory, with its evaluation")
     x.add_argument("--run", default=None, help="the run directory to export")
     x.add_argument("--to", default=None, help="the shipped-model directory (e.g. empirical/pretrained/copy)")
-    x.add_argument("--sequences", type=_positive, default=200, help="fresh sequences per task for the evaluation")
-    x.add_argument("--seed", type=int, default=0, help="seed of the evaluation sequences (default 0)")
-    x.add_argument("--json", default=None, help="also write the evaluation here")
-    x.add_argument("--out", default=None, help="directory for the learning-curve and accuracy plots")
-    x.add_argument("--quiet", action="store_true", help="no progress bar")
+    _evaluation_flags(x, plots="the learning-curve and accuracy plots")
     x.set_defaults(func=_export)
 
     s = subparsers.add_parser("sweep", help="lambda sweep of a trained run on mixed prompts (Fig. 3)")
@@ -310,6 +357,17 @@ def register(subparsers) -> None:
     s.add_argument("--out", default=None, help="directory for the Figure 3 plot")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_sweep)
+
+    w = subparsers.add_parser("within-prompt", help="one within-prompt superposition number per model, from saved "
+                                                    "sweep and probe results")
+    w.add_argument("--sweep", action="append", help="a `superpose sweep` JSON (repeatable)")
+    w.add_argument("--probe", action="append", help="a `superpose probe` JSON (repeatable)")
+    w.add_argument("--lambda", dest="lam", type=float, default=0.5, help="the sweeps' lambda (default 0.5)")
+    w.add_argument("--seed", type=int, default=0, help="unused (every number comes from the saved results)")
+    w.add_argument("--json", default=None, help="write the numbers here")
+    w.add_argument("--out", default=None, help="directory for within_prompt_summary.png")
+    w.set_defaults(func=_within)
+
 
 
 def main(argv=None) -> int:

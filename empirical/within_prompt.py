@@ -77,3 +77,63 @@ def reference(proportions: Sequence[float], threshold: float = THRESHOLD) -> dic
             "several": float(top[1] >= threshold),
         },
     }
+
+
+# --------------------------------------------------------------------------- one number per model
+
+
+def from_sweep(result: dict, lam: float = 0.5, *, constructed: bool = False) -> dict:
+    """The within-prompt numbers of a saved ``superpose sweep`` result at ``lam`` (of its
+    ``constructed`` overlay with ``constructed=True``): the mean second-largest task
+    probability with its interval, the share of prompts giving both tasks >= 0.1, and the
+    proportional-mixing reference: the mean of min(share, 1 - share) over the prompts' actual
+    shares of task A's examples (below min(lambda, 1 - lambda): the shares scatter around lambda)."""
+    res = result["constructed"] if constructed else result
+    for pt in res["points"]:
+        if abs(pt["lambda"] - lam) < 1e-9:
+            share = np.asarray(pt["per_prompt"]["share_a"], dtype=np.float64)
+            return {"second": pt["second"], "several": pt["several"],
+                    "proportional": float(np.minimum(share, 1.0 - share).mean()), "setting": f"lambda = {lam}",
+                    "tasks": result["tasks"], "prompts": result["n_prompts"]}
+    raise ValueError(f"the sweep has no lambda {lam} (it has {result['lambdas']})")
+
+
+def from_probe(result: dict) -> dict:
+    """The within-prompt numbers of one family of a saved ``superpose probe`` result (K tasks,
+    equal proportions 1/K: proportional mixing gives a second-largest task probability of 1/K)."""
+    s = result["summary"]
+    if "within_prompt" not in s:
+        raise ValueError(f"the probe result for {result.get('family')!r} has no within-prompt statistics: "
+                         "recompute it with `superpose probe --refresh`")
+    return {"second": s["within_prompt"]["second"], "several": s["within_prompt"]["several"],
+            "proportional": s["within_prompt_reference"]["proportional"]["second"],
+            "setting": f"{len(s['tasks'])} tasks, 1/{len(s['tasks'])} each", "tasks": list(s["tasks"]),
+            "prompts": len(result["per_prompt"])}
+
+
+def plot_summary(rows: dict[str, dict], path, title: str = ""):
+    """One bar per model: mean second-largest task probability (95% interval), with the
+    proportional-mixing value as a tick; a per-prompt chooser scores 0."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from empirical.results import save_figure
+
+    names = list(rows)
+    mean = np.array([rows[n]["second"]["mean"] for n in names])
+    half = np.array([rows[n]["second"]["ci95"] for n in names])
+    ref = np.array([rows[n]["proportional"] for n in names])
+    fig = Figure(figsize=(8.0, 0.45 * len(names) + 1.4), dpi=150)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    y = np.arange(len(names))[::-1]
+    ax.barh(y, mean, xerr=half, color="tab:green", alpha=0.8, capsize=3, label="mean 2nd-largest task probability")
+    ax.scatter(ref, y, marker="|", s=300, color="black", label="proportional mixing (in-context shares)")
+    ax.set_yticks(y, [f"{n}\n({rows[n]['setting']})" for n in names], fontsize=7)
+    ax.set_xlim(0, 0.55)
+    ax.set_xlabel("within-prompt superposition: mean second-largest task probability (a chooser scores 0)")
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(title or "Superposition within one prompt", fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, path)

@@ -415,3 +415,59 @@ def test_tiny_lookup_preset_learns_and_superposes_on_average(tmp_path):
     assert p_a[-1] > 0.9 and p_b[0] > 0.9  # single-task prompts
     assert np.corrcoef(res["lambdas"], p_a)[0, 1] > 0.9  # P(A) rises with lambda
     assert np.all(np.diff(p_a[::2]) > 0)  # ... monotonically on the grid 0, 0.2, ..., 1
+
+
+def test_sweep_reports_every_family_tasks_answer_probability():
+    cfg = micro()
+    params = training.init_state(cfg)["params"]
+    probs = sweep_lib.trained_probs(cfg.model, params, 8)
+    res = sweep_lib.sweep(probs, "add", [1, 3], n_prompts=6, n_examples=4, lambdas=(0.4,), progress=False)
+    pt = res["points"][0]
+    assert set(pt["family_tasks"]) == {f"add:{h}" for h in range(10)}
+    assert pt["family_tasks"]["add:1"] == pytest.approx(pt["p_a"]["mean"], abs=1e-6)
+    assert pt["family_tasks"]["add:3"] == pytest.approx(pt["p_b"]["mean"], abs=1e-6)
+    # add's ten answers to a query are the ten digits: their probabilities are the digits' mass.
+    prompts = synthetic.mixed_prompts(synthetic.FAMILIES["add"], np.random.default_rng([0, 0]), 6, 4, [1, 3],
+                                      [0.4, 0.6])
+    p = probs(prompts["tokens"])
+    digits = p[:, synthetic.DIGIT0:synthetic.DIGIT0 + 10].sum(1).mean()
+    assert sum(pt["family_tasks"].values()) == pytest.approx(digits, abs=1e-5)
+
+
+def test_sweep_follows_last_counts_prompts_led_by_their_last_example():
+    """A stand-in model that always answers the task of the last example scores 1."""
+    fam = synthetic.FAMILIES["add"]
+
+    def last_example_model(tokens):
+        # add prompts: the last example's answer minus its input is its shift h
+        x, y = tokens[:, -6] - synthetic.DIGIT0, tokens[:, -4] - synthetic.DIGIT0  # "x>y\nq>"
+        q = tokens[:, -2] - synthetic.DIGIT0
+        out = np.zeros((len(tokens), synthetic.VOCAB_SIZE))
+        out[np.arange(len(tokens)), (q + (y - x)) % 10 + synthetic.DIGIT0] = 1.0
+        return out
+
+    res = sweep_lib.sweep(last_example_model, fam, [1, 3], n_prompts=50, n_examples=6, lambdas=(0.3, 0.5),
+                          progress=False)
+    for pt in res["points"]:
+        assert pt["follows_last"]["mean"] == 1.0
+        assert pt["p_a"]["mean"] + pt["p_b"]["mean"] == pytest.approx(1.0)
+
+
+def test_cli_export_ships_a_run_with_its_evaluation(tmp_path, capsys):
+    from empirical import runs
+
+    training.train(micro(steps=2), tmp_path / "run", progress=False)
+    dest = tmp_path / "shipped" / "tiny"
+    assert _cli(["export", "--run", str(tmp_path / "run"), "--to", str(dest), "--sequences", "2",
+                 "--json", str(tmp_path / "x.json"), "--out", str(tmp_path / "plots"), "--quiet"]) == 0
+    summary = json.loads((dest / "summary.json").read_text())
+    assert summary["step"] == 2 and summary["eval"]["sequences_per_task"] == 2
+    assert (tmp_path / "plots" / "learning_tiny.png").is_file() and (tmp_path / "plots" / "eval_tiny.png").is_file()
+    cfg, _, step = runs.load(dest)
+    assert cfg == micro(steps=2) and step == 2
+    assert "exported" in capsys.readouterr().out
+    # bad input: one line, exit status 2, nothing written
+    assert _cli(["export", "--run", str(tmp_path / "nothing"), "--to", str(tmp_path / "y")]) == 2
+    assert "neither a run directory" in capsys.readouterr().err and not (tmp_path / "y").exists()
+    assert _cli(["export", "--run", str(tmp_path / "run")]) == 2
+    assert "--to" in capsys.readouterr().err

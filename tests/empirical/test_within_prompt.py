@@ -73,3 +73,38 @@ def test_bad_input_is_one_clear_error():
         wp.per_prompt(np.ones((3, 1)) * 0.5)
     with pytest.raises(ValueError, match="sum to at most 1"):
         wp.per_prompt(np.array([[0.7, 0.6]]))
+
+
+def test_summary_rows_from_saved_sweep_and_probe_results(tmp_path):
+    """from_sweep / from_probe read the numbers a saved result carries; the CLI plots them."""
+    from empirical import train_cli
+
+    rng = np.random.default_rng(1)
+    lam, n = 0.5, 200
+    chooser = _chooser(lam, n, rng)
+    share = rng.binomial(19, lam, size=n) / 19
+    point = {"lambda": lam, **wp.summary(chooser), "reference": wp.reference([lam, 1 - lam]),
+             "per_prompt": {"p_a": chooser[:, 0].tolist(), "p_b": chooser[:, 1].tolist(), "share_a": share.tolist()}}
+    sweep = {"run": "x", "tasks": ["add:1", "add:3"], "n_prompts": n, "lambdas": [lam], "points": [point]}
+    row = wp.from_sweep(sweep, lam)
+    assert row["second"]["mean"] == 0.0 and row["several"]["mean"] == 0.0
+    assert row["proportional"] == pytest.approx(np.minimum(share, 1 - share).mean())
+    with pytest.raises(ValueError, match="no lambda"):
+        wp.from_sweep(sweep, 0.3)
+    mixer = np.tile([0.25, 0.25, 0.25, 0.25], (10, 1))
+    probe = {"family": "add", "summary": {"tasks": ["a", "b", "c", "d"], "within_prompt": wp.summary(mixer),
+                                          "within_prompt_reference": wp.reference([0.25] * 4)},
+             "per_prompt": [{}] * 10}
+    assert wp.from_probe(probe)["second"]["mean"] == pytest.approx(0.25)
+    assert wp.from_probe(probe)["proportional"] == pytest.approx(0.25)
+    import json
+
+    (tmp_path / "s.json").write_text(json.dumps(sweep))
+    (tmp_path / "p.json").write_text(json.dumps({"config": {"model": "m.gguf"}, "results": [probe]}))
+    assert train_cli.main(["within-prompt", "--sweep", str(tmp_path / "s.json"), "--probe", str(tmp_path / "p.json"),
+                           "--json", str(tmp_path / "w.json"), "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "w.json").read_text())["rows"]
+    assert set(rows) == {"trained x: add:1 vs add:3", "m: add"}
+    assert (tmp_path / "within_prompt_summary.png").is_file()
+    assert train_cli.main(["within-prompt"]) == 2
+    assert train_cli.main(["within-prompt", "--sweep", str(tmp_path / "missing.json")]) == 2
