@@ -280,6 +280,10 @@ class Transformer(nn.Module):
             offsets = self.param("offset_embed", init, (c.offset_period, c.d_model)).astype(dt)
             x = x + jnp.take(offsets, jnp.arange(length) % c.offset_period, axis=0)[None]
             if c.code_bits:
+                if (length - 1) // c.offset_period >= 2**c.code_bits:
+                    raise ValueError(f"a sequence of {length} tokens spans {(length - 1) // c.offset_period + 1} "
+                                     f"examples; this model's {c.code_bits}-bit example code numbers at most "
+                                     f"{2**c.code_bits}")
                 code = jnp.asarray(binary_code(np.arange(length) // c.offset_period, c.code_bits), dt)
                 x = x + (code @ self.param("code_embed", init, (c.code_bits, c.d_model)).astype(dt))[None]
         x = tap("embed", x)

@@ -471,3 +471,24 @@ def test_cli_export_ships_a_run_with_its_evaluation(tmp_path, capsys):
     assert "neither a run directory" in capsys.readouterr().err and not (tmp_path / "y").exists()
     assert _cli(["export", "--run", str(tmp_path / "run")]) == 2
     assert "--to" in capsys.readouterr().err
+
+
+def test_offset_and_example_code_embeddings():
+    """offset_period / code_bits add learned embeddings of position mod n and of the example
+    index's binary code; two positions with the same offset and example get the same one."""
+    from construction.transformer import run
+
+    model = training._model(synthetic.FAMILIES["add"], num_layers=1, d_model=16, num_heads=2, qk_dim=8, v_dim=8,
+                            mlp_dims=16, offset_period=4, code_bits=2)
+    from construction.transformer import init_params
+
+    params = init_params(model, jax.random.key(0), 8)
+    assert params["offset_embed"].shape == (4, 16) and params["code_embed"].shape == (2, 16)
+    tokens = jnp.zeros((1, 16), jnp.int32)  # one token everywhere: the embedding differs by position only
+    _, cache = run(model, params, tokens, capture={"embed"})
+    emb = np.asarray(cache["embed"][0])
+    assert not np.allclose(emb[1], emb[5])  # same offset, another example
+    assert not np.allclose(emb[1], emb[2])  # same example, another offset
+    np.testing.assert_allclose(emb[1] - emb[0], emb[13] - emb[12], atol=1e-6)  # offset part, any example
+    with pytest.raises(ValueError, match="2-bit example code numbers at most 4"):
+        run(model, params, jnp.zeros((1, 17), jnp.int32))
