@@ -49,19 +49,23 @@ def _guarded(command: str, body) -> int:
         return _fail(command, str(message).strip().splitlines()[0] if str(message).strip() else type(err).__name__)
 
 
+def _read_json(path: str, what: str) -> dict:
+    """The JSON content of ``path``; a missing or malformed file is one UsageError naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UsageError(f"{what} {path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UsageError(f"{path} is not valid JSON: {err}") from None
+
+
 def _task_set(path: str | None):
     """The TaskSet of a ``--tasks-file`` (None without one)."""
     if path is None:
         return None
     from construction.tasks import TaskSet
 
-    try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise UsageError(f"task file {path} does not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise UsageError(f"{path} is not valid JSON: {err}") from None
-    return TaskSet.from_json(data)
+    return TaskSet.from_json(_read_json(path, "task file"))
 
 
 def _load_run(run: str | None):
@@ -273,13 +277,13 @@ def _within(args: argparse.Namespace) -> int:
             raise UsageError("give at least one --sweep or --probe result file")
         rows: dict[str, dict] = {}
         for path in args.sweep or []:
-            result = _read_result(path)
+            result = _read_json(path, "sweep result")
             label = f"trained {result.get('run', '?')}: {' vs '.join(result['tasks'])}"
             rows[label] = wp.from_sweep(result, args.lam)
             if "constructed" in result:
                 rows[f"constructed: {' vs '.join(result['tasks'])}"] = wp.from_sweep(result, args.lam, constructed=True)
         for path in args.probe or []:
-            document = _read_result(path)
+            document = _read_json(path, "probe result")
             model = Path(str(document.get("config", {}).get("model", document.get("model", "llm")))).stem
             for res in document["results"]:
                 rows[f"{model}: {res['family']}"] = wp.from_probe(res)
@@ -295,15 +299,6 @@ def _within(args: argparse.Namespace) -> int:
         return 0
 
     return _guarded("within-prompt", body)
-
-
-def _read_result(path: str) -> dict:
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise UsageError(f"{path} does not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise UsageError(f"{path} is not a JSON result: {err}") from None
 
 
 # --------------------------------------------------------------------------- registration
