@@ -48,7 +48,7 @@ class TransformerConfig:
     """Architecture of a decoder-only transformer (saved as JSON beside weights and results).
 
     ``mlp_dims`` holds one hidden width per layer (an int in the constructor means the same
-    width everywhere). ``input_vocab`` set means integer token inputs; otherwise inputs are
+    width everywhere; 0 means the layer has no MLP and no parameters for one). ``input_vocab`` set means integer token inputs; otherwise inputs are
     vectors of ``input_dim`` (the continuous regime). ``attn_scale`` None means 1/sqrt(qk_dim).
     ``offset_period`` > 0 adds a learned embedding of ``position mod offset_period`` (the
     offset inside fixed-length examples, as the structured positions carry it) to any other
@@ -246,6 +246,8 @@ class Block(nn.Module):
         attn = Attention(c, name="attn")(Norm(c.norm, c.jnp_dtype, name="norm_attn")(x), tap, prefix, last_only)
         x = x[:, -1:] if last_only else x
         x = tap(f"{prefix}.resid_mid", x + tap(f"{prefix}.attn.out", attn))
+        if not c.mlp_dims[self.index]:  # a layer without an MLP (the construction's attention-only roles)
+            return tap(f"{prefix}.resid_post", x + tap(f"{prefix}.mlp.out", jnp.zeros_like(x)))
         mlp = MLP(c, c.mlp_dims[self.index], name="mlp")(Norm(c.norm, c.jnp_dtype, name="norm_mlp")(x), tap, prefix)
         return tap(f"{prefix}.resid_post", x + tap(f"{prefix}.mlp.out", mlp))
 

@@ -236,7 +236,7 @@ def assemble(spec: ConstructionSpec) -> tuple[TransformerConfig, dict]:
         "unembed": unembedding(spec),
     }
     for i, (attn, mlp) in enumerate(layer_weights(spec)):
-        params[f"block_{i}"] = {"attn": attn, "mlp": mlp}
+        params[f"block_{i}"] = {"attn": attn, "mlp": mlp} if spec.hidden_spaces[i].dim else {"attn": attn}
     expected = param_shapes(config, length=2 * spec.example_len - 1)
     _check_shapes(params, expected)
     dtype = np.dtype(spec.dtype)
