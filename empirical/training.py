@@ -217,6 +217,36 @@ def paper(family: str = "copy", *, tasks: TaskSet | None = None, **changes) -> T
     return _preset("paper", family, tasks, model, train, dict(changes))
 
 
+def like_construction(*, tasks: TaskSet | None = None, norm: str = "rms", n_examples: int = 20,
+                      **changes) -> TrainConfig:
+    """The constructed model's own architecture, to be trained on its own tasks (``lookup``
+    family, one task per sequence): seven layers, K heads per layer (query/key b + n, value V),
+    the construction's residual width and per-layer ReLU MLP widths (with biases), its
+    structured positions (example code, offset, label and query flags, projected by a learned
+    matrix) -- :func:`construction.weights.transformer_config` of the task set's construction
+    with ``max_examples = 2**b - 1``, b the code bits that number ``n_examples`` examples --
+    with the usual 1/sqrt(qk) attention scale, float32 and ``norm`` ("rms", "layer" or "none").
+    ``changes`` replace TrainConfig fields (``model_changes={...}``: model fields)."""
+    from construction.layout import code_bits
+    from construction.spec import ConstructionSpec
+    from construction.tasks import default_task_set
+    from construction.weights import transformer_config
+
+    ts = tasks if tasks is not None else default_task_set()
+    bits = code_bits(n_examples)
+    spec = ConstructionSpec(tasks=ts.tasks, vocab_size=ts.vocab_size, example_len=ts.example_len,
+                            max_examples=2**bits - 1)
+    model = asdict(transformer_config(spec))
+    model.update(norm=norm, attn_scale=None, dtype="float32", **(changes.pop("model_changes", None) or {}))
+    # Two tasks first (in-context inference of two tasks appears near step 600 on the default
+    # tasks), then all of them (learned by step ~1200; README, "Constructed versus learned").
+    train = dict(n_examples=n_examples, batch_size=32, lr=3e-3, steps=3000, curriculum=((800, (0, 2)),)
+                 if len(ts.tasks) > 2 else (), log_every=20, eval_every=250, eval_batch=64, ckpt_every=500)
+    train.update(changes)
+    return TrainConfig(model=TransformerConfig.from_dict(model), preset="like-construction", family="lookup",
+                       tasks=tasks, **train)
+
+
 #: Named presets (a plain dict; the CLI's --preset choices).
 PRESETS: dict[str, Callable[..., TrainConfig]] = {"tiny": tiny, "paper": paper}
 
