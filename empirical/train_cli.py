@@ -1,4 +1,4 @@
-"""The ``train``, ``eval``, ``export``, ``sweep`` and ``within-prompt`` subcommands of the ``superpose`` CLI.
+"""The ``train``, ``eval``, ``export``, ``sweep``, ``compare`` and ``within-prompt`` subcommands of the ``superpose`` CLI.
 
 ``register(subparsers)`` adds them to the package's one parser (empirical/cli.py); each sets
 ``func(args) -> int``. Every subcommand accepts ``--json PATH``, ``--seed`` and ``--out DIR``;
@@ -9,6 +9,8 @@ takes a run directory or the name of a shipped model (``copy``, ``add``, ``looku
     superpose train --preset tiny --family copy --out runs/copy
     superpose eval --run copy --sequences 200 --json eval.json
     superpose sweep --run copy --tasks copy:2,copy:6 --json s.json --out plots/
+    superpose train --like-construction --out runs/like-construction
+    superpose compare --run lookup --json compare.json --out plots/
 """
 
 from __future__ import annotations
@@ -94,9 +96,19 @@ def _train(args: argparse.Namespace) -> int:
                     raise UsageError(f"{out} was trained with {flag} {saved!r}, not {value!r}")
             if args.tasks_file is not None:
                 raise UsageError("--tasks-file cannot change on --resume")
+        elif args.like_construction:
+            if (out / "config.json").is_file():
+                raise UsageError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+            if args.preset is not None or args.family not in (None, "lookup"):
+                raise UsageError("--like-construction sets the architecture and the family (lookup) itself; "
+                                 "drop --preset and --family")
+            cfg = training.like_construction(tasks=_task_set(args.tasks_file), norm=args.norm,
+                                             seed=0 if args.seed is None else args.seed)
         else:
             if (out / "config.json").is_file():
                 raise UsageError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+            if args.norm != "rms":
+                raise UsageError("--norm applies to --like-construction only")
             preset = args.preset or "tiny"
             if preset not in training.PRESETS:
                 raise UsageError(f"unknown preset {preset!r}; choose from {', '.join(training.PRESETS)}")
@@ -301,6 +313,41 @@ def _within(args: argparse.Namespace) -> int:
     return _guarded("within-prompt", body)
 
 
+# --------------------------------------------------------------------------- compare
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from empirical import compare as compare_lib
+    from empirical import training
+
+    def body() -> int:
+        if args.run is None:
+            raise UsageError("--run is required (a lookup-family run directory or shipped model: lookup, "
+                             "like-construction, like-construction-nonorm)")
+        subject, cfg = compare_lib.learned_subject(args.run)
+        task_set, max_examples = cfg.fam.task_set, cfg.n_examples - 1
+        given = _task_set(args.tasks_file)
+        if given is not None and given != task_set:
+            raise UsageError(f"{args.run} was trained on the tasks {list(task_set.names)}, not on those of "
+                             f"{args.tasks_file}")
+        examples = args.examples or max_examples
+        if examples > max_examples:
+            raise UsageError(f"{args.run} was trained on sequences of {max_examples + 1} examples: prompts can hold "
+                             f"at most {max_examples}")
+        result = compare_lib.compare(subject, task_set, max_examples=examples, n_prompts=args.prompts,
+                                     mechanism_prompts=args.mechanism_prompts, seed=args.seed, beta=args.beta,
+                                     progress=not args.quiet)
+        result = {**training.provenance(cfg), "command": "compare", "run": args.run, **result}
+        if args.out:
+            result["plots"] = [str(p) for p in compare_lib.plot(result, args.out)]
+        if args.json:
+            training.write_json_atomic(args.json, result)
+        print("\n".join(compare_lib.summary_lines(result)))
+        return 0
+
+    return _guarded("compare", body)
+
+
 # --------------------------------------------------------------------------- registration
 
 
@@ -313,6 +360,14 @@ def _evaluation_flags(parser: argparse.ArgumentParser, plots: str) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _prompt_flags(parser: argparse.ArgumentParser, result: str, plots: str) -> None:
+    """The flags of a run on drawn prompts (``sweep`` and ``compare``): seed, outputs, progress."""
+    parser.add_argument("--seed", type=int, default=0, help="seed of the prompts (default 0)")
+    parser.add_argument("--json", default=None, help=f"write {result} (with config, version, device, date) here")
+    parser.add_argument("--out", default=None, help=f"directory for {plots}")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def register(subparsers) -> None:
     """Add ``train``, ``eval``, ``export``, ``sweep`` and ``within-prompt`` to the CLI's subparsers (each sets
     ``func``)."""
@@ -320,6 +375,11 @@ def register(subparsers) -> None:
     p.add_argument("--preset", default=None, help="tiny (2-core CPU) or paper (~14M params, GPU); default tiny")
     p.add_argument("--family", default=None, help="task family: copy, add or lookup (default copy)")
     p.add_argument("--tasks-file", default=None, help="lookup only: a task file as `superpose verify` reads")
+    p.add_argument("--like-construction", action="store_true",
+                   help="train the constructed model's own architecture (7 layers, K heads, its width and "
+                        "structured positions) on its tasks (the lookup family; --tasks-file to choose them)")
+    p.add_argument("--norm", default="rms", choices=("rms", "layer", "none"),
+                   help="--like-construction: the normalisation (default rms; the construction has none)")
     p.add_argument("--steps", type=_positive, default=None, help="training steps (default: the preset's)")
     p.add_argument("--seed", type=int, default=None, help="seed of weights and data (default 0)")
     p.add_argument("--out", default=None, help="run directory (checkpoints, config.json, metrics.jsonl)")
@@ -347,11 +407,22 @@ def register(subparsers) -> None:
                    help="examples per prompt (default: the run's sequences less one, the query's place)")
     s.add_argument("--batch", type=_positive, default=50, help="prompts per forward pass (default 50)")
     s.add_argument("--beta", type=float, default=30.0, help="lookup: the constructed model's attention sharpness")
-    s.add_argument("--seed", type=int, default=0, help="seed of the prompts (default 0)")
-    s.add_argument("--json", default=None, help="write the sweep (with config, version, device, date) here")
-    s.add_argument("--out", default=None, help="directory for the Figure 3 plot")
-    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    _prompt_flags(s, result="the sweep", plots="the Figure 3 plot")
     s.set_defaults(func=_sweep)
+
+    c = subparsers.add_parser("compare", help="a learned lookup model against the construction: behaviour, "
+                                              "mechanism (roles, probes, causal edit) and weights (heads, CKA)")
+    c.add_argument("--run", default=None, help="run directory or shipped model of the lookup family "
+                                               "(lookup, like-construction, like-construction-nonorm)")
+    c.add_argument("--tasks-file", default=None, help="the task file the run was trained on (checked against it)")
+    c.add_argument("--prompts", type=_positive, default=500, help="prompts per behaviour point (default 500)")
+    c.add_argument("--mechanism-prompts", type=_positive, default=1000,
+                   help="prompts for the probes and the causal check (default 1000; attention reads 200)")
+    c.add_argument("--examples", type=_positive, default=None,
+                   help="examples per prompt (default: the run's training sequences less one)")
+    c.add_argument("--beta", type=float, default=30.0, help="the constructed model's attention sharpness")
+    _prompt_flags(c, result="the report", plots="the three plots")
+    c.set_defaults(func=_compare)
 
     w = subparsers.add_parser("within-prompt", help="one within-prompt superposition number per model, from saved "
                                                     "sweep and probe results")
