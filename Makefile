@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.superpose-installed
 
-.PHONY: install demo test test-slow test-thorough check bench clean pretrained figure3
+.PHONY: install demo test test-slow test-thorough check bench clean pretrained figure3 like-construction compare
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,25 @@ pretrained: $(STAMP)
 	  $(VENV)/bin/superpose train --preset tiny --family $$f --out runs/pretrained-$$f --quiet --json $(RESULTS)/train_$$f.json && \
 	  $(VENV)/bin/superpose export --run runs/pretrained-$$f --to empirical/pretrained/$$f --sequences 200 \
 	    --json $(RESULTS)/eval_$$f.json --out $(RESULTS) --quiet || exit 1; \
+	done
+
+# The construction's own architecture trained on its tasks (learned subjects of `superpose
+# compare`), with RMSNorm and without normalisation, shipped as
+# empirical/pretrained/like-construction{,-nonorm} (~8 and ~10 minutes).
+like-construction: $(STAMP)
+	for v in rms none; do \
+	  name=like-construction$$( [ $$v = none ] && echo -nonorm ); \
+	  rm -rf runs/$$name && \
+	  $(VENV)/bin/superpose train --like-construction --norm $$v --out runs/$$name --quiet --json $(RESULTS)/train_$$name.json && \
+	  $(VENV)/bin/superpose export --run runs/$$name --to empirical/pretrained/$$name --sequences 200 \
+	    --json $(RESULTS)/eval_$$name.json --out $(RESULTS) --quiet || exit 1; \
+	done
+
+# Constructed versus learned: the three-level report for every learned subject (~9 minutes).
+COMPARE := benchmarks/results/compare
+compare: $(STAMP)
+	for r in lookup like-construction like-construction-nonorm; do \
+	  $(VENV)/bin/superpose compare --run $$r --json $(COMPARE)/compare_$$r.json --out $(COMPARE) --quiet || exit 1; \
 	done
 
 # The paper's Figure 3 from the shipped checkpoints: 1000 prompts per lambda on the paper's grid
