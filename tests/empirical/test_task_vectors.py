@@ -1,0 +1,130 @@
+"""Task vectors: extraction, patching and convex combinations do what they say, on the
+constructed model (the ground truth: its task identity is the S block after layer 4) and on a
+shipped trained model, through the one intermediates API."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from construction import default_task_set, run
+from empirical import compare as C
+from empirical import task_vectors as TV
+
+TS = default_task_set()
+
+
+@pytest.fixture(scope="module")
+def subjects():
+    return {"constructed": C.constructed_subject(TS, bits=5), "lookup": C.learned_subject("lookup")[0]}
+
+
+@pytest.mark.parametrize("name", ["constructed", "lookup"])
+def test_patching_a_prompts_own_residual_reproduces_the_clean_run(subjects, name):
+    s = subjects[name]
+    tokens = C.mixture_prompts(TS, np.random.default_rng(0), 16, 6)
+    res = TV.residuals_at_last(s, tokens)
+    for layer in (0, 2, s.num_layers):
+        clean, patched = TV.patch(s, tokens, layer, res[layer])
+        np.testing.assert_allclose(patched, clean, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["constructed", "lookup"])
+def test_patching_at_a_layer_leaves_earlier_layers_untouched(subjects, name):
+    s = subjects[name]
+    tokens = jnp.asarray(C.mixture_prompts(TS, np.random.default_rng(1), 8, 5))
+    layer = 2
+    names = [TV.layer_name(l) for l in range(s.num_layers + 1)]
+    _, clean = run(s.config, s.params, tokens, capture=names)
+    junk = jnp.full((s.config.d_model,), 3.0)
+    edits = {TV.layer_name(layer): lambda x: x.at[:, -1].set(junk)}
+    _, patched = run(s.config, s.params, tokens, capture=names, edits=edits)
+    for l in range(layer):
+        np.testing.assert_array_equal(np.asarray(patched[names[l]]), np.asarray(clean[names[l]]))
+    np.testing.assert_array_equal(np.asarray(patched[names[layer]])[:, -1], np.broadcast_to(3.0, (8, s.config.d_model)))
+    assert not np.allclose(np.asarray(patched[names[layer + 1]])[:, -1], np.asarray(clean[names[layer + 1]])[:, -1])
+
+
+def test_extraction_averages_the_last_positions_residual(subjects):
+    s = subjects["lookup"]
+    tokens = TV.single_task_prompts(TS, 1, np.random.default_rng(2), 6, 7)
+    vec = TV.extract(s, tokens)
+    for layer in (0, 3):
+        direct = np.mean([np.asarray(run(s.config, s.params, jnp.asarray(tokens[i : i + 1]),
+                                         capture=(TV.layer_name(layer),))[1][TV.layer_name(layer)])[0, -1]
+                          for i in range(len(tokens))], axis=0)
+        np.testing.assert_allclose(vec[layer], direct, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["constructed", "lookup"])
+def test_interpolation_ends_equal_the_single_task_patches(subjects, name):
+    s = subjects[name]
+    rng = np.random.default_rng(3)
+    vecs = {k: TV.extract(s, TV.single_task_prompts(TS, k, rng, 8, 6)) for k in (0, 1)}
+    queries = TV.zero_shot_queries(TS, rng, 12)
+    layer = 2
+    res = TV.convex(s, TS, vecs, layer, queries, np.array([[1.0, 0.0], [0.0, 1.0]]))
+    for point, k in zip(res["points"], (0, 1)):
+        probs = TV.patch(s, queries, layer, vecs[k][layer])[1]
+        for j, task in enumerate(TS.tasks):
+            assert point["p"][TS.names[j]] == pytest.approx(TV.answer_probability(probs, task.apply(queries)).mean(),
+                                                           abs=1e-6)
+
+
+def test_the_constructed_models_convex_patch_is_the_predicted_mixture(subjects):
+    """Patching (1 - lambda) v_A + lambda v_B into the S block after layer 4 of zero-shot
+    queries gives OUT = sum_k S_k onehot(g_k(x_q)) within the construction's error bound."""
+    s = subjects["constructed"]
+    model_bound = __import__("construction").construct(TS.tasks, example_len=TS.example_len, max_examples=31)
+    bound = model_bound.error_bound(1, dtype="float32")
+    rng = np.random.default_rng(4)
+    vecs = {k: TV.extract(s, TV.single_task_prompts(TS, k, rng, 40, 12)) for k in range(3)}
+    queries = TV.zero_shot_queries(TS, rng, 32)
+    mask = TV.s_block_mask(s)
+    blocks = [s.spec.residual[f"S_{k}"] for k in range(3)]
+    for lam in (0.0, 0.3, 0.5, 1.0):
+        v = (1 - lam) * vecs[0][4] + lam * vecs[1][4]
+        weights = np.array([v[b][0] for b in blocks])
+        out = TV.out_block(s, queries, 4, v, mask)
+        np.testing.assert_allclose(out, TV.predicted_mixture(s, queries, weights), atol=bound)
+    # the S of a single-task vector is its task's weight 1, the others' chance fits (~0.1)
+    assert vecs[2][4][blocks[2]][0] == pytest.approx(1.0, abs=1e-5) and vecs[2][4][blocks[0]][0] < 0.3
+
+
+def test_bad_patch_input_is_one_clear_error(subjects):
+    s = subjects["lookup"]
+    queries = TV.zero_shot_queries(TS, np.random.default_rng(5), 4)
+    with pytest.raises(ValueError, match="layer must lie"):
+        TV.patch(s, queries, 9, np.zeros(s.config.d_model))
+    with pytest.raises(ValueError, match="vectors must be"):
+        TV.patch(s, queries, 1, np.zeros(3))
+
+
+def test_mixture_fit_recovers_planted_coefficients():
+    rng = np.random.default_rng(6)
+    singles = rng.normal(size=(3, 20))
+    fit = TV.mixture_fit(0.2 * singles[0] + 0.5 * singles[1] + 0.3 * singles[2], singles)
+    np.testing.assert_allclose(fit["coefficients"], [0.2, 0.5, 0.3], atol=1e-9)
+    assert fit["relative_residual"] < 1e-9
+    assert TV.mixture_fit(rng.normal(size=20) * 5, singles)["relative_residual"] > 0.5
+
+
+def test_task_vectors_cli(tmp_path, capsys):
+    import json
+
+    from empirical.train_cli import main
+
+    assert main(["task-vectors", "--run", "add", "--quiet"]) == 2
+    assert "lookup family" in capsys.readouterr().err
+    assert main(["task-vectors", "--run", "lookup", "--examples", "25", "--quiet"]) == 2
+    assert "at most 19" in capsys.readouterr().err
+    out = tmp_path / "tv.json"
+    assert main(["task-vectors", "--run", "lookup", "--prompts", "12", "--examples", "6", "--json", str(out),
+                 "--out", str(tmp_path), "--quiet"]) == 0
+    result = json.loads(out.read_text())
+    assert result["command"] == "task-vectors" and "device" in result
+    assert set(result["contexts"]) == {"zero-shot", "random-label context"}
+    assert len(result["geometry"]["mixture_fit"]["50/50"]) == 4  # embedding + 3 layers
+    assert (tmp_path / "task_vectors_lookup.png").is_file()
+    assert "mixture fit" in capsys.readouterr().out
