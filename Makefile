@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.superpose-installed
 
-.PHONY: install demo test test-slow test-thorough check bench clean pretrained figure3 like-construction compare
+.PHONY: install demo test test-slow test-thorough check bench clean pretrained figure3 like-construction compare task-vectors
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,13 @@ COMPARE := benchmarks/results/compare
 compare: $(STAMP)
 	for r in lookup like-construction like-construction-nonorm; do \
 	  $(VENV)/bin/superpose compare --run $$r --json $(COMPARE)/compare_$$r.json --out $(COMPARE) --quiet || exit 1; \
+	done
+
+# Task vectors (the paper's Figures 4 and 5) of the constructed model and the shipped lookup-family models (~6 minutes).
+TASK_VECTORS := benchmarks/results/task_vectors
+task-vectors: $(STAMP)
+	for r in constructed lookup like-construction like-construction-nonorm; do \
+	  $(VENV)/bin/superpose task-vectors --run $$r --json $(TASK_VECTORS)/task_vectors_$$r.json --out $(TASK_VECTORS) --quiet || exit 1; \
 	done
 
 # The paper's Figure 3 from the shipped checkpoints: 1000 prompts per lambda on the paper's grid

@@ -348,6 +348,68 @@ def _compare(args: argparse.Namespace) -> int:
     return _guarded("compare", body)
 
 
+# --------------------------------------------------------------------------- task vectors
+
+
+def _task_vectors(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from empirical import compare as compare_lib
+    from empirical import task_vectors as tv
+    from empirical.results import provenance, write_json
+
+    def body() -> int:
+        if args.run is None:
+            raise UsageError("--run is required (a lookup-family run directory or shipped model, or 'constructed')")
+        given = _task_set(args.tasks_file)
+        if args.run == "constructed":
+            from construction.tasks import default_task_set
+
+            task_set = given or default_task_set()
+            subject = compare_lib.constructed_subject(task_set, bits=5)
+            max_examples, config = 31, {"model": "constructed", "spec": subject.spec.to_dict()}
+        else:
+            subject, cfg = compare_lib.learned_subject(args.run)
+            task_set, max_examples, config = cfg.fam.task_set, cfg.n_examples - 1, cfg.to_dict()
+            if given is not None and given != task_set:
+                raise UsageError(f"{args.run} was trained on the tasks {list(task_set.names)}, not on those of "
+                                 f"{args.tasks_file}")
+        examples = args.examples or min(19, max_examples)
+        if examples > max_examples:
+            raise UsageError(f"prompts of {args.run} can hold at most {max_examples} examples")
+        kw = dict(n_examples=examples, n_prompts=args.prompts, n_queries=args.prompts, seed=args.seed,
+                  progress=not args.quiet)
+        if subject.kind == "constructed":  # its task vector lives in the S block after layer 4
+            result = tv.report(subject, task_set, mask=tv.s_block_mask(subject), **kw)
+            queries = tv.zero_shot_queries(task_set, np.random.default_rng([args.seed, 41]), args.prompts)
+            vectors = {k: tv.extract(subject, tv.single_task_prompts(task_set, k, np.random.default_rng([args.seed, 42, k]),
+                                                                     args.prompts, examples))
+                       for k in range(len(task_set.tasks))}
+            result["full_vector_choice"] = tv.choose_layer(subject, task_set, vectors, queries)
+        else:
+            result = tv.report(subject, task_set, **kw)
+        result = {**provenance(config), "command": "task-vectors", "run": args.run, **result}
+        if args.out:
+            result["plot"] = str(tv.plot(result, args.out, f"task_vectors_{Path(args.run).name}"))
+        if args.json:
+            write_json(args.json, result)
+        for kind, c in result["contexts"].items():
+            mid = c["convex_two"]["points"][len(c["convex_two"]["points"]) // 2]["p"]
+            print(f"{kind}: layer {c['layer']}, held-out patched answer probability "
+                  + ", ".join(f"{k} {v:.3f}" for k, v in c["held_out"].items())
+                  + " (clean " + ", ".join(f"{v:.3f}" for v in c["clean"].values()) + "); at lambda 0.5: "
+                  + ", ".join(f"{k} {v:.3f}" for k, v in mid.items()))
+        fits = result["geometry"]["mixture_fit"]
+        layer = result["geometry"]["layer"]
+        print(f"mixture fit at layer {layer}: 50/50 coefficients "
+              + ", ".join(f"{c:.2f}" for c in fits["50/50"][layer]["coefficients"])
+              + f", residual {fits['50/50'][layer]['relative_residual']:.2f} (random answers "
+              f"{fits['50/50, random answers'][layer]['relative_residual']:.2f})")
+        return 0
+
+    return _guarded("task-vectors", body)
+
+
 # --------------------------------------------------------------------------- registration
 
 
@@ -423,6 +485,16 @@ def register(subparsers) -> None:
     c.add_argument("--beta", type=float, default=30.0, help="the constructed model's attention sharpness")
     _prompt_flags(c, result="the report", plots="the three plots")
     c.set_defaults(func=_compare)
+
+    t = subparsers.add_parser("task-vectors", help="task vectors of a lookup-family model or the constructed one: "
+                                                   "patching, convex combinations, LDA (Figs. 4, 5)")
+    t.add_argument("--run", default=None, help="run directory or shipped model of the lookup family, or constructed")
+    t.add_argument("--tasks-file", default=None, help="constructed: its tasks; a run: checked against its tasks")
+    t.add_argument("--prompts", type=_positive, default=200,
+                   help="single-task prompts per task, queries and mixed prompts (default 200)")
+    t.add_argument("--examples", type=_positive, default=None, help="examples per prompt (default 19)")
+    _prompt_flags(t, result="the result", plots="the task-vector figure")
+    t.set_defaults(func=_task_vectors)
 
     w = subparsers.add_parser("within-prompt", help="one within-prompt superposition number per model, from saved "
                                                     "sweep and probe results")
