@@ -84,6 +84,7 @@ class LLM:
         self._prefix = jax.jit(self._prefix_impl)
         self._suffix = jax.jit(self._suffix_impl)
         self._next = jax.jit(self._next_impl)
+        self._patched = jax.jit(self._patched_impl)
         self._token_texts: list[str] | None = None
 
     # -- jitted passes -------------------------------------------------------------------
@@ -112,6 +113,50 @@ class LLM:
         logits, _, _ = self.module.apply({"params": params}, tokens, cache=_rows(cache, row),
                                          logit_index=(lengths - 1)[:, None])
         return jax.nn.log_softmax(logits[:, 0], axis=-1)
+
+    def _patched_impl(self, params, tokens, lengths, layer, vectors):
+        """Log-probabilities of the next token after each right-padded row's last token,
+        clean and with the residual after ``layer`` there replaced by ``vectors`` [B, d]."""
+        idx = (lengths - 1)[:, None]
+        clean, _, _ = self.module.apply({"params": params}, tokens, logit_index=idx)
+        patched, _, _ = self.module.apply({"params": params}, tokens, logit_index=idx,
+                                          patch=(layer, vectors, lengths - 1))
+        return jax.nn.log_softmax(clean[:, 0], -1), jax.nn.log_softmax(patched[:, 0], -1)
+
+    def _padded(self, token_lists: Sequence[Sequence[int]], step: int) -> tuple[np.ndarray, np.ndarray]:
+        lengths = np.array([len(t) for t in token_lists], np.int32)
+        if lengths.min() < 1:
+            raise ValueError("every prompt (prefix) needs at least one token")
+        width = bucket(int(lengths.max()), step)
+        if width > self.config.max_len:
+            raise ValueError(f"prompt of {lengths.max()} tokens exceeds the model's context {self.config.max_len}")
+        toks = np.zeros((len(token_lists), width), np.int32)
+        for i, t in enumerate(token_lists):
+            toks[i, : len(t)] = t
+        return toks, lengths
+
+    def last_residuals(self, token_lists: Sequence[Sequence[int]], *, step: int = 16) -> np.ndarray:
+        """[layers + 1, P, d]: the residual stream after the embedding and after every layer at
+        each prompt's last token (``embed``, ``blocks.{l}.resid_post``)."""
+        toks, lengths = self._padded(token_lists, step)
+        names = capture_names(lambda n: n == "embed" or n.endswith(".resid_post"), self.config.n_layers)
+        _, cap = self._full(self.params, self._put(toks), capture=names)
+        rows = np.arange(len(toks))
+        order = ["embed"] + [f"blocks.{l}.resid_post" for l in range(self.config.n_layers)]
+        return np.stack([np.asarray(cap[n])[rows, lengths - 1] for n in order]).astype(np.float64)
+
+    def patch_last(self, token_lists: Sequence[Sequence[int]], layer: int, vectors, *,
+                   step: int = 16) -> tuple[np.ndarray, np.ndarray]:
+        """(clean, patched) next-token log-probabilities [P, V] after each prompt's last token,
+        the patched pass with the residual after ``layer`` (0: the embedding) at that token
+        replaced by ``vectors`` ([d] or [P, d]); one compilation serves every layer."""
+        if not 0 <= layer <= self.config.n_layers:
+            raise ValueError(f"layer must lie in 0..{self.config.n_layers}, got {layer}")
+        toks, lengths = self._padded(token_lists, step)
+        vec = np.broadcast_to(np.asarray(vectors, np.float32), (len(toks), self.config.d_model))
+        clean, patched = self._patched(self.params, self._put(toks), self._put(lengths), jnp.int32(layer),
+                                       self._put(np.ascontiguousarray(vec)))
+        return np.asarray(clean, np.float64), np.asarray(patched, np.float64)
 
     def _put(self, x: np.ndarray) -> jax.Array:
         if self.mesh is None:
@@ -142,15 +187,7 @@ class LLM:
 
     def prefix(self, token_lists: Sequence[Sequence[int]], *, step: int = 64):
         """Run the prefixes (right-padded to a bucket) once: ``(last_logits [P, V], KVCache)``."""
-        lengths = np.array([len(t) for t in token_lists], np.int32)
-        if lengths.min() < 1:
-            raise ValueError("every prefix needs at least one token")
-        width = bucket(int(lengths.max()), step)
-        if width > self.config.max_len:
-            raise ValueError(f"prompt of {lengths.max()} tokens exceeds the model's context {self.config.max_len}")
-        toks = np.zeros((len(token_lists), width), np.int32)
-        for i, t in enumerate(token_lists):
-            toks[i, : len(t)] = t
+        toks, lengths = self._padded(token_lists, step)
         return self._prefix(self.params, self._put(toks), self._put(lengths))
 
     def continuation_logprobs(self, cache: KVCache, last_logits, rows: Sequence[int],

@@ -126,7 +126,7 @@ class Block(nn.Module):
     kinds: frozenset[str]  # which of LAYER_KINDS to emit (for every layer; filtered after scan)
 
     @nn.compact
-    def __call__(self, x, layer_cache, rope, mask):
+    def __call__(self, x, layer_cache, rope, mask, patch=None, patch_pos=None):
         cfg, dt = self.cfg, jnp.dtype(self.cfg.dtype)
         b, t, _ = x.shape
         h, kv, hd = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
@@ -165,9 +165,20 @@ class Block(nn.Module):
         if "mlp.hidden" in self.kinds:
             out["mlp.hidden"] = hidden
         x = x + _dense(cfg.d_model, "down", dt)(hidden)
+        if patch is not None:  # replace this layer's output at patch_pos [b] where the flag is set
+            x = _patched(x, patch, patch_pos)
         if "resid_post" in self.kinds:
             out["resid_post"] = x
         return x, out
+
+
+def _patched(x: jax.Array, patch: tuple[jax.Array, jax.Array], pos: jax.Array) -> jax.Array:
+    """``x`` [b, t, d] with row i's position ``pos[i]`` set to ``vectors[i]`` if ``on`` (a
+    scalar flag); ``patch`` is ``(vectors [b, d], on)``."""
+    vectors, on = patch
+    rows = jnp.arange(x.shape[0])
+    new = jnp.where(on > 0, vectors.astype(x.dtype), x[rows, pos])
+    return x.at[rows, pos].set(new)
 
 
 class Llama(nn.Module):
@@ -184,13 +195,17 @@ class Llama(nn.Module):
         None for all positions; the vocabulary projection is the costliest matmul of a small
         model, so a prefix pass asks only for its last position.
       capture: a frozenset of canonical activation names (see :func:`capture_names`).
+      patch: ``(layer, vectors [batch, d], position [batch])``: replace the residual stream
+        after ``layer`` (0: the embedding, l: block l-1's ``resid_post``) at each row's
+        ``position`` by its vector (task-vector patching; the same meaning as an edit of
+        ``embed`` / ``blocks.{l-1}.resid_post`` in :func:`construction.transformer.run`).
     """
 
     cfg: LlamaConfig
 
     @nn.compact
     def __call__(self, tokens, positions=None, cache: KVCache | None = None, logit_index=None,
-                 capture: frozenset[str] = frozenset()):
+                 capture: frozenset[str] = frozenset(), patch=None):
         cfg, dt = self.cfg, jnp.dtype(self.cfg.dtype)
         b, t = tokens.shape
         if cache is None:
@@ -208,14 +223,22 @@ class Llama(nn.Module):
         embed = nn.Embed(cfg.vocab_size, cfg.d_model, dtype=dt, param_dtype=jnp.float32,
                          name="embed", embedding_init=nn.initializers.normal(0.02))
         x = embed(tokens).astype(dt)
+        scan_patch = ()
+        if patch is not None:
+            layer, vectors, pos = patch
+            layer = jnp.asarray(layer)
+            x = _patched(x, (vectors, (layer == 0).astype(jnp.float32)), pos)
+            on = (jnp.arange(1, cfg.n_layers + 1) == layer).astype(jnp.float32)  # [L]
+            scan_patch = ((jnp.broadcast_to(vectors, (cfg.n_layers, *vectors.shape)), on), pos)
         captured: dict[str, jax.Array] = {}
         if "embed" in capture:
             captured["embed"] = x
         kinds = frozenset(k for k in LAYER_KINDS
                           if any(f"blocks.{l}.{k}" in capture for l in range(cfg.n_layers)))
+        extra_axes = (0, nn.broadcast) if scan_patch else ()
         stack = nn.scan(Block, variable_axes={"params": 0}, split_rngs={"params": True},
-                        in_axes=(0, nn.broadcast, nn.broadcast), length=cfg.n_layers)
-        x, outs = stack(cfg, kinds, name="layers")(x, (cache.k, cache.v), rope, mask)
+                        in_axes=(0, nn.broadcast, nn.broadcast, *extra_axes), length=cfg.n_layers)
+        x, outs = stack(cfg, kinds, name="layers")(x, (cache.k, cache.v), rope, mask, *scan_patch)
         for kind in kinds:
             for l in range(cfg.n_layers):
                 if f"blocks.{l}.{kind}" in capture:
