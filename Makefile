@@ -67,11 +67,16 @@ compare: $(STAMP)
 	  $(VENV)/bin/superpose compare --run $$r --json $(COMPARE)/compare_$$r.json --out $(COMPARE) --quiet || exit 1; \
 	done
 
-# Task vectors (the paper's Figures 4 and 5) of the constructed model and the shipped lookup-family models (~6 minutes).
+# Task vectors (the paper's Figures 4 and 5) of the constructed model, the shipped lookup-family models
+# and SmolLM2 on two probe families (~15 minutes).
 TASK_VECTORS := benchmarks/results/task_vectors
 task-vectors: $(STAMP)
 	for r in constructed lookup like-construction like-construction-nonorm; do \
 	  $(VENV)/bin/superpose task-vectors --run $$r --json $(TASK_VECTORS)/task_vectors_$$r.json --out $(TASK_VECTORS) --quiet || exit 1; \
+	done
+	for f in country letter; do \
+	  $(VENV)/bin/superpose task-vectors --model smollm2 --family $$f --prompts 30 \
+	    --json $(TASK_VECTORS)/task_vectors_smollm2_$$f.json --out $(TASK_VECTORS) --quiet || exit 1; \
 	done
 
 # The paper's Figure 3 from the shipped checkpoints: 1000 prompts per lambda on the paper's grid

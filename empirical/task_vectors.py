@@ -351,7 +351,7 @@ def plot(result: dict, out, stem: str):
     ax1, ax2, ax3, ax4 = (fig.add_subplot(1, 4, i) for i in range(1, 5))
     names = result["tasks"]
     colours = dict(zip(names, ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")))
-    for kind, style in (("zero-shot", "-"), ("random-label context", "--")):
+    for kind, style in zip(result["contexts"], ("-", "--")):
         two = result["contexts"][kind]["convex_two"]
         lams = [p["weights"][1] for p in two["points"]]
         for name in names:
@@ -365,7 +365,7 @@ def plot(result: dict, out, stem: str):
         ax2.plot([p["lambda"] for p in result["real_mixed"]], [p["p"][name] for p in result["real_mixed"]], "o-",
                  color=colours[name], markersize=3, label=name)
     ax2.set_xlabel(f"lambda (share of {two['tasks'][1]} in real prompts)")
-    ax2.set_ylabel("mean answer probability")
+    ax2.set_ylabel("mean answer probability" + (" (first token)" if result.get("first_token") else ""))
     ax2.set_ylim(0, 1.02)
     ax2.legend(fontsize=6)
     geo = result["geometry"]
@@ -390,3 +390,140 @@ def plot(result: dict, out, stem: str):
     fig.suptitle(f"task vectors: {result['model']}", fontsize=9)
     fig.tight_layout()
     return save_figure(fig, Path(out) / f"{stem}.png")
+
+
+# --------------------------------------------------------------------------- real LLMs
+
+
+def _llm_prompt(family, rng: np.random.Generator, counts: dict[str, int], *, random_answers: bool = False):
+    """A prompt of ``counts[task]`` examples per task (distinct inputs, shuffled) and a query:
+    (text, answers of every task to the query). ``random_answers``: every example's answer is
+    another input's answer for a random task (the mixture fit's control)."""
+    pool = family.inputs()
+    n = sum(counts.values())
+    picked = [pool[i] for i in rng.choice(len(pool), size=n + 1, replace=False)]
+    query, examples = picked[-1], picked[:-1]
+    labels = [t for t, c in counts.items() for _ in range(c)]
+    lines = []
+    for x, i in zip(examples, rng.permutation(n)):
+        if random_answers:
+            other = pool[int(rng.integers(len(pool)))]
+            answer = family.answer(family.tasks[int(rng.integers(len(family.tasks)))], other)
+        else:
+            answer = family.answer(labels[i], x)
+        lines.append(f"{family.render(x)}{family.sep}{answer}")
+    head = "\n".join(lines) + "\n" if lines else ""
+    return head + family.render(query) + family.sep, [family.answer(t, query) for t in family.tasks]
+
+
+def _first_tokens(tokenizer, texts, answers) -> tuple[list[list[int]], np.ndarray, int]:
+    """Token lists of the prompts, the first token of every task's answer [P, K] (scored at the
+    prompt's last token), and how many answers merge with the prompt's last characters."""
+    from empirical.llm.scoring import split_candidates
+
+    tokens, first, merged = [], [], 0
+    for text, ans in zip(texts, answers):
+        p, splits = split_candidates(tokenizer, text, ans)
+        tokens.append(p)
+        first.append([sp.ids[sp.start] for sp in splits])
+        merged += sum(sp.merged for sp in splits)
+    return tokens, np.array(first), merged
+
+
+def llm_report(model, family_name: str, *, n_prompts: int = 40, examples: int = 10, n_queries: int = 60,
+               seed: int = 0, progress: bool = True) -> dict:
+    """Figures 4 and 5 for a real LLM on one of its probe families (``empirical.llm.families``):
+    task vectors from ``n_prompts`` single-task prompts of ``examples`` examples per task (half
+    to extract, half held out), the layer chosen on zero-shot queries and scored on others, the
+    convex patches, real prompts mixing the first two tasks, LDA and the mixture fit. Answer
+    probabilities are of the answer's first token at the prompt's last token (the separator)."""
+    from tqdm.auto import tqdm
+
+    from empirical.llm.families import get_family
+
+    fam = get_family(family_name)
+    tasks, K = list(fam.tasks), len(fam.tasks)
+    rng = np.random.default_rng([seed, 50])
+    tok = model.tokenizer
+    bar = tqdm(total=4, disable=not progress, desc=f"task vectors {family_name}", unit="step")
+
+    def prompts(counts, n, **kw):
+        texts, answers = zip(*(_llm_prompt(fam, rng, counts, **kw) for _ in range(n)))
+        return _first_tokens(tok, texts, answers)
+
+    singles, merged = {}, 0
+    for t in tasks:
+        toks, _, m = prompts({t: examples}, n_prompts)
+        singles[t] = model.last_residuals(toks)
+        merged += m
+    half = n_prompts // 2
+    vectors = {t: r[:, :half].mean(1) for t, r in singles.items()}
+    bar.update(1)
+    fit_q, fit_first, m1 = prompts({}, n_queries)
+    test_q, test_first, m2 = prompts({}, n_queries)
+    rows = np.arange(n_queries)
+
+    def patched_p(queries, first, layer, vec):
+        clean, patched = model.patch_last(queries, layer, vec)
+        return (np.exp(clean[rows[:, None], first]).mean(0), np.exp(patched[rows[:, None], first]).mean(0))
+
+    per_layer = []
+    for layer in range(model.config.n_layers + 1):
+        per_layer.append({t: float(patched_p(fit_q, fit_first, layer, vectors[t][layer])[1][k])
+                          for k, t in enumerate(tasks)})
+    means = [float(np.mean(list(x.values()))) for x in per_layer]
+    layer = int(np.argmax(means))
+    held, clean = {}, None
+    for k, t in enumerate(tasks):
+        c, p = patched_p(test_q, test_first, layer, vectors[t][layer])
+        held[t], clean = float(p[k]), {tt: float(c[j]) for j, tt in enumerate(tasks)}
+
+    def convex_points(names, weights):
+        points = []
+        for w in weights:
+            vec = sum(wj * vectors[t][layer] for wj, t in zip(w, names))
+            p = patched_p(test_q, test_first, layer, vec)[1]
+            points.append({"weights": list(map(float, w)), "p": {t: float(p[j]) for j, t in enumerate(tasks)}})
+        return {"tasks": list(names), "layer": layer, "points": points}
+
+    two = convex_points(tasks[:2], [[1 - lam, lam] for lam in LAMBDAS])
+    three = convex_points(tasks[:3], simplex_grid()) if K >= 3 else None
+    bar.update(1)
+    total = 2 * examples
+    real = []
+    for lam in REAL_LAMBDAS:
+        n_b = int(round(lam * total))
+        toks, first, _ = prompts({tasks[0]: total - n_b, tasks[1]: n_b}, n_prompts)
+        logits, _ = model.prefix(toks)
+        logp = np.asarray(jax.nn.log_softmax(jnp.asarray(logits), -1), np.float64)
+        p = np.exp(logp[np.arange(len(toks))[:, None], first]).mean(0)
+        real.append({"lambda": lam, "p": {t: float(p[j]) for j, t in enumerate(tasks)}})
+    bar.update(1)
+    mixed = {"50/50": model.last_residuals(prompts({tasks[0]: examples, tasks[1]: examples}, n_prompts)[0]),
+             "thirds": model.last_residuals(prompts({t: max(1, 2 * examples // 3) for t in tasks[:3]},
+                                                    n_prompts)[0]),
+             "50/50, random answers": model.last_residuals(
+                 prompts({tasks[0]: examples, tasks[1]: examples}, n_prompts, random_answers=True)[0])}
+    mixed.update({f"held-out {t}": r[:, half:] for t, r in singles.items()})
+    fits = {name: [mixture_fit(r[l].mean(0), np.stack([vectors[t][l] for t in tasks]))
+                   for l in range(model.config.n_layers + 1)] for name, r in mixed.items()}
+    held_x = np.concatenate([singles[t][layer, half:] for t in tasks])
+    held_y = np.concatenate([np.full(n_prompts - half, k) for k in range(K)])
+    directions, centre = lda(held_x, held_y, components=min(2, K - 1))
+    project = lambda x: ((x - centre) @ directions).tolist()  # noqa: E731
+    bar.update(1)
+    bar.close()
+    return {
+        "model": model.source, "family": family_name, "tasks": tasks, "n_prompts": n_prompts,
+        "examples_per_task": examples, "n_queries": n_queries, "seed": seed, "first_token": True,
+        "merged_answers": merged + m1 + m2,
+        "contexts": {"zero-shot": {"choice": {"layers": list(range(len(means))), "per_layer": per_layer,
+                                              "mean": means, "layer": layer},
+                                   "layer": layer, "held_out": held, "clean": clean,
+                                   "convex_two": two, "convex_three": three}},
+        "real_mixed": real,
+        "geometry": {"layer": layer,
+                     "lda": {"singles": {t: project(singles[t][layer, half:]) for t in tasks},
+                             **{n: project(r[layer]) for n, r in mixed.items() if not n.startswith("held-out")}},
+                     "mixture_fit": fits},
+    }

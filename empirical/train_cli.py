@@ -359,8 +359,11 @@ def _task_vectors(args: argparse.Namespace) -> int:
     from empirical.results import provenance, write_json
 
     def body() -> int:
+        if args.model is not None:
+            return _llm_task_vectors(args)
         if args.run is None:
-            raise UsageError("--run is required (a lookup-family run directory or shipped model, or 'constructed')")
+            raise UsageError("--run (a lookup-family run directory or shipped model, or 'constructed') or "
+                             "--model (a real LLM, e.g. smollm2) is required")
         given = _task_set(args.tasks_file)
         if args.run == "constructed":
             from construction.tasks import default_task_set
@@ -408,6 +411,34 @@ def _task_vectors(args: argparse.Namespace) -> int:
         return 0
 
     return _guarded("task-vectors", body)
+
+
+def _llm_task_vectors(args: argparse.Namespace) -> int:
+    """``superpose task-vectors --model smollm2 --family country``: the same figures for a real LLM."""
+    from empirical import task_vectors as tv
+    from empirical.llm import load_model
+    from empirical.llm.families import get_family
+    from empirical.results import provenance, write_json
+
+    if args.run is not None:
+        raise UsageError("give --run (a trained or the constructed model) or --model (a real LLM), not both")
+    family = args.family or "country"
+    get_family(family)  # one clear error for an unknown family, before loading the model
+    model = load_model(args.model)
+    result = tv.llm_report(model, family, n_prompts=args.prompts, examples=args.llm_examples,
+                           n_queries=args.prompts, seed=args.seed, progress=not args.quiet)
+    result = {**provenance({"model": args.model, "family": family, "prompts": args.prompts,
+                            "examples_per_task": args.llm_examples, "seed": args.seed}),
+              "command": "task-vectors", **result}
+    if args.out:
+        result["plot"] = str(tv.plot(result, args.out, f"task_vectors_{Path(str(args.model)).stem}_{family}"))
+    if args.json:
+        write_json(args.json, result)
+    c = result["contexts"]["zero-shot"]
+    print(f"{args.model} {family}: layer {c['layer']}, held-out patched first-token probability "
+          + ", ".join(f"{k} {v:.3f}" for k, v in c["held_out"].items())
+          + " (clean " + ", ".join(f"{v:.3f}" for v in c["clean"].values()) + ")")
+    return 0
 
 
 # --------------------------------------------------------------------------- registration
@@ -489,6 +520,10 @@ def register(subparsers) -> None:
     t = subparsers.add_parser("task-vectors", help="task vectors of a lookup-family model or the constructed one: "
                                                    "patching, convex combinations, LDA (Figs. 4, 5)")
     t.add_argument("--run", default=None, help="run directory or shipped model of the lookup family, or constructed")
+    t.add_argument("--model", default=None, help="a real LLM instead (smollm2, a .gguf file or a Hugging Face folder)")
+    t.add_argument("--family", default=None, help="--model: the probe family (country, add, at, letter; default country)")
+    t.add_argument("--llm-examples", type=_positive, default=10,
+                   help="--model: examples per task in the single-task prompts (default 10)")
     t.add_argument("--tasks-file", default=None, help="constructed: its tasks; a run: checked against its tasks")
     t.add_argument("--prompts", type=_positive, default=200,
                    help="single-task prompts per task, queries and mixed prompts (default 200)")

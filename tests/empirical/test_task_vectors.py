@@ -128,3 +128,63 @@ def test_task_vectors_cli(tmp_path, capsys):
     assert len(result["geometry"]["mixture_fit"]["50/50"]) == 4  # embedding + 3 layers
     assert (tmp_path / "task_vectors_lookup.png").is_file()
     assert "mixture fit" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- real LLMs (a tiny random Llama)
+
+
+@pytest.fixture(scope="module")
+def tiny_llm():
+    from empirical.llm import model_from_params
+    from empirical.llm.testing import random_params, tiny_config
+
+    cfg = tiny_config(n_layers=3)
+    return model_from_params(cfg, random_params(cfg, std=0.2))
+
+
+def test_llm_patch_with_its_own_residual_reproduces_the_clean_run(tiny_llm):
+    rng = np.random.default_rng(0)
+    prompts = [list(rng.integers(0, tiny_llm.config.vocab_size, size=n)) for n in (5, 9, 7)]
+    res = tiny_llm.last_residuals(prompts)
+    assert res.shape == (tiny_llm.config.n_layers + 1, 3, tiny_llm.config.d_model)
+    for layer in range(tiny_llm.config.n_layers + 1):
+        clean, patched = tiny_llm.patch_last(prompts, layer, res[layer])
+        np.testing.assert_allclose(patched, clean, atol=1e-4)
+        # the clean pass is the model's own next-token distribution
+        full = np.asarray(tiny_llm.logits(np.asarray(prompts[1])))[-1]
+        np.testing.assert_allclose(clean[1], full - np.log(np.exp(full - full.max()).sum()) - full.max(), atol=1e-4)
+
+
+def test_llm_patch_changes_only_what_follows_it(tiny_llm):
+    import jax.numpy as jnp
+
+    tokens = jnp.asarray(np.arange(6)[None] % tiny_llm.config.vocab_size, jnp.int32)
+    names = frozenset(["embed"] + [f"blocks.{l}.resid_post" for l in range(tiny_llm.config.n_layers)])
+    junk = jnp.full((1, tiny_llm.config.d_model), 2.0)
+    _, _, clean = tiny_llm.module.apply({"params": tiny_llm.params}, tokens, capture=names)
+    _, _, patched = tiny_llm.module.apply({"params": tiny_llm.params}, tokens, capture=names,
+                                          patch=(2, junk, jnp.array([5])))
+    np.testing.assert_array_equal(np.asarray(patched["embed"]), np.asarray(clean["embed"]))
+    np.testing.assert_array_equal(np.asarray(patched["blocks.0.resid_post"]), np.asarray(clean["blocks.0.resid_post"]))
+    np.testing.assert_array_equal(np.asarray(patched["blocks.1.resid_post"])[0, 5], np.full(tiny_llm.config.d_model, 2.0))
+    np.testing.assert_array_equal(np.asarray(patched["blocks.1.resid_post"])[0, :5],
+                                  np.asarray(clean["blocks.1.resid_post"])[0, :5])
+    assert not np.allclose(np.asarray(patched["blocks.2.resid_post"])[0, 5], np.asarray(clean["blocks.2.resid_post"])[0, 5])
+    with pytest.raises(ValueError, match="layer must lie"):
+        tiny_llm.patch_last([[1, 2]], 7, np.zeros(tiny_llm.config.d_model))
+
+
+def test_llm_report_runs_end_to_end_on_a_tiny_gguf(tmp_path):
+    from empirical.llm import load_model
+    from empirical.llm.testing import tiny_config, write_tiny_gguf
+
+    model = load_model(write_tiny_gguf(tmp_path / "tiny.gguf", tiny_config(n_layers=2)))
+    r = TV.llm_report(model, "at", n_prompts=4, examples=2, n_queries=4, progress=False)
+    c = r["contexts"]["zero-shot"]
+    assert len(c["choice"]["mean"]) == 3 and 0 <= c["layer"] <= 2
+    assert set(c["held_out"]) == set(r["tasks"]) == {"A", "B", "A+B"}
+    assert len(c["convex_two"]["points"]) == len(TV.LAMBDAS) and c["convex_three"] is not None
+    assert [p["lambda"] for p in r["real_mixed"]] == list(TV.REAL_LAMBDAS)
+    assert all(0 <= v <= 1 for p in r["real_mixed"] for v in p["p"].values())
+    assert len(r["geometry"]["mixture_fit"]["50/50"]) == 3
+    assert TV.plot(r, tmp_path, "tiny").is_file()
