@@ -136,7 +136,7 @@ def convex(subject: Subject, task_set: TaskSet, vectors: dict[int, np.ndarray], 
     """Patch sum_j weights[j] v_{task j} (weights [W, J] over the tasks of ``vectors``, in
     their order) at ``layer`` into ``queries``; every task's mean answer probability per row."""
     tasks = list(vectors)
-    answers = {k: task_set.tasks[k].apply(_query_inputs(queries, task_set)) for k in task_set_range(task_set)}
+    answers = {k: task.apply(_query_inputs(queries, task_set)) for k, task in enumerate(task_set.tasks)}
     rows = []
     for w in np.asarray(weights, np.float64):
         vec = sum(wj * vectors[k][layer] for wj, k in zip(w, tasks))
@@ -144,10 +144,6 @@ def convex(subject: Subject, task_set: TaskSet, vectors: dict[int, np.ndarray], 
         rows.append({"weights": w.tolist(),
                      "p": {task_set.names[k]: float(answer_probability(probs, a).mean()) for k, a in answers.items()}})
     return {"tasks": [task_set.names[k] for k in tasks], "layer": layer, "points": rows}
-
-
-def task_set_range(task_set: TaskSet) -> range:
-    return range(len(task_set.tasks))
 
 
 def simplex_grid(step: float = 0.25) -> np.ndarray:
@@ -168,7 +164,7 @@ def mixed_prompts_curve(subject: Subject, task_set: TaskSet, pair: tuple[int, in
         probs = capture(subject, tokens)["probs"].astype(np.float64)
         answers = task_outputs(tokens, ts.tasks, ts.example_len)
         out.append({"lambda": lam, "p": {ts.names[k]: float(answer_probability(probs, answers[:, k]).mean())
-                                         for k in task_set_range(ts)}})
+                                         for k in range(len(ts.tasks))}})
     return out
 
 
@@ -219,6 +215,30 @@ def random_answer_prompts(tokens: np.ndarray, task_set: TaskSet, rng: np.random.
     labels = np.arange(m) * n + n - 1
     out[:, labels] = rng.integers(0, task_set.vocab_size, size=(len(out), m))
     return out
+
+
+def geometry(singles: dict, vectors: dict, mixed: dict, names: dict, layer: int, half: int) -> dict:
+    """Figure 4 and the mixture fit from per-prompt residuals [layers + 1, P, D]: ``singles``
+    (per task, the prompts after ``half`` held out), ``vectors`` (per task, [layers + 1, D],
+    from the first ``half``), ``mixed`` (per mixture); ``names`` names each task key. Every
+    mixture's mean, and each task's held-out mean (the noise floor), is fitted at every layer;
+    the LDA on the held-out single-task residuals at ``layer`` projects them and the mixtures."""
+    keys = list(singles)
+    everything = {**mixed, **{f"held-out {names[k]}": singles[k][:, half:] for k in keys}}
+    n_layers = vectors[keys[0]].shape[0]
+    fits = {name: [mixture_fit(r[l].mean(0), np.stack([vectors[k][l] for k in keys])) for l in range(n_layers)]
+            for name, r in everything.items()}
+    held_x = np.concatenate([singles[k][layer, half:] for k in keys])
+    held_y = np.concatenate([np.full(singles[k].shape[1] - half, i) for i, k in enumerate(keys)])
+    directions, centre = lda(held_x, held_y, components=min(2, len(keys) - 1))
+
+    def project(x):
+        return ((x - centre) @ directions).tolist()
+
+    return {"layer": layer,
+            "lda": {"singles": {names[k]: project(singles[k][layer, half:]) for k in keys},
+                    **{name: project(r[layer]) for name, r in mixed.items()}},
+            "mixture_fit": fits}
 
 
 # --------------------------------------------------------------------------- the constructed model
@@ -315,22 +335,8 @@ def report(subject: Subject, task_set: TaskSet, *, n_examples: int, n_prompts: i
         mixed_res[name] = residuals_at_last(subject, tokens)
         if name == "50/50":
             mixed_res["50/50, random answers"] = residuals_at_last(subject, random_answer_prompts(tokens, ts, rng))
-    layers = range(subject.num_layers + 1)
-    # the noise floor: each task's held-out vector (the other half of its prompts) fitted the same way
-    mixed_res.update({f"held-out {ts.names[k]}": r[:, half:] for k, r in singles.items()})
-    fits = {name: [mixture_fit(r[l].mean(0), np.stack([vectors[k][l] for k in range(K)])) for l in layers]
-            for name, r in mixed_res.items()}
-    layer = result["contexts"]["zero-shot"]["layer"]
-    held_x = np.concatenate([singles[k][layer, half:] for k in range(K)])
-    held_y = np.concatenate([np.full(n_prompts - half, k) for k in range(K)])
-    directions, centre = lda(held_x, held_y, components=min(2, K - 1))
-    project = lambda x: ((x - centre) @ directions).tolist()  # noqa: E731
-    result["geometry"] = {
-        "layer": layer,
-        "lda": {"singles": {ts.names[k]: project(singles[k][layer, half:]) for k in range(K)},
-                **{name: project(r[layer]) for name, r in mixed_res.items() if not name.startswith("held-out")}},
-        "mixture_fit": fits,
-    }
+    result["geometry"] = geometry(singles, vectors, mixed_res, dict(enumerate(ts.names)),
+                                  result["contexts"]["zero-shot"]["layer"], half)
     bar.update(1)
     bar.close()
     return result
@@ -504,13 +510,6 @@ def llm_report(model, family_name: str, *, n_prompts: int = 40, examples: int = 
                                                     n_prompts)[0]),
              "50/50, random answers": model.last_residuals(
                  prompts({tasks[0]: examples, tasks[1]: examples}, n_prompts, random_answers=True)[0])}
-    mixed.update({f"held-out {t}": r[:, half:] for t, r in singles.items()})
-    fits = {name: [mixture_fit(r[l].mean(0), np.stack([vectors[t][l] for t in tasks]))
-                   for l in range(model.config.n_layers + 1)] for name, r in mixed.items()}
-    held_x = np.concatenate([singles[t][layer, half:] for t in tasks])
-    held_y = np.concatenate([np.full(n_prompts - half, k) for k in range(K)])
-    directions, centre = lda(held_x, held_y, components=min(2, K - 1))
-    project = lambda x: ((x - centre) @ directions).tolist()  # noqa: E731
     bar.update(1)
     bar.close()
     return {
@@ -522,8 +521,5 @@ def llm_report(model, family_name: str, *, n_prompts: int = 40, examples: int = 
                                    "layer": layer, "held_out": held, "clean": clean,
                                    "convex_two": two, "convex_three": three}},
         "real_mixed": real,
-        "geometry": {"layer": layer,
-                     "lda": {"singles": {t: project(singles[t][layer, half:]) for t in tasks},
-                             **{n: project(r[layer]) for n, r in mixed.items() if not n.startswith("held-out")}},
-                     "mixture_fit": fits},
+        "geometry": geometry(singles, vectors, mixed, {t: t for t in tasks}, layer, half),
     }
