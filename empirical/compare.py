@@ -487,14 +487,11 @@ def readout_kl(probs: np.ndarray, tokens: np.ndarray, task_set: TaskSet) -> dict
 
 def roles_table(attn: dict, probe: dict, readout: dict) -> dict:
     """One row per role of ROLES: its number, what it is, and whether it counts as present."""
-    def worst(entries):
-        return min(entries)
-
-    task_attn = worst(v["score"] for v in attn["task heads"].values())
-    query_attn = worst(v["score"] for v in attn["query heads"].values())
+    task_attn = min(v["score"] for v in attn["task heads"].values())
+    query_attn = min(v["score"] for v in attn["query heads"].values())
 
     def probe_min(prefix):
-        return worst(v["best"] for k, v in probe.items() if k.startswith(prefix))
+        return min(v["best"] for k, v in probe.items() if k.startswith(prefix))
 
     rows = {
         "task heads": {"number": task_attn, "measure": "attention to input p_k of the own example (worst task)",
