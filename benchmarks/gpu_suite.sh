@@ -15,7 +15,7 @@ step() { echo "== $1"; shift; timeout "$@"; echo "rc=$?"; }
 STAGE=${1:-tests}
 if [ "$STAGE" = tests ]; then
 # 1. The construction's property suite under the thorough hypothesis profile.
-step "thorough property suite" 540 env HYPOTHESIS_PROFILE=thorough python -m pytest -q -p no:cacheprovider \
+step "thorough property suite" 540 env HYPOTHESIS_PROFILE=thorough SUPERPOSE_CASES_SUMMARY="$OUT/thorough_summary.json" python -m pytest -q -p no:cacheprovider \
     tests/construction tests/proofs_check --junitxml "$OUT/thorough_junit.xml" > "$OUT/thorough.log" 2>&1
 tail -3 "$OUT/thorough.log"
 else

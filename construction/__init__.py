@@ -5,7 +5,7 @@
 
 from construction.bounds import Bounds
 from construction.layout import Layout
-from construction.model import ConstructedModel, Trace, construct
+from construction.model import ConstructedModel, Trace, construct, predict_many, probabilities_many, trace_many
 from construction.prompts import Prompts, sample_prompts
 from construction.reference import consistency, reference_trace, superposition_target, task_outputs, task_weights
 from construction.spec import DEFAULT_BETA, ROLES, ConstructionSpec, width_formula
@@ -26,7 +26,7 @@ from construction.transformer import Transformer, TransformerConfig, init_params
 __all__ = [
     "Bounds", "ConstructedModel", "ConstructionSpec", "DEFAULT_BETA", "Layout", "LinearTask", "LookupTask",
     "Prompts", "ROLES", "TaskSet", "Trace", "Transformer", "TransformerConfig", "construct", "consistency",
-    "continuous_task", "default_task_set", "default_tasks", "init_params", "lookup_task", "reference_trace", "retrieval_task", "run",
+    "continuous_task", "default_task_set", "default_tasks", "init_params", "lookup_task", "predict_many", "probabilities_many", "trace_many", "reference_trace", "retrieval_task", "run",
     "sample_prompts", "shift_task", "superposition_target", "task_outputs", "task_weights",
     "tasks_from_json", "width_formula",
 ]

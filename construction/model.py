@@ -39,6 +39,21 @@ def _trace(config: TransformerConfig, params, tokens):
     return run(config, params, tokens, capture=_trace_names)[1]
 
 
+@partial(jax.jit, static_argnames=("config", "block"))
+def _query_block_many(config: TransformerConfig, params, tokens, block: tuple[int, int]):
+    return jax.vmap(lambda p, t: _query_block(config, p, t, block))(params, tokens)
+
+
+@partial(jax.jit, static_argnames=("config",))
+def _probabilities_many(config: TransformerConfig, params, tokens):
+    return jax.vmap(lambda p, t: _query_probabilities(config, p, t))(params, tokens)
+
+
+@partial(jax.jit, static_argnames=("config",))
+def _trace_many(config: TransformerConfig, params, tokens):
+    return jax.vmap(lambda p, t: run(config, p, t, capture=_trace_names)[1])(params, tokens)
+
+
 @dataclass(frozen=True)
 class Trace:
     """Every layer's residual stream and attention pattern, under canonical names.
@@ -192,3 +207,53 @@ def construct(
     with jax.enable_x64(True) if dtype == "float64" else nullcontext():
         config, params = assemble(spec)
     return ConstructedModel(spec, config, params)
+
+
+def _stacked(models: Sequence[ConstructedModel], tokens) -> tuple[ConstructedModel, dict, np.ndarray]:
+    """The first model, the models' parameters stacked on a leading axis, and the checked
+    tokens [models, batch, L]; every model must have the same architecture (one shape)."""
+    if not models:
+        raise ValueError("need at least one model")
+    first = models[0]
+    for i, m in enumerate(models):
+        if m.config != first.config or m.spec.dtype != first.spec.dtype:
+            raise ValueError(f"model {i} has another architecture than model 0: batch models of one shape only")
+    tokens = np.asarray(tokens)
+    if tokens.shape[:1] != (len(models),):
+        raise ValueError(f"tokens must have one leading entry per model ({len(models)}), got shape {tokens.shape}")
+    per_model = [m._inputs(t) for m, t in zip(models, tokens)]
+    params = jax.tree_util.tree_map(lambda *leaves: np.stack(leaves), *[m.params for m in models])
+    return first, params, np.stack(per_model)
+
+
+def predict_many(models: Sequence[ConstructedModel], tokens) -> np.ndarray:
+    """:meth:`ConstructedModel.predict` of many constructions of one shape in one call:
+    tokens [models, batch, L] -> [models, batch, V or d]. One compilation per shape, so a
+    property run checks its task sets batched rather than compiling a model per case."""
+    first, params, tokens = _stacked(models, tokens)
+    with first._precision():
+        block = first.spec.residual["OUT"]
+        return np.asarray(_query_block_many(first.config, params, tokens, (block.start, block.stop)))
+
+
+def probabilities_many(models: Sequence[ConstructedModel], tokens) -> np.ndarray:
+    """:meth:`ConstructedModel.probabilities` of many constructions of one shape in one call:
+    tokens [models, batch, L] -> [models, batch, V]."""
+    first, params, tokens = _stacked(models, tokens)
+    if not first.spec.discrete:
+        raise ValueError("probabilities need the discrete regime's readout; use predict_many() for vectors")
+    with first._precision():
+        return np.asarray(_probabilities_many(first.config, params, tokens))
+
+
+def trace_many(models: Sequence[ConstructedModel], tokens) -> list[Trace]:
+    """:meth:`ConstructedModel.trace` of many constructions of one shape in one call."""
+    first, params, tokens = _stacked(models, tokens)
+    with first._precision():
+        cache = jax.device_get(_trace_many(first.config, params, tokens))
+    traces = []
+    for i, m in enumerate(models):
+        residuals = {k: np.asarray(v[i]) for k, v in cache.items() if not k.endswith(".pattern")}
+        patterns = {k: np.asarray(v[i]) for k, v in cache.items() if k.endswith(".pattern")}
+        traces.append(Trace(residuals, patterns, m.residual_labels))
+    return traces

@@ -15,11 +15,52 @@ settings.register_profile(
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-# "thorough": many examples, for the GPU machine (HYPOTHESIS_PROFILE=thorough make test-thorough).
+# "thorough": many examples (HYPOTHESIS_PROFILE=thorough, make test-thorough): each example of
+# the construction's property tests is a group of up to 32 task sets of one shape.
 settings.register_profile(
     "thorough",
-    max_examples=300,
+    max_examples=150,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+# The property run's summary (cases checked per test, failures, seconds, device), written
+# where SUPERPOSE_CASES_SUMMARY points (make test-thorough does; see the README).
+_OUTCOMES: dict[str, str] = {}
+_SECONDS: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call":
+        _SECONDS[report.nodeid] = report.duration
+    if (report.when == "call" or report.failed) and _OUTCOMES.get(report.nodeid) != "failed":
+        _OUTCOMES[report.nodeid] = report.outcome
+
+
+def pytest_sessionfinish(session, exitstatus):
+    path = os.environ.get("SUPERPOSE_CASES_SUMMARY")
+    if not path:
+        return
+    import datetime
+    import platform
+
+    from empirical.results import device_name, write_json
+    from tests.construction.strategies import CASES_PER_SHAPE, CHECKED
+
+    tests = {node: {"cases": CHECKED.get(node, 0), "outcome": outcome, "seconds": round(_SECONDS.get(node, 0.0), 1)}
+             for node, outcome in sorted(_OUTCOMES.items())}
+    write_json(path, {
+        "what": "construction property tests, generated cases grouped by shape (one compilation per shape)",
+        "profile": os.environ.get("HYPOTHESIS_PROFILE", "ci"),
+        "hypothesis_examples_per_test": settings.default.max_examples,
+        "cases_per_shape_at_most": CASES_PER_SHAPE,
+        "cases": sum(t["cases"] for t in tests.values()),
+        "failures": sum(t["outcome"] == "failed" for t in tests.values()),
+        "seconds": round(sum(_SECONDS.values()), 1),
+        "device": device_name(),
+        "cpu": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "tests": tests,
+    })

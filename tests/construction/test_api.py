@@ -9,6 +9,9 @@ import numpy as np
 import pytest
 
 from construction import (
+    predict_many,
+    probabilities_many,
+    trace_many,
     Layout,
     TransformerConfig,
     construct,
@@ -169,3 +172,27 @@ def test_trace_names_and_roles():
     pattern = tr.patterns["blocks.3.attn.pattern"][0, 0, -1]
     assert pattern[[2, 5, 8]].sum() == pytest.approx(1.0, abs=1e-6)
     assert jnp.allclose(model.probabilities(p.tokens).sum(-1), 1.0)
+
+
+def test_batched_models_equal_one_at_a_time_and_refuse_mixed_shapes():
+    """predict_many / probabilities_many / trace_many run constructions of one shape through
+    one compilation: each row equals that model's own call; another shape is refused."""
+    V, n, m = 6, 3, 5
+    groups = [[lookup_task(0, [(v + s) % V for v in range(V)], name=f"shift{s}"), retrieval_task(1, V)]
+              for s in (1, 2, 4)]
+    models = [construct(tasks, vocab_size=V, example_len=n, max_examples=8, beta=b, dtype="float64")
+              for tasks, b in zip(groups, (14.0, 20.0, 30.0))]
+    tokens = np.stack([sample_prompts(i, tasks, (0.5, 0.5), n_examples=m, batch=2, example_len=n).tokens
+                       for i, tasks in enumerate(groups)])
+    outs, probs, traces = predict_many(models, tokens), probabilities_many(models, tokens), trace_many(models, tokens)
+    for model, toks, out, prob, trace in zip(models, tokens, outs, probs, traces):
+        np.testing.assert_allclose(out, model.predict(toks), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(prob, model.probabilities(toks), rtol=0, atol=1e-12)
+        for got, want in zip(trace.layers(), model.trace(toks).layers()):
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    assert not np.allclose(outs[0], outs[1])  # the rows are different models, not one repeated
+    other = construct(groups[0], vocab_size=V, example_len=n, max_examples=40, dtype="float64")  # more code bits
+    with pytest.raises(ValueError, match="another architecture"):
+        predict_many([models[0], other], tokens[:2])
+    with pytest.raises(ValueError, match="one leading entry per model"):
+        predict_many(models, tokens[:2])

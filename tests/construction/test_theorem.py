@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 
 from construction import (
     construct,
+    predict_many,
+    probabilities_many,
     continuous_task,
     lookup_task,
     reference_trace,
@@ -22,11 +24,12 @@ from construction import (
     superposition_target,
     task_outputs,
     task_weights,
+    trace_many,
     width_formula,
 )
 from construction.bounds import WRITES
 
-from .strategies import Case, cases
+from .strategies import Case, case_groups, cases, checked
 
 BATCH = 3
 
@@ -41,52 +44,63 @@ def prompts(case: Case, batch=BATCH, interleave="iid"):
                           example_len=case.example_len, interleave=interleave)
 
 
+def build_group(group, dtype: str, batch=BATCH, **kw):
+    """One model and one prompt batch per case; every case of a group has one shape, so the
+    models run through one compilation (``predict_many``, ``trace_many``)."""
+    models = [build(case, dtype, **kw) for case in group]
+    batches = [prompts(case, batch=batch).tokens for case in group]
+    return models, np.stack(batches)
+
+
 def kl(p_target: np.ndarray, q: np.ndarray) -> np.ndarray:
     p = p_target / p_target.sum(-1, keepdims=True)
     return np.sum(np.where(p > 0, p * (np.log(np.where(p > 0, p, 1)) - np.log(q)), 0.0), axis=-1)
 
 
-@given(cases(max_vocab=24, max_tasks=4, max_example_len=6, max_examples=48))
-@example(Case((retrieval_task(0, 4), shift_task(0, 1, 4)), 4, 2, 1, 1, 12.0, (0.5, 0.5), 0))
-def test_every_layer_matches_the_reference_within_its_bound_float64(case):
-    model = build(case, "float64", log_pieces=8)
-    p = prompts(case)
-    got = model.trace(p.tokens).layers()
-    want = reference_trace(model.spec, p.tokens)
-    bounds = model.bounds(case.n_examples)
-    res = model.spec.residual
-    assert np.array_equal(got[0], want[0])  # the embedding is exact
-    for layer in range(1, 8):
-        for block in WRITES[layer]:
-            names = [n for n in res.names if n == block or n.startswith(block + "_")]
-            for name in names:
-                err = np.abs(got[layer][..., res[name]] - want[layer][..., res[name]]).max()
-                assert err <= bounds.blocks[block], (layer, name, err, bounds.blocks[block])
-        assert np.abs(got[layer] - want[layer]).max() <= bounds.after_layer(layer)
+@given(case_groups(max_vocab=24, max_tasks=4, max_example_len=6, max_examples=48))
+@example((Case((retrieval_task(0, 4), shift_task(0, 1, 4)), 4, 2, 1, 1, 12.0, (0.5, 0.5), 0),))
+def test_every_layer_matches_the_reference_within_its_bound_float64(group):
+    models, tokens = build_group(group, "float64", log_pieces=8)
+    for case, model, toks, trace in zip(group, models, tokens, trace_many(models, tokens)):
+        got = trace.layers()
+        want = reference_trace(model.spec, toks)
+        bounds = model.bounds(case.n_examples)
+        res = model.spec.residual
+        assert np.array_equal(got[0], want[0])  # the embedding is exact
+        for layer in range(1, 8):
+            for block in WRITES[layer]:
+                names = [n for n in res.names if n == block or n.startswith(block + "_")]
+                for name in names:
+                    err = np.abs(got[layer][..., res[name]] - want[layer][..., res[name]]).max()
+                    assert err <= bounds.blocks[block], (case, layer, name, err, bounds.blocks[block])
+            assert np.abs(got[layer] - want[layer]).max() <= bounds.after_layer(layer), (case, layer)
+        checked()
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@given(case=cases())
-@example(case=Case((retrieval_task(0, 2),), 2, 7, 1, 1, 12.0, (1.0,), 0))  # small beta: leakage dominates
-def test_output_equals_superposition_within_error_bound(dtype, case):
+@given(group=case_groups())
+@example(group=(Case((retrieval_task(0, 2),), 2, 7, 1, 1, 12.0, (1.0,), 0),))  # small beta: leakage dominates
+def test_output_equals_superposition_within_error_bound(dtype, group):
     """float64: the exact-arithmetic bound, no allowance; float32: plus its rounding allowance."""
-    model = build(case, dtype, log_pieces=16)
-    p = prompts(case, batch=4)
-    y_hat = superposition_target(p.tokens, case.tasks, case.example_len)
-    err = np.abs(model.predict(p.tokens) - y_hat).max()
-    bound = model.error_bound(case.n_examples, None if dtype == "float64" else dtype)
-    assert err <= bound, (err, bound)
-    if dtype == "float32":  # the allowance is a guarantee, not a licence: rounding stays small
-        assert err <= model.error_bound(case.n_examples) + 1e-5
+    models, tokens = build_group(group, dtype, batch=4, log_pieces=16)
+    for case, model, toks, out in zip(group, models, tokens, predict_many(models, tokens)):
+        y_hat = superposition_target(toks, case.tasks, case.example_len)
+        err = np.abs(out - y_hat).max()
+        bound = model.error_bound(case.n_examples, None if dtype == "float64" else dtype)
+        assert err <= bound, (case, err, bound)
+        if dtype == "float32":  # the allowance is a guarantee, not a licence: rounding stays small
+            assert err <= model.error_bound(case.n_examples) + 1e-5, case
+        checked()
 
 
-@given(case=cases(max_vocab=24, max_examples=48, max_beta=80.0))
-def test_float64_with_its_rounding_allowance_at_any_beta(case):
+@given(group=case_groups(max_vocab=24, max_examples=48, max_beta=80.0))
+def test_float64_with_its_rounding_allowance_at_any_beta(group):
     """Past beta ~33 float64 rounding, not leakage, is the error: the allowance covers it."""
-    model = build(case, "float64", log_pieces=8)
-    p = prompts(case, batch=3)
-    y_hat = superposition_target(p.tokens, case.tasks, case.example_len)
-    assert np.abs(model.predict(p.tokens) - y_hat).max() <= model.error_bound(case.n_examples, "float64")
+    models, tokens = build_group(group, "float64", log_pieces=8)
+    for case, model, toks, out in zip(group, models, tokens, predict_many(models, tokens)):
+        y_hat = superposition_target(toks, case.tasks, case.example_len)
+        assert np.abs(out - y_hat).max() <= model.error_bound(case.n_examples, "float64"), case
+        checked()
 
 
 def test_default_bound_is_not_vacuous():
@@ -96,25 +110,24 @@ def test_default_bound_is_not_vacuous():
     assert model.error_bound(64) > 0
 
 
-@given(cases(max_vocab=24, max_tasks=4, max_examples=48), st.integers(0, 5))
-def test_single_task_prompt_puts_its_answer_on_top(case, which):
-    task = which % len(case.tasks)
-    one = tuple(1.0 if k == task else 0.0 for k in range(len(case.tasks)))
-    case = Case(case.tasks, case.vocab, case.example_len, case.n_examples, case.max_examples, case.beta, one,
-                case.seed)
-    model = build(case, "float64", log_pieces=64)
-    p = prompts(case, batch=4)
-    alpha = task_weights(p.tokens, case.tasks, case.example_len)
-    answers = task_outputs(p.tokens, case.tasks, case.example_len)[:, task]
-    out = model.predict(p.tokens)
-    assert np.all(alpha[:, task] == 1.0)
-    assert np.all(out[np.arange(4), answers] >= 1 - model.error_bound(case.n_examples))
-    # where no other task fits any example, the readout's distribution is on the answer
-    alone = (alpha.sum(1) == 1.0)
-    probs = model.probabilities(p.tokens)
-    kl_bound = model.kl_bound(case.n_examples)
-    assert np.all(probs[alone, answers[alone]] >= 1 - kl_bound)
-    assert np.all(kl(superposition_target(p.tokens, case.tasks, case.example_len), probs) <= kl_bound)
+@given(case_groups(max_vocab=24, max_tasks=4, max_examples=48), st.integers(0, 5))
+def test_single_task_prompt_puts_its_answer_on_top(group, which):
+    task = which % len(group[0].tasks)
+    one = tuple(1.0 if k == task else 0.0 for k in range(len(group[0].tasks)))
+    group = [Case(c.tasks, c.vocab, c.example_len, c.n_examples, c.max_examples, c.beta, one, c.seed) for c in group]
+    models, tokens = build_group(group, "float64", batch=4, log_pieces=64)
+    outs, probs_all = predict_many(models, tokens), probabilities_many(models, tokens)
+    for case, model, toks, out, probs in zip(group, models, tokens, outs, probs_all):
+        alpha = task_weights(toks, case.tasks, case.example_len)
+        answers = task_outputs(toks, case.tasks, case.example_len)[:, task]
+        assert np.all(alpha[:, task] == 1.0)
+        assert np.all(out[np.arange(4), answers] >= 1 - model.error_bound(case.n_examples)), case
+        # where no other task fits any example, the readout's distribution is on the answer
+        alone = (alpha.sum(1) == 1.0)
+        kl_bound = model.kl_bound(case.n_examples)
+        assert np.all(probs[alone, answers[alone]] >= 1 - kl_bound), case
+        assert np.all(kl(superposition_target(toks, case.tasks, case.example_len), probs) <= kl_bound), case
+        checked()
 
 
 def test_ambiguous_examples_add_weights_beyond_one():
@@ -146,6 +159,7 @@ def test_width_equals_the_formula(case):
     assert model.width == (2 * K + 3) * V + 3 * K + b + n + 3
     assert model.width == width_formula(K, V, case.max_examples, n, "discrete")
     assert model.config.num_layers == 7 and model.config.num_heads == K
+    checked()
 
 
 @given(d=st.integers(1, 4), k=st.integers(1, 3), n=st.integers(2, 5), m=st.integers(1, 24),
@@ -167,6 +181,7 @@ def test_continuous_regime_output_and_layers_within_bounds(d, k, n, m, bound, pi
     bounds = model.bounds(m)
     for layer, (got, want) in enumerate(zip(model.trace(p.tokens).layers(), reference_trace(model.spec, p.tokens))):
         assert np.abs(got - want).max() <= bounds.after_layer(layer), layer
+    checked()
 
 
 def test_an_unseen_task_set_matches_an_independent_y_hat():
