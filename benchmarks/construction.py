@@ -19,7 +19,6 @@ sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).re
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from construction import construct, sample_prompts
 from construction.model import _query_block

@@ -5,7 +5,7 @@ Each side runs in **its own process** (a live JAX process slows PyTorch several-
 float32 matmul in its own framework), then times training steps of the same model on the
 same batch and sequence length:
 
-* **ours**: the jitted step of empirical/training.py (the package's Transformer, AdamW,
+* **ours**: the jitted step of empirical/training/step.py (the package's Transformer, AdamW,
   clipping, masked loss);
 * **reference**: PyTorch ``transformers`` LlamaForCausalLM with the same configuration
   (width, heads, SwiGLU width, RMSNorm, RoPE theta, untied embeddings), AdamW and clipping.

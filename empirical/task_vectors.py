@@ -342,6 +342,23 @@ def report(subject: Subject, task_set: TaskSet, *, n_examples: int, n_prompts: i
     return result
 
 
+def subject_report(subject: Subject, task_set: TaskSet, *, n_examples: int = 19, n_prompts: int = 200,
+                   seed: int = 0, progress: bool = True) -> dict:
+    """:func:`report` for one subject as ``superpose task-vectors --run`` makes it: the
+    constructed model's task vector is read in its S block after layer 4 (where it is
+    written), and the full residual's choice of layer is reported beside it."""
+    kw = dict(n_examples=n_examples, n_prompts=n_prompts, n_queries=n_prompts, seed=seed, progress=progress)
+    if subject.kind != "constructed":
+        return report(subject, task_set, **kw)
+    result = report(subject, task_set, mask=s_block_mask(subject), **kw)
+    queries = zero_shot_queries(task_set, np.random.default_rng([seed, 41]), n_prompts)
+    vectors = {k: extract(subject, single_task_prompts(task_set, k, np.random.default_rng([seed, 42, k]),
+                                                       n_prompts, n_examples))
+               for k in range(len(task_set.tasks))}
+    result["full_vector_choice"] = choose_layer(subject, task_set, vectors, queries)
+    return result
+
+
 def plot(result: dict, out, stem: str):
     """Figure 5 (convex patches beside real mixed prompts), Figure 4 (LDA) and the per-layer
     mixture-fit residuals, as one PNG with four panels."""

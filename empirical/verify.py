@@ -26,7 +26,7 @@ from construction import (
     tasks_from_json,
 )
 from construction.tasks import DEFAULT_EXAMPLE_LEN, DEFAULT_VOCAB, default_tasks
-from empirical.results import provenance, save_figure, write_json
+from empirical.results import save_figure
 
 LAMBDAS = tuple(round(0.1 * i, 1) for i in range(11))
 
@@ -160,39 +160,3 @@ def load_tasks(path: str | None, vocab: int, example_len: int):
     except json.JSONDecodeError as e:
         raise ValueError(f"{path} is not valid JSON: {e}") from None
     return tasks_from_json(data)
-
-
-def main(args) -> int:
-    tasks, vocab, n = load_tasks(args.tasks_file, DEFAULT_VOCAB, DEFAULT_EXAMPLE_LEN)
-    if args.prompts < 1 or args.examples < 1:
-        raise ValueError("--prompts and --examples must be >= 1")
-    cfg = VerifyConfig(vocab_size=vocab, example_len=n, n_examples=args.examples,
-                       max_examples=max(args.max_examples, args.examples), prompts_per_lambda=args.prompts,
-                       beta=args.beta, dtype=args.dtype, seed=args.seed)
-    result = verify(tasks, cfg, progress=not args.quiet)
-    print(format_report(result))
-    figure = plot(result, Path(args.out) / "verify_superposition.png")
-    print(f"plot: {figure}")
-    if args.json:
-        from dataclasses import asdict
-
-        write_json(args.json, {**provenance(asdict(cfg)), **result})
-        print(f"json: {args.json}")
-    return 0 if result["holds"] else 1
-
-
-def register(subparsers) -> None:
-    from empirical.cli import add_common
-
-    p = subparsers.add_parser("verify", help="build Theorem 1's construction and check it against its bounds",
-                              description=__doc__)
-    add_common(p)
-    p.add_argument("--tasks-file", help='JSON {"vocab_size": V, "example_len": n, "tasks": [{"name", "position", "table"}]}')
-    p.add_argument("--prompts", type=int, default=100, help="prompts per lambda (11 lambdas)")
-    p.add_argument("--examples", type=int, default=20, help="examples per prompt")
-    p.add_argument("--max-examples", type=int, default=64, help="M: the most examples the model accepts")
-    p.add_argument("--beta", type=float, default=30.0, help="attention sharpness")
-    p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
-                   help="precision; float32 adds its rounding allowance to the bounds")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=main)

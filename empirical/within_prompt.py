@@ -111,6 +111,23 @@ def from_probe(result: dict) -> dict:
             "prompts": len(result["per_prompt"])}
 
 
+def rows(sweeps: Sequence[dict] = (), probes: Sequence[dict] = (), lam: float = 0.5) -> dict[str, dict]:
+    """One row of within-prompt numbers per model: every saved sweep (and its constructed
+    overlay) at ``lam``, every family of every saved probe result."""
+    from pathlib import Path
+
+    out: dict[str, dict] = {}
+    for result in sweeps:
+        out[f"trained {result.get('run', '?')}: {' vs '.join(result['tasks'])}"] = from_sweep(result, lam)
+        if "constructed" in result:
+            out[f"constructed: {' vs '.join(result['tasks'])}"] = from_sweep(result, lam, constructed=True)
+    for document in probes:
+        model = Path(str(document.get("config", {}).get("model", document.get("model", "llm")))).stem
+        for res in document["results"]:
+            out[f"{model}: {res['family']}"] = from_probe(res)
+    return out
+
+
 def plot_summary(rows: dict[str, dict], path, title: str = ""):
     """One bar per model: mean second-largest task probability (95% interval), with the
     proportional-mixing value as a tick; a per-prompt chooser scores 0."""

@@ -18,11 +18,11 @@ from proofs_check.lemmas import (
     relu_identities,
     softmax_hard_attention,
 )
-from proofs_check.report import GRIDS, format_table, run_all
+from proofs_check.report import GRIDS, check, format_table, run_all
 from proofs_check.results import LemmaResult, failed
 
 __all__ = [
     "GRIDS", "LemmaResult", "adversarial_prompts", "attention_leak", "averaging_error", "binary_code_gap",
-    "end_to_end", "failed", "format_table", "indicator_exactness", "log_approximation", "product_approximation",
+    "check", "end_to_end", "failed", "format_table", "indicator_exactness", "log_approximation", "product_approximation",
     "readout_kl", "relu_identities", "run_all", "score_gap", "softmax_hard_attention", "width",
 ]

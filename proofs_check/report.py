@@ -168,3 +168,31 @@ def timed(fn, *args, **kwargs):
     start = time.perf_counter()
     result = fn(*args, **kwargs)
     return result, time.perf_counter() - start
+
+
+def check(grid: str = "quick", *, seed: int = 0, plots_dir=None, progress=None) -> dict:
+    """Every lemma over ``grid`` ("quick" or "full"), then (with ``plots_dir``) the beta and
+    prompt-length sweeps and their plots: ``{"results", "all_hold", "beta_sweep",
+    "length_sweep", "plots", "seconds"}`` (what ``superpose check`` writes)."""
+    from pathlib import Path
+
+    from proofs_check import sweeps
+
+    say = progress or (lambda label: None)
+    start = time.perf_counter()
+    results = run_all(grid, seed=seed, progress=say)
+    payload = {"results": [r.to_dict() for r in results], "all_hold": all(r.holds for r in results),
+               "table": format_table(results)}
+    if plots_dir is not None:
+        quick = grid == "quick"
+        say("beta sweep (float64 and float32 models)")
+        beta = sweeps.beta_sweep(sweeps.BETAS_QUICK if quick else sweeps.BETAS_FULL, seed=seed)
+        say("prompt-length sweep")
+        length = sweeps.length_sweep(sweeps.LENGTHS_QUICK if quick else sweeps.LENGTHS_FULL, seed=seed)
+        beta["crossover_beta_float32"] = sweeps.crossover_beta(beta, "float32")
+        payload["beta_sweep"], payload["length_sweep"] = beta, length
+        out = Path(plots_dir)
+        payload["plots"] = [str(sweeps.plot_beta(beta, out / "check_beta.png")),
+                            str(sweeps.plot_length(length, out / "check_length.png"))]
+    payload["seconds"] = round(time.perf_counter() - start, 2)
+    return payload

@@ -7,6 +7,7 @@ arithmetic, and with the float32 rounding allowance).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -14,6 +15,9 @@ import numpy as np
 from construction import construct, superposition_target
 from proofs_check.composition import adversarial_prompts
 from proofs_check.report import default_tasks
+
+#: Values below this are drawn at this height on log plots (an exact 0 has no logarithm).
+PLOT_FLOOR = 1e-17
 
 BETAS_QUICK = tuple(float(b) for b in range(2, 42, 3))
 BETAS_FULL = tuple(float(b) for b in range(1, 46))
@@ -79,3 +83,61 @@ def crossover_beta(sweep: dict, dtype: str = "float32") -> float | None:
         if exact < got:
             return float(beta)
     return None
+
+
+def _floor(values):
+    return np.maximum(np.asarray(values, dtype=float), PLOT_FLOOR)
+
+
+def plot_beta(sweep: dict, path: Path) -> Path:
+    """Measured max |predict - y_hat| and the bounds against beta, float64 and float32."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from empirical.results import save_figure
+
+    b = sweep["betas"]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    ax.semilogy(b, _floor(sweep["bound_exact"]), "k-", label="bound (leakage, exact arithmetic)")
+    ax.semilogy(b, _floor(sweep["bound_float64"]), "C0--", label="bound + float64 rounding allowance")
+    ax.semilogy(b, _floor(sweep["bound_float32"]), "C1--", label="bound + float32 rounding allowance")
+    ax.semilogy(b, _floor(sweep["measured_float64"]), "C0o", ms=4, label="measured, float64 model")
+    ax.semilogy(b, _floor(sweep["measured_float32"]), "C1s", ms=4, label="measured, float32 model")
+    ax.axhline(float(np.finfo("float32").eps), color="C1", lw=0.6, ls=":", label="float32 eps")
+    cross = sweep.get("crossover_beta_float32")
+    if cross:
+        ax.axvline(cross, color="grey", lw=0.6, ls=":")
+    ax.set_xlabel("attention sharpness beta")
+    ax.set_ylabel("max |out - y_hat| at the query")
+    ax.set_title(f"Error vs beta (K=3, V=5, n=4, m={sweep['n_examples']})")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    ax.grid(True, which="major", alpha=0.3)
+    path = save_figure(fig, path)
+    plt.close(fig)
+    return path
+
+
+def plot_length(sweep: dict, path: Path) -> Path:
+    """Measured error and bound against prompt length, one colour per beta."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from empirical.results import save_figure
+
+    L = sweep["prompt_length"]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for i, beta in enumerate(sweep["betas"]):
+        ax.loglog(L, _floor(sweep[f"bound_beta{beta:g}"]), f"C{i}-", label=f"bound, beta={beta:g}")
+        ax.loglog(L, _floor(sweep[f"measured_beta{beta:g}"]), f"C{i}o", ms=4, label=f"measured, beta={beta:g}")
+    ax.set_xlabel("prompt length L (tokens)")
+    ax.set_ylabel("max |out - y_hat| at the query")
+    ax.set_title(f"Error vs prompt length ({sweep['dtype']})")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    ax.grid(True, which="major", alpha=0.3)
+    path = save_figure(fig, path)
+    plt.close(fig)
+    return path

@@ -110,6 +110,29 @@ def run_probe(model, cfg: ProbeConfig, *, progress: Callable[[Iterable], Iterabl
     }
 
 
+#: The probe's task families (``superpose probe --family``; ``all`` runs the four).
+FAMILY_CHOICES = ("add", "country", "at", "letter")
+
+
+def probe_families(model, cfg: ProbeConfig, *, quiet: bool = False, report=print) -> list[dict]:
+    """:func:`run_probe` for ``cfg.family`` (or every family of :data:`FAMILY_CHOICES` for
+    ``"all"``), with a progress bar per family and one summary line each through ``report``."""
+    from tqdm import tqdm
+
+    if cfg.family != "all" and cfg.family not in FAMILY_CHOICES:
+        raise ValueError(f"--family must be one of {', '.join(FAMILY_CHOICES)} or all, got {cfg.family!r}")
+    results = []
+    for fam in FAMILY_CHOICES if cfg.family == "all" else (cfg.family,):
+        bar = lambda xs, fam=fam: tqdm(xs, desc=f"probe {fam}", disable=quiet, unit="prompt")  # noqa: E731
+        res = run_probe(model, ProbeConfig(**{**asdict(cfg), "family": fam}), progress=bar)
+        results.append(res)
+        s = res["summary"]
+        probs = ", ".join(f"{t}={m:.3f}" for t, m in zip(s["tasks"], s["prob"]["mean"]))
+        report(f"{fam}: {probs}, other={s['other']['mean']:.3f}, KL={s['kl']['mean']:.2f}, "
+               f"r={s['r']['mean']:.2f} ({res['seconds']:.0f} s)")
+    return results
+
+
 def record(cfg: ProbeConfig, model, results: Sequence[dict]) -> dict:
     """The JSON document: config, package version, device, date, model config, results."""
     from empirical.results import provenance
@@ -169,3 +192,19 @@ def refresh(document: dict) -> dict:
     doc["results"] = [{**res, "summary": summarize(res["summary"]["tasks"], res["per_prompt"])}
                       for res in document["results"]]
     return doc
+
+
+def load_saved(path: str | Path) -> dict:
+    """A saved probe result, checked for the per-prompt rows :func:`refresh` needs."""
+    import json
+
+    path = Path(path)
+    try:
+        document = json.loads(path.read_text())
+        for res in document["results"]:
+            res["summary"]["tasks"], res["per_prompt"][0]["probs"]  # noqa: B018 (shape check)
+    except FileNotFoundError:
+        raise ValueError(f"{path} does not exist") from None
+    except (json.JSONDecodeError, KeyError, IndexError, TypeError) as err:
+        raise ValueError(f"{path} is not a saved probe result ({type(err).__name__}: {err})") from None
+    return document

@@ -132,7 +132,7 @@ def test_like_construction_is_the_constructions_architecture_and_trains(tmp_path
 
 
 def test_compare_cli_errors(tmp_path, capsys):
-    from empirical.train_cli import main
+    from empirical.cli import main
 
     assert main(["compare", "--run", "add", "--quiet"]) == 2
     assert "lookup family" in capsys.readouterr().err
@@ -158,7 +158,7 @@ def test_like_construction_follows_a_task_file():
 
 
 def test_compare_cli_writes_the_report_and_its_plots(tmp_path, capsys):
-    from empirical.train_cli import main
+    from empirical.cli import main
 
     out = tmp_path / "report.json"
     assert main(["compare", "--run", "lookup", "--prompts", "16", "--mechanism-prompts", "120", "--examples", "8",

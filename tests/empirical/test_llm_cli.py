@@ -11,7 +11,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from empirical.cli import main  # noqa: E402
 from empirical.llm import smollm2_path  # noqa: E402
-from empirical.llm.testing import write_tiny_gguf  # noqa: E402
+from tests.tiny_llm import write_tiny_gguf  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import jax  # noqa: E402
 
 from empirical.llm import load_model, smollm2_path  # noqa: E402
-from empirical.llm.testing import (  # noqa: E402
+from tests.tiny_llm import (  # noqa: E402
     params_of_torch, save_hf_folder, tiny_config, tiny_spec, torch_model,
 )
 
@@ -107,7 +107,7 @@ def test_gguf_tokenizer_matches_transformers(tmp_path):
     from transformers import AutoTokenizer
 
     from empirical.llm.gguf_io import write_gguf
-    from empirical.llm.testing import random_params
+    from tests.tiny_llm import random_params
 
     cfg = tiny_config()
     write_gguf(tmp_path / "m.gguf", cfg, random_params(cfg), tokenizer=tiny_spec())
@@ -120,7 +120,7 @@ def test_gguf_tokenizer_matches_transformers(tmp_path):
 
 def test_capture_names_and_shapes(tmp_path):
     from empirical.llm import capture_names, model_from_params
-    from empirical.llm.testing import random_params
+    from tests.tiny_llm import random_params
 
     cfg = tiny_config()
     m = model_from_params(cfg, random_params(cfg))
@@ -177,7 +177,7 @@ def test_hf_folder_tokenizer_json(tmp_path):
     import json
 
     from empirical.llm.gguf_io import write_gguf
-    from empirical.llm.testing import random_params
+    from tests.tiny_llm import random_params
 
     cfg = tiny_config()
     write_gguf(tmp_path / "m.gguf", cfg, random_params(cfg), tokenizer=tiny_spec())

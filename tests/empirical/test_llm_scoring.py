@@ -14,7 +14,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from empirical.llm import load_model, smollm2_path  # noqa: E402
 from empirical.llm.model import KVCache  # noqa: E402
-from empirical.llm.testing import tiny_config, write_tiny_gguf  # noqa: E402
+from tests.tiny_llm import tiny_config, write_tiny_gguf  # noqa: E402
 
 PROMPTS = [
     ("12@34=12\n56@78=78\n40@13=", ["40", "13", "53"]),

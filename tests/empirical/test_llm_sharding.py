@@ -18,7 +18,7 @@ SCRIPT = textwrap.dedent('''
     jax.config.update("jax_default_matmul_precision", "highest")
     from empirical.llm import load_model
     from empirical.llm.sharding import make_mesh
-    from empirical.llm.testing import tiny_config, write_tiny_gguf
+    from tests.tiny_llm import tiny_config, write_tiny_gguf
 
     assert len(jax.devices()) == 8, jax.devices()
     path = write_tiny_gguf(sys.argv[1], tiny_config(n_heads=8, n_kv_heads=4, head_dim=4), seed=5)

@@ -72,9 +72,9 @@ def test_shipped_checkpoint_sweep_ends(name):
 
 
 def test_shipped_checkpoint_loads_where_a_run_is_accepted(tmp_path, capsys):
-    from empirical import train_cli
+    from empirical import cli
 
-    assert train_cli.main(["eval", "--run", "add", "--sequences", "2", "--json", str(tmp_path / "e.json"),
+    assert cli.main(["eval", "--run", "add", "--sequences", "2", "--json", str(tmp_path / "e.json"),
                            "--quiet"]) == 0
     out = json.loads((tmp_path / "e.json").read_text())
     assert out["run"] == "add" and set(out["tasks"]) == {f"add:{h}" for h in range(10)}

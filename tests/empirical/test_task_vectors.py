@@ -113,7 +113,7 @@ def test_mixture_fit_recovers_planted_coefficients():
 def test_task_vectors_cli(tmp_path, capsys):
     import json
 
-    from empirical.train_cli import main
+    from empirical.cli import main
 
     assert main(["task-vectors", "--run", "add", "--quiet"]) == 2
     assert "lookup family" in capsys.readouterr().err
@@ -136,7 +136,7 @@ def test_task_vectors_cli(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def tiny_llm():
     from empirical.llm import model_from_params
-    from empirical.llm.testing import random_params, tiny_config
+    from tests.tiny_llm import random_params, tiny_config
 
     cfg = tiny_config(n_layers=3)
     return model_from_params(cfg, random_params(cfg, std=0.2))
@@ -176,7 +176,7 @@ def test_llm_patch_changes_only_what_follows_it(tiny_llm):
 
 def test_llm_report_runs_end_to_end_on_a_tiny_gguf(tmp_path):
     from empirical.llm import load_model
-    from empirical.llm.testing import tiny_config, write_tiny_gguf
+    from tests.tiny_llm import tiny_config, write_tiny_gguf
 
     model = load_model(write_tiny_gguf(tmp_path / "tiny.gguf", tiny_config(n_layers=2)))
     r = TV.llm_report(model, "at", n_prompts=4, examples=2, n_queries=4, progress=False)

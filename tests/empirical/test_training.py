@@ -1,4 +1,4 @@
-"""Training from scratch (empirical/training.py), sweeps (empirical/sweep.py) and their CLI.
+"""Training from scratch (empirical/training/), sweeps (empirical/sweep.py) and their CLI.
 
 The default tests use a micro configuration (one layer, width 32, 4 examples per sequence)
 so that they run in seconds; the ``slow`` test trains the tiny preset and checks that its
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from empirical import sweep as sweep_lib
-from empirical import synthetic, training, train_cli
+from empirical import cli, synthetic, training
 from construction.transformer import param_shapes
 
 
@@ -201,7 +201,7 @@ def test_sweep_probabilities_match_a_direct_forward_pass():
 
 
 def _cli(argv):
-    return train_cli.main(argv)
+    return cli.main(argv)
 
 
 def test_cli_train_and_sweep_write_results(tmp_path, capsys, monkeypatch):

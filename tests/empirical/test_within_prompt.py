@@ -77,7 +77,7 @@ def test_bad_input_is_one_clear_error():
 
 def test_summary_rows_from_saved_sweep_and_probe_results(tmp_path):
     """from_sweep / from_probe read the numbers a saved result carries; the CLI plots them."""
-    from empirical import train_cli
+    from empirical import cli
 
     rng = np.random.default_rng(1)
     lam, n = 0.5, 200
@@ -101,10 +101,10 @@ def test_summary_rows_from_saved_sweep_and_probe_results(tmp_path):
 
     (tmp_path / "s.json").write_text(json.dumps(sweep))
     (tmp_path / "p.json").write_text(json.dumps({"config": {"model": "m.gguf"}, "results": [probe]}))
-    assert train_cli.main(["within-prompt", "--sweep", str(tmp_path / "s.json"), "--probe", str(tmp_path / "p.json"),
+    assert cli.main(["within-prompt", "--sweep", str(tmp_path / "s.json"), "--probe", str(tmp_path / "p.json"),
                            "--json", str(tmp_path / "w.json"), "--out", str(tmp_path)]) == 0
     rows = json.loads((tmp_path / "w.json").read_text())["rows"]
     assert set(rows) == {"trained x: add:1 vs add:3", "m: add"}
     assert (tmp_path / "within_prompt_summary.png").is_file()
-    assert train_cli.main(["within-prompt"]) == 2
-    assert train_cli.main(["within-prompt", "--sweep", str(tmp_path / "missing.json")]) == 2
+    assert cli.main(["within-prompt"]) == 2
+    assert cli.main(["within-prompt", "--sweep", str(tmp_path / "missing.json")]) == 2

@@ -32,7 +32,7 @@ def test_check_quick_every_lemma_holds(tmp_path, capsys):
 def tiny_grid(monkeypatch):
     monkeypatch.setattr(sweeps, "BETAS_QUICK", (5.0, 30.0))
     monkeypatch.setattr(sweeps, "LENGTHS_QUICK", (1, 2))
-    monkeypatch.setattr(proofs_check, "run_all", lambda grid, seed=0, progress=None: [binary_code_gap(8)])
+    monkeypatch.setattr(proofs_check.report, "run_all", lambda grid, seed=0, progress=None: [binary_code_gap(8)])
 
 
 def test_check_writes_both_plots(tmp_path, tiny_grid):
@@ -52,7 +52,7 @@ def test_check_writes_both_plots(tmp_path, tiny_grid):
 
 def test_check_exits_non_zero_when_a_lemma_fails(tmp_path, monkeypatch, capsys):
     bad = LemmaResult("1 softmax as hard attention", {"beta": 1.0}, 1e-9, 0.5, False)
-    monkeypatch.setattr(proofs_check, "run_all", lambda grid, seed=0, progress=None: [bad])
+    monkeypatch.setattr(proofs_check.report, "run_all", lambda grid, seed=0, progress=None: [bad])
     out = tmp_path / "c.json"
     assert cli.main(["check", "--quick", "--no-plots", "--json", str(out), "--out", str(tmp_path)]) == 1
     assert json.loads(out.read_text())["all_hold"] is False

@@ -1,4 +1,4 @@
-"""Tiny random models and tokenisers for tests, parity checks and examples (nothing downloaded)."""
+"""Tiny random Llama models and tokenisers for the tests and parity checks (nothing downloaded)."""
 
 from __future__ import annotations
 
