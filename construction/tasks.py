@@ -13,6 +13,15 @@ from typing import Sequence
 import numpy as np
 
 
+def _symbol(value, task: str) -> int:
+    """A table entry as an int; anything but an integer (or an integral float) is an error."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return int(value)
+    raise ValueError(f"task {task!r}: table entries must be integer symbols, got {value!r}")
+
+
 @dataclass(frozen=True, kw_only=True)
 class LookupTask:
     """g(x) = table[x[position]]: any map on the vocabulary, applied to one input symbol."""
@@ -24,7 +33,7 @@ class LookupTask:
     def __post_init__(self):
         if not self.name:
             object.__setattr__(self, "name", f"lookup@{self.position}")
-        object.__setattr__(self, "table", tuple(int(v) for v in np.asarray(self.table).ravel()))
+        object.__setattr__(self, "table", tuple(_symbol(v, self.name) for v in self.table))
         if self.position < 0:
             raise ValueError(f"task {self.name!r}: position must be >= 0, got {self.position}")
         vocab = len(self.table)

@@ -30,9 +30,9 @@ class UsageError(ValueError):
     """Bad input from the command line."""
 
 
-#: What a subcommand may raise for bad input: each becomes one line and exit status 2.
-BAD_INPUT = (ValueError, FileNotFoundError, FileExistsError, KeyError, PermissionError, IsADirectoryError,
-             NotADirectoryError, UnicodeDecodeError)
+#: What a subcommand may raise for bad input (OSError: missing, unreadable or unwritable paths;
+#: ValueError includes UnicodeDecodeError): each becomes one line and exit status 2.
+BAD_INPUT = (ValueError, KeyError, OSError)
 
 
 def _positive(text: str) -> int:
@@ -272,6 +272,8 @@ def _within(args) -> int:
 
     if not args.sweep and not args.probe:
         raise UsageError("give at least one --sweep or --probe result file")
+    if not 0.0 <= args.lam <= 1.0:
+        raise UsageError(f"--lambda must lie in [0, 1], got {args.lam}")
     rows = within_prompt.rows([_read_json(p, "sweep result") for p in args.sweep or []],
                               [_read_json(p, "probe result") for p in args.probe or []], args.lam)
     result = {**provenance({"sweeps": args.sweep, "probes": args.probe, "lambda": args.lam}),

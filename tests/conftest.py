@@ -40,6 +40,7 @@ def pytest_runtest_logreport(report):
 
 
 def pytest_sessionfinish(session, exitstatus):
+    _bad_input_summary()
     path = os.environ.get("SUPERPOSE_CASES_SUMMARY")
     if not path:
         return
@@ -63,4 +64,28 @@ def pytest_sessionfinish(session, exitstatus):
         "cpu": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "tests": tests,
+    })
+
+
+def _bad_input_summary() -> None:
+    """tests/test_bad_input.py's counts, where SUPERPOSE_BAD_INPUT_SUMMARY points."""
+    import sys
+
+    path = os.environ.get("SUPERPOSE_BAD_INPUT_SUMMARY")
+    module = sys.modules.get("tests.test_bad_input")
+    if not path or module is None:
+        return
+    import datetime
+
+    from empirical.results import write_json
+
+    failed = sorted(n for n, o in _OUTCOMES.items() if o == "failed" and "test_bad_input" in n)
+    write_json(path, {
+        "what": "bad input at every public entry point: cases tried, clean errors (one line naming the "
+                "problem, CLI exit 2, no result file left), and inputs that proved valid after all",
+        "classes": {k: dict(v) for k, v in sorted(module.BAD_INPUT.items())},
+        "tried": sum(v["tried"] for v in module.BAD_INPUT.values()),
+        "clean": sum(v["clean"] for v in module.BAD_INPUT.values()),
+        "failed_tests": failed,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     })

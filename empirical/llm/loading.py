@@ -266,15 +266,58 @@ class LLM:
         return enumerate_continuations(self, prompt, k, **kw)
 
 
+class ModelFileError(ValueError):
+    """A model file or folder that cannot be loaded; the message names the file and the reason."""
+
+
+def _read(path: Path):
+    from empirical.llm.tokenizer import tokenizer_from_folder, tokenizer_from_gguf
+    from empirical.llm.weights import load_gguf, load_hf_folder
+
+    if path.is_dir():
+        cfg, params = load_hf_folder(path)
+        tok = tokenizer_from_folder(path) if (path / "tokenizer.json").is_file() else None
+    elif path.suffix == ".gguf":
+        cfg, params, reader = load_gguf(path)
+        tok = tokenizer_from_gguf(reader) if "tokenizer.ggml.model" in reader.fields else None
+    else:
+        raise ModelFileError(f"{path}: expected a .gguf file or a Hugging Face folder")
+    return cfg, params, tok
+
+
+def check_model(cfg: LlamaConfig, params, tokenizer: Tokenizer | None, where: str) -> None:
+    """Raise :class:`ModelFileError` unless ``params`` has exactly the tree, shapes and a
+    floating dtype the architecture declares, holds only finite values, and ``tokenizer``'s
+    vocabulary fits the embedding."""
+    expected = jax.eval_shape(lambda: Llama(cfg).init(jax.random.key(0), jnp.zeros((1, 2), jnp.int32))["params"])
+    want = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(expected)}
+    got = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(params)}
+    if set(want) != set(got):
+        missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+        raise ModelFileError(f"{where}: parameters do not match the architecture "
+                             f"(missing {missing[:3]}, unexpected {extra[:3]})")
+    for name, leaf in got.items():
+        if tuple(np.shape(leaf)) != tuple(want[name].shape):
+            raise ModelFileError(f"{where}: {name} has shape {tuple(np.shape(leaf))}, the config says "
+                                 f"{tuple(want[name].shape)}")
+        if not np.issubdtype(np.asarray(leaf).dtype, np.floating):
+            raise ModelFileError(f"{where}: {name} has dtype {np.asarray(leaf).dtype}, expected a float type")
+        if not np.isfinite(leaf).all():
+            raise ModelFileError(f"{where}: {name} holds non-finite values (NaN or inf)")
+    if tokenizer is not None and tokenizer.vocab_size > cfg.vocab_size:
+        raise ModelFileError(f"{where}: the tokenizer has {tokenizer.vocab_size} tokens but the model's "
+                             f"embedding only {cfg.vocab_size}")
+
+
 def load_model(name_or_path: str | Path, *, mesh: jax.sharding.Mesh | None = None,
                dtype: str = "float32") -> LLM:
     """Load a real LLM from local files: ``"smollm2"``, a ``.gguf`` file or a Hugging Face folder.
 
-    Nothing is downloaded. Raises FileNotFoundError / ValueError with a one-line reason.
+    Nothing is downloaded. Every file is checked (:func:`check_model`): a missing path is a
+    FileNotFoundError, anything malformed (truncated or corrupted files, unsupported
+    architectures, missing or misshapen tensors, non-finite weights, a config without its
+    keys, a tokenizer larger than the embedding) one :class:`ModelFileError` naming the file.
     """
-    from empirical.llm.tokenizer import tokenizer_from_folder, tokenizer_from_gguf
-    from empirical.llm.weights import load_gguf, load_hf_folder
-
     if str(name_or_path).lower() in ALIASES:
         path = smollm2_path()
         if path is None:
@@ -284,14 +327,15 @@ def load_model(name_or_path: str | Path, *, mesh: jax.sharding.Mesh | None = Non
         path = Path(name_or_path)
     if not path.exists():
         raise FileNotFoundError(f"no such model file or folder: {path}")
-    if path.is_dir():
-        cfg, params = load_hf_folder(path)
-        tok = tokenizer_from_folder(path) if (path / "tokenizer.json").is_file() else None
-    elif path.suffix == ".gguf":
-        cfg, params, reader = load_gguf(path)
-        tok = tokenizer_from_gguf(reader) if "tokenizer.ggml.model" in reader.fields else None
-    else:
-        raise ValueError(f"{path}: expected a .gguf file or a Hugging Face folder")
+    try:
+        cfg, params, tok = _read(path)
+    except (ModelFileError, FileNotFoundError):
+        raise
+    except Exception as err:  # noqa: BLE001 (a malformed file breaks the readers in many ways: one error here)
+        reason = str(err.args[0] if isinstance(err, KeyError) and err.args else err).strip().splitlines()
+        raise ModelFileError(f"{path}: cannot be loaded ({type(err).__name__}: "
+                             f"{reason[0] if reason else 'malformed'})") from err
+    check_model(cfg, params, tok, str(path))
     if dtype != "float32":
         cfg = cfg.replace(dtype=dtype)
     return LLM(cfg, params, tok, source=str(path), mesh=mesh)

@@ -72,6 +72,8 @@ def read_safetensors(path: str | Path) -> dict[str, np.ndarray]:
     for name, info in header.items():
         if info["dtype"] not in _ST_DTYPES:
             raise ValueError(f"{path.name}: unsupported dtype {info['dtype']} for {name}")
+        if not np.issubdtype(_ST_DTYPES[info["dtype"]], np.floating) and info["dtype"] != "BF16":
+            raise ValueError(f"{path}: {name} has dtype {info['dtype']}; weights must be floating point")
         start, end = info["data_offsets"]
         arr = np.frombuffer(raw[start:end], dtype=_ST_DTYPES[info["dtype"]])
         if info["dtype"] == "BF16":
@@ -93,8 +95,9 @@ def load_hf_folder(folder: str | Path) -> tuple[LlamaConfig, dict]:
     tensors: dict[str, np.ndarray] = {}
     for f in files:
         tensors.update(read_safetensors(f))
-    if cfg.tie_embeddings is False and "lm_head.weight" not in tensors:
-        cfg = cfg.replace(tie_embeddings=True)
+    raw = json.loads(cfg_path.read_text())
+    if "tie_word_embeddings" not in raw and "lm_head.weight" not in tensors:
+        cfg = cfg.replace(tie_embeddings=True)  # the config is silent and there is no output head: tied
 
     def get(name: str) -> np.ndarray:
         if name not in tensors:
