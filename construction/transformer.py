@@ -20,8 +20,8 @@ from __future__ import annotations
 import functools
 
 import json
-from collections.abc import Callable, Collection, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
 import flax.linen as nn
@@ -30,10 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from construction.layout import binary_code, structured_features
-
-Array = jax.Array
-Capture = Callable[[str], bool] | Collection[str] | None
-Edits = Mapping[str, Callable[[Array], Array]] | None
+from construction.primitives import Array, Capture, Edits, Tap, apply_rope, rms_normalize, rope_tables
 
 
 #: The allowed values of the configuration's string options.
@@ -121,42 +118,13 @@ class TransformerConfig:
         return replace(self, **changes)
 
 
-@dataclass
-class Tap:
-    """Where intermediates are captured and edited: one object threaded through a call."""
-
-    capture: Capture = None
-    edits: Edits = None
-    cache: dict[str, Array] = field(default_factory=dict)
-
-    def __post_init__(self):
-        if self.capture is None:
-            self._wants = lambda name: False
-        elif callable(self.capture):
-            self._wants = self.capture
-        else:
-            names = frozenset(self.capture)
-            self._wants = names.__contains__
-
-    def __call__(self, name: str, value: Array) -> Array:
-        if self.edits and name in self.edits:
-            value = self.edits[name](value)
-        if self._wants(name):
-            self.cache[name] = value
-        return value
-
-
 def rope(x: Array, positions: Array, theta: float) -> Array:
     """Rotary position embedding on the last axis of x [..., length, dim] (half-split), with
     ``positions`` [length]. Attention calls it heads-major ([batch, heads, length, dim]): on
     the CPU, XLA fuses it into the score matmul badly in the [batch, length, heads, dim]
     layout (3x slower forward)."""
-    half = x.shape[-1] // 2
-    freq = theta ** (-jnp.arange(half, dtype=jnp.float32) / half)
-    angle = positions[:, None].astype(jnp.float32) * freq[None, :]
-    cos, sin = jnp.cos(angle), jnp.sin(angle)
-    x1, x2 = x[..., :half], x[..., half:]
-    return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x.dtype)
+    cos, sin = rope_tables(positions, x.shape[-1], theta)
+    return apply_rope(x, cos, sin)
 
 
 class Norm(nn.Module):
@@ -168,10 +136,7 @@ class Norm(nn.Module):
         if self.kind == "none":
             return x
         d = x.shape[-1]
-        x32 = x.astype(jnp.promote_types(self.dtype, jnp.float32))
-        if self.kind == "layer":
-            x32 = x32 - x32.mean(-1, keepdims=True)
-        y = x32 * jax.lax.rsqrt((x32 * x32).mean(-1, keepdims=True) + 1e-6)
+        y = rms_normalize(x, 1e-6, center=self.kind == "layer")
         y = y * self.param("scale", nn.initializers.ones, (d,))
         if self.kind == "layer":
             y = y + self.param("bias", nn.initializers.zeros, (d,))

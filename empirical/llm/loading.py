@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from empirical.llm.config import LlamaConfig
+from construction.primitives import Edits
 from empirical.llm.model import Capture, KVCache, Llama, capture_names
 from empirical.llm.tokenizer import Tokenizer
 
@@ -80,7 +81,7 @@ class LLM:
             pdt = jnp.float32 if config.dtype == "float32" else jnp.dtype(config.dtype)
             params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, pdt), params)
         self.params = params
-        self._full = jax.jit(self._full_impl, static_argnames=("capture",))
+        self._full = jax.jit(self._full_impl, static_argnames=("capture", "edits"))
         self._prefix = jax.jit(self._prefix_impl)
         self._suffix = jax.jit(self._suffix_impl)
         self._next = jax.jit(self._next_impl)
@@ -88,8 +89,8 @@ class LLM:
         self._token_texts: list[str] | None = None
 
     # -- jitted passes -------------------------------------------------------------------
-    def _full_impl(self, params, tokens, capture=frozenset()):
-        logits, _, captured = self.module.apply({"params": params}, tokens, capture=capture)
+    def _full_impl(self, params, tokens, capture=frozenset(), edits=()):
+        logits, _, captured = self.module.apply({"params": params}, tokens, capture=capture, edits=dict(edits))
         return logits, captured
 
     def _prefix_impl(self, params, tokens, lengths):
@@ -166,11 +167,13 @@ class LLM:
         return shard_batch(jnp.asarray(x), self.mesh)
 
     # -- public API ----------------------------------------------------------------------
-    def logits(self, token_ids, capture: Capture = None):
+    def logits(self, token_ids, capture: Capture = None, edits: Edits = None):
         """Logits ``[..., length, vocab]`` (float32) for a 1-D or [batch, length] int array.
 
-        With ``capture`` (callable or names, see :mod:`empirical.llm.model`), returns
-        ``(logits, captured)`` instead.
+        With ``capture`` (callable or names, see :mod:`construction.primitives`), returns
+        ``(logits, captured)`` instead. ``edits`` (name -> function) change activations where
+        they are computed, as in :func:`construction.transformer.run` (each distinct set of
+        functions compiles once).
         """
         ids = np.asarray(token_ids)
         if ids.ndim not in (1, 2) or not np.issubdtype(ids.dtype, np.integer):
@@ -179,7 +182,8 @@ class LLM:
             raise ValueError(f"token ids must lie in [0, {self.config.vocab_size})")
         names = capture_names(capture, self.config.n_layers)
         batch = ids[None] if ids.ndim == 1 else ids
-        logits, captured = self._full(self.params, self._put(batch.astype(np.int32)), capture=names)
+        logits, captured = self._full(self.params, self._put(batch.astype(np.int32)), capture=names,
+                                      edits=tuple(sorted((edits or {}).items(), key=lambda kv: kv[0])))
         if ids.ndim == 1:
             logits = logits[0]
             captured = {k: v[0] for k, v in captured.items()}

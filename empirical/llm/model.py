@@ -13,33 +13,34 @@ one-layer one. Weight layout follows Hugging Face's, transposed to ``[in, out]``
     final_norm/scale                 [d]
     lm_head/kernel                   [d, vocab]       (absent when embeddings are tied)
 
-Intermediates API: ``capture`` (a callable ``name -> bool`` or a collection of names) selects
-activations by canonical name: ``embed``, ``blocks.{l}.resid_mid``, ``blocks.{l}.resid_post``,
-``blocks.{l}.attn.pattern`` ([batch, heads, q, k]), ``blocks.{l}.mlp.hidden``, ``final``.
-Nothing is captured (or computed) by default.
+Intermediates: the package's one contract (:mod:`construction.primitives`), the same names as
+the constructed and trained models (``embed``, ``blocks.{l}.attn.pattern`` / ``attn.out`` /
+``resid_mid`` / ``mlp.hidden`` / ``mlp.out`` / ``resid_post``, ``final``, ``logits``),
+``capture`` to return them and ``edits`` (name -> function) to change them where they are
+computed, also inside the scanned layers. Nothing is captured (or computed) by default.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Collection, NamedTuple
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from construction.primitives import BLOCK_KINDS, Capture, Edits, activation_names, apply_rope as _rotate
+from construction.primitives import rms_normalize, rope_tables as _rope_tables
 from empirical.llm.config import LlamaConfig
 
-LAYER_KINDS = ("resid_mid", "resid_post", "attn.pattern", "mlp.hidden")
-
-Capture = Callable[[str], bool] | Collection[str] | None
+LAYER_KINDS = BLOCK_KINDS
 
 
 def capture_names(capture: Capture, n_layers: int) -> frozenset[str]:
     """Resolve a capture filter (callable or collection of names) to the set of names kept."""
     if capture is None:
         return frozenset()
-    names = ["embed", "final"] + [f"blocks.{l}.{k}" for l in range(n_layers) for k in LAYER_KINDS]
+    names = activation_names(n_layers)
     if callable(capture):
         return frozenset(n for n in names if capture(n))
     wanted = frozenset(capture)
@@ -63,21 +64,12 @@ class KVCache(NamedTuple):
 
 def rope_tables(cfg: LlamaConfig, positions: jax.Array) -> tuple[jax.Array, jax.Array]:
     """cos and sin tables ``[..., head_dim]`` for integer ``positions`` (HF's rotate-half layout)."""
-    half = cfg.head_dim // 2
-    inv = 1.0 / (cfg.rope_theta ** (np.arange(half, dtype=np.float64) * 2 / cfg.head_dim))
-    if cfg.rope_freq_factors is not None:
-        inv = inv / np.asarray(cfg.rope_freq_factors, dtype=np.float64)
-    ang = positions[..., None].astype(jnp.float32) * jnp.asarray(inv, jnp.float32)
-    ang = jnp.concatenate([ang, ang], axis=-1)
-    return jnp.cos(ang), jnp.sin(ang)
+    return _rope_tables(positions, cfg.head_dim, cfg.rope_theta, cfg.rope_freq_factors)
 
 
 def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
     """Rotate ``x`` [batch, length, heads, head_dim] by the tables [batch, length, head_dim]."""
-    half = x.shape[-1] // 2
-    rot = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
-    c, s = cos[:, :, None, :].astype(x.dtype), sin[:, :, None, :].astype(x.dtype)
-    return x * c + rot * s
+    return _rotate(x, cos[:, :, None, :], sin[:, :, None, :])
 
 
 def _scores(qh: jax.Array, keys: jax.Array, shared: bool) -> jax.Array:
@@ -109,9 +101,7 @@ class RMSNorm(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         scale = self.param("scale", nn.initializers.ones, (x.shape[-1],), jnp.float32)
-        x32 = x.astype(jnp.float32)
-        y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
-        return scale.astype(self.dtype) * y.astype(self.dtype)
+        return scale.astype(self.dtype) * rms_normalize(x, self.eps).astype(self.dtype)
 
 
 def _dense(features: int, name: str, dtype: Any, bias: bool = False) -> nn.Dense:
@@ -124,10 +114,21 @@ class Block(nn.Module):
 
     cfg: LlamaConfig
     kinds: frozenset[str]  # which of LAYER_KINDS to emit (for every layer; filtered after scan)
+    edits: tuple = ()  # (layer, kind, function) triples: edits of this block's activations
 
     @nn.compact
-    def __call__(self, x, layer_cache, rope, mask, patch=None, patch_pos=None):
+    def __call__(self, x, layer_cache, index, rope, mask, patch=None, patch_pos=None):
         cfg, dt = self.cfg, jnp.dtype(self.cfg.dtype)
+        out: dict[str, jax.Array] = {}
+
+        def tap(kind: str, value: jax.Array) -> jax.Array:
+            for layer, k, fn in self.edits:  # the scanned layer index picks the edited layer
+                if k == kind:
+                    value = jnp.where(index == layer, fn(value), value)
+            if kind in self.kinds:
+                out[kind] = value
+            return value
+
         b, t, _ = x.shape
         h, kv, hd = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
         g = h // kv
@@ -149,27 +150,19 @@ class Block(nn.Module):
         scores = jnp.concatenate([s_pre, s_new], axis=-1).astype(jnp.float32) * scale
         scores = scores.reshape(b, kv, g, t, -1)
         scores = jnp.where(mask[:, None, None], scores, jnp.finfo(jnp.float32).min)
-        probs = jax.nn.softmax(scores, axis=-1)
+        probs = tap("attn.pattern", jax.nn.softmax(scores, axis=-1).reshape(b, h, t, -1)).reshape(b, kv, g, t, -1)
         plen = pk.shape[1]
         pr = probs.astype(dt).reshape(b, kv, g * t, -1)
         att = _mix(pr[..., :plen], pv.astype(dt), shared) + _mix(pr[..., plen:], v, False)
         att = att.reshape(b, kv, g, t, hd).transpose(0, 3, 1, 2, 4).reshape(b, t, h * hd)
-        x = x + _dense(cfg.d_model, "o", dt)(att)
-        out: dict[str, jax.Array] = {"k": k, "v": v}
-        if "resid_mid" in self.kinds:
-            out["resid_mid"] = x
-        if "attn.pattern" in self.kinds:
-            out["attn.pattern"] = probs.reshape(b, h, t, -1)
+        x = tap("resid_mid", x + tap("attn.out", _dense(cfg.d_model, "o", dt)(att)))
+        out.update(k=k, v=v)
         m = RMSNorm(cfg.rms_eps, dt, name="mlp_norm")(x)
-        hidden = nn.silu(_dense(cfg.d_ff, "gate", dt)(m)) * _dense(cfg.d_ff, "up", dt)(m)
-        if "mlp.hidden" in self.kinds:
-            out["mlp.hidden"] = hidden
-        x = x + _dense(cfg.d_model, "down", dt)(hidden)
+        hidden = tap("mlp.hidden", nn.silu(_dense(cfg.d_ff, "gate", dt)(m)) * _dense(cfg.d_ff, "up", dt)(m))
+        x = x + tap("mlp.out", _dense(cfg.d_model, "down", dt)(hidden))
         if patch is not None:  # replace this layer's output at patch_pos [b] where the flag is set
             x = _patched(x, patch, patch_pos)
-        if "resid_post" in self.kinds:
-            out["resid_post"] = x
-        return x, out
+        return tap("resid_post", x), out
 
 
 def _patched(x: jax.Array, patch: tuple[jax.Array, jax.Array], pos: jax.Array) -> jax.Array:
@@ -195,6 +188,8 @@ class Llama(nn.Module):
         None for all positions; the vocabulary projection is the costliest matmul of a small
         model, so a prefix pass asks only for its last position.
       capture: a frozenset of canonical activation names (see :func:`capture_names`).
+      edits: name -> function of the activation (the package's contract): ``embed``,
+        ``blocks.{l}.{kind}``, ``final`` and ``logits`` (of the positions in ``logit_index``).
       patch: ``(layer, vectors [batch, d], position [batch])``: replace the residual stream
         after ``layer`` (0: the embedding, l: block l-1's ``resid_post``) at each row's
         ``position`` by its vector (task-vector patching; the same meaning as an edit of
@@ -205,7 +200,7 @@ class Llama(nn.Module):
 
     @nn.compact
     def __call__(self, tokens, positions=None, cache: KVCache | None = None, logit_index=None,
-                 capture: frozenset[str] = frozenset(), patch=None):
+                 capture: frozenset[str] = frozenset(), patch=None, edits: Edits = None):
         cfg, dt = self.cfg, jnp.dtype(self.cfg.dtype)
         b, t = tokens.shape
         if cache is None:
@@ -222,7 +217,13 @@ class Llama(nn.Module):
         rope = rope_tables(cfg, positions)
         embed = nn.Embed(cfg.vocab_size, cfg.d_model, dtype=dt, param_dtype=jnp.float32,
                          name="embed", embedding_init=nn.initializers.normal(0.02))
+        edits = dict(edits or {})
+        unknown = set(edits) - set(activation_names(cfg.n_layers))
+        if unknown:
+            raise ValueError(f"unknown activation names to edit: {sorted(unknown)[:5]}")
         x = embed(tokens).astype(dt)
+        if "embed" in edits:
+            x = edits["embed"](x)
         scan_patch = ()
         if patch is not None:
             layer, vectors, pos = patch
@@ -235,15 +236,20 @@ class Llama(nn.Module):
             captured["embed"] = x
         kinds = frozenset(k for k in LAYER_KINDS
                           if any(f"blocks.{l}.{k}" in capture for l in range(cfg.n_layers)))
+        block_edits = tuple((int(name.split(".")[1]), name.split(".", 2)[2], fn) for name, fn in edits.items()
+                            if name.startswith("blocks."))
         extra_axes = (0, nn.broadcast) if scan_patch else ()
         stack = nn.scan(Block, variable_axes={"params": 0}, split_rngs={"params": True},
-                        in_axes=(0, nn.broadcast, nn.broadcast, *extra_axes), length=cfg.n_layers)
-        x, outs = stack(cfg, kinds, name="layers")(x, (cache.k, cache.v), rope, mask, *scan_patch)
+                        in_axes=(0, 0, nn.broadcast, nn.broadcast, *extra_axes), length=cfg.n_layers)
+        x, outs = stack(cfg, kinds, block_edits, name="layers")(x, (cache.k, cache.v), jnp.arange(cfg.n_layers),
+                                                               rope, mask, *scan_patch)
         for kind in kinds:
             for l in range(cfg.n_layers):
                 if f"blocks.{l}.{kind}" in capture:
                     captured[f"blocks.{l}.{kind}"] = outs[kind][l]
         x = RMSNorm(cfg.rms_eps, dt, name="final_norm")(x)
+        if "final" in edits:
+            x = edits["final"](x)
         if "final" in capture:
             captured["final"] = x
         if logit_index is not None:
@@ -252,8 +258,13 @@ class Llama(nn.Module):
             logits = embed.attend(x)
         else:
             logits = _dense(cfg.vocab_size, "lm_head", dt)(x)
+        logits = logits.astype(jnp.float32)
+        if "logits" in edits:
+            logits = edits["logits"](logits)
+        if "logits" in capture:
+            captured["logits"] = logits
         new_kv = KVCache(outs["k"], outs["v"], jnp.full((b,), t, jnp.int32))
-        return logits.astype(jnp.float32), new_kv, captured
+        return logits, new_kv, captured
 
 
 def init_params(cfg: LlamaConfig, key: jax.Array) -> dict:
