@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.superpose-installed
 
-.PHONY: install demo test test-slow test-thorough check bench clean pretrained figure3 like-construction compare task-vectors
+.PHONY: install demo test test-slow test-thorough bad-input check bench clean pretrained figure3 like-construction compare task-vectors
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ test-slow: $(STAMP)
 THOROUGH_SUMMARY ?= benchmarks/results/thorough_summary.json
 test-thorough: $(STAMP)
 	HYPOTHESIS_PROFILE=thorough SUPERPOSE_CASES_SUMMARY=$(THOROUGH_SUMMARY) $(PY) -m pytest -q -p no:cacheprovider tests/construction
+
+# Bad input at every public entry point, counted (benchmarks/results/bad_input_summary.json,
+# the README's table; ~2 minutes).
+bad-input: $(STAMP)
+	SUPERPOSE_BAD_INPUT_SUMMARY=benchmarks/results/bad_input_summary.json $(PY) -m pytest -q -p no:cacheprovider tests/test_bad_input.py
 
 clean:
 	rm -rf $(VENV) results .pytest_cache .hypothesis
