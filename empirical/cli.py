@@ -1,4 +1,4 @@
-"""The ``superpose`` command: every subcommand's arguments, checks and error handling.
+"""The superpose command: every subcommand's arguments, checks and error handling.
 
 Each subcommand parses its flags here, checks what only the command line can get wrong, and
 calls one plain library function that lives with its feature (``verify.verify``,
