@@ -3,8 +3,7 @@ on fresh sequences, and their Figure 3 sweep has the shape the paper describes a
 
 Seconds each: a few fresh sequences per task and 200 prompts at lambda 0, 0.5 and 1. Fresh
 accuracy is held to what `superpose export` recorded on 200 sequences per task (README),
-within the sampling error of the smaller sample; the 95% target is its own test, which the
-copy model fails (marked: a known, documented shortfall).
+within the sampling error of the smaller sample; the 95% target is its own test.
 """
 
 from __future__ import annotations
@@ -50,9 +49,7 @@ def test_shipped_checkpoint_reproduces_its_recorded_accuracy_on_fresh_sequences(
     "lookup",
     "like-construction",
     "like-construction-nonorm",
-    pytest.param("copy", marks=pytest.mark.xfail(
-        strict=True, reason="known shortfall, in the README: the copy preset learns only the 5 tasks its "
-                            "curriculum adds first (h = 0, 1, 3, 5, 7); h = 2, 4, 6 stay at 0.2-0.45")),
+    "copy",
 ])
 def test_shipped_checkpoint_meets_the_95_percent_target(name):
     recorded = _recorded(name)
