@@ -31,6 +31,7 @@ import platform
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # share the GPU with torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -260,7 +261,7 @@ def run_cpu(args) -> dict:
             for side in (("ours", "reference") if r % 2 == 0 else ("reference", "ours")):
                 print(f"round {r + 1}/{args.rounds}: {side} alone", flush=True)
                 sides[side].append(_subprocess(side, args, tmp / "tokens.json", tmp / f"{side}{r}.json"))
-    cfg = _Sizes(**data["config"])
+    cfg = SimpleNamespace(**data["config"])
     peak = max(s["matmul_peak_flops"] for runs in sides.values() for s in runs)
     rows = []
     for i, row in enumerate(data["rows"]):
@@ -289,11 +290,6 @@ def run_cpu(args) -> dict:
             "model": data["path"], "device_name": cpu_name(),
             "frameworks": {"ours": sides["ours"][0]["framework"], "reference": sides["reference"][0]["framework"]},
             "torch_threads": sides["reference"][0]["torch_threads"], "processes": "one per side and round, alternating"}
-
-
-class _Sizes:
-    def __init__(self, **kw):
-        self.__dict__.update(kw)
 
 
 def sanity(summary: dict) -> list[str]:

@@ -89,6 +89,22 @@ def _floor(values):
     return np.maximum(np.asarray(values, dtype=float), PLOT_FLOOR)
 
 
+def _finish(fig, ax, path: Path, xlabel: str, title: str) -> Path:
+    """Labels, the legend beside the axes, the grid; saved atomically and closed."""
+    import matplotlib.pyplot as plt
+
+    from empirical.results import legend_outside, save_figure
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("max |out - y_hat| at the query")
+    ax.set_title(title)
+    legend_outside(ax)
+    ax.grid(True, which="major", alpha=0.3)
+    path = save_figure(fig, path)
+    plt.close(fig)
+    return path
+
+
 def plot_beta(sweep: dict, path: Path) -> Path:
     """Measured max |predict - y_hat| and the bounds against beta, float64 and float32."""
     import matplotlib
@@ -96,7 +112,6 @@ def plot_beta(sweep: dict, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from empirical.results import save_figure
 
     b = sweep["betas"]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -109,14 +124,7 @@ def plot_beta(sweep: dict, path: Path) -> Path:
     cross = sweep.get("crossover_beta_float32")
     if cross:
         ax.axvline(cross, color="grey", lw=0.6, ls=":")
-    ax.set_xlabel("attention sharpness beta")
-    ax.set_ylabel("max |out - y_hat| at the query")
-    ax.set_title(f"Error vs beta (K=3, V=5, n=4, m={sweep['n_examples']})")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
-    ax.grid(True, which="major", alpha=0.3)
-    path = save_figure(fig, path)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, path, "attention sharpness beta", f"Error vs beta (K=3, V=5, n=4, m={sweep['n_examples']})")
 
 
 def plot_length(sweep: dict, path: Path) -> Path:
@@ -126,18 +134,10 @@ def plot_length(sweep: dict, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from empirical.results import save_figure
 
     L = sweep["prompt_length"]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for i, beta in enumerate(sweep["betas"]):
         ax.loglog(L, _floor(sweep[f"bound_beta{beta:g}"]), f"C{i}-", label=f"bound, beta={beta:g}")
         ax.loglog(L, _floor(sweep[f"measured_beta{beta:g}"]), f"C{i}o", ms=4, label=f"measured, beta={beta:g}")
-    ax.set_xlabel("prompt length L (tokens)")
-    ax.set_ylabel("max |out - y_hat| at the query")
-    ax.set_title(f"Error vs prompt length ({sweep['dtype']})")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
-    ax.grid(True, which="major", alpha=0.3)
-    path = save_figure(fig, path)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, path, "prompt length L (tokens)", f"Error vs prompt length ({sweep['dtype']})")

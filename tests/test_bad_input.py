@@ -8,6 +8,7 @@ JSON file F at the end of the session (the README's table comes from it).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ from collections import defaultdict
 from contextlib import contextmanager
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -99,7 +101,7 @@ def test_bit_flipped_gguf(tmp_path, gguf_bytes, pos, bit):
     path = _write(tmp_path, "flip.gguf", bytes(data))
     with one_clear_error("GGUF bit-flipped", may_accept=True):
         model = load_model(path)
-        assert all(np.isfinite(np.asarray(x)).all() for x in __import__("jax").tree_util.tree_leaves(model.params))
+        assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree_util.tree_leaves(model.params))
 
 
 @pytest.mark.parametrize("arch", ["bloom", "mamba", "qwen3", "gptj_"])
@@ -345,13 +347,11 @@ def test_prompts_longer_than_the_model_takes(extra):
         model.predict(p.tokens)
 
 
+@functools.cache
 def _small_construction():
     from construction import construct, default_tasks
 
-    global _SMALL
-    if "_SMALL" not in globals():
-        _SMALL = construct(default_tasks(), vocab_size=10, example_len=5, max_examples=8)
-    return _SMALL
+    return construct(default_tasks(), vocab_size=10, example_len=5, max_examples=8)
 
 
 @pytest.mark.parametrize("excess", [1, 100])
