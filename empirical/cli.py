@@ -16,6 +16,7 @@ or the name of a shipped model (``copy``, ``add``, ``lookup``, ``like-constructi
     superpose compare --run lookup --json compare.json --out plots/
     superpose task-vectors --run constructed --out plots/
     superpose probe --model smollm2 --family all
+    superpose scaling eval --runs runs/scaling --out benchmarks/results/scaling
 """
 
 from __future__ import annotations
@@ -434,6 +435,56 @@ def _probe_refresh(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- scaling, capacity, calibration
+
+
+def _scaling(args) -> int:
+    """``superpose scaling train|eval|plot|calibration`` (one action per call)."""
+    from empirical import scaling
+    from empirical.results import write_json
+
+    out = Path(args.out)
+    if args.action == "train":
+        scaling.train_members(args.runs, args.which, progress=not args.quiet)
+        return 0
+    if args.action == "eval":
+        doc = scaling.evaluate_study(args.runs, n_prompts=args.prompts, seed=args.seed, progress=not args.quiet)
+        target = args.json or str(out / "scaling.json")
+        write_json(target, doc)
+        print(f"json: {target}")
+        if doc["missing"]:
+            print("not trained yet: " + ", ".join(doc["missing"]))
+        return 0
+    if args.study is None:
+        raise UsageError(f"scaling {args.action} needs --study, a `superpose scaling eval` JSON")
+    doc = _read_json(args.study, "study")
+    if doc.get("command") != "scaling eval" or "models" not in doc:
+        raise UsageError(f"{args.study} is not a `superpose scaling eval` result")
+    if args.action == "plot":
+        for which in ("scaling", "capacity"):
+            print(f"plot: {scaling.plot_family(doc, which, out / f'{which}.png')}")
+        return 0
+    from empirical import calibration
+    from empirical.results import provenance
+
+    llm_docs = []
+    for path in args.llm or ():
+        llm = _read_json(path, "LLM calibration result")
+        if not isinstance(llm.get("rows"), list) or not llm["rows"]:
+            raise UsageError(f"{path} holds no calibration rows (a `superpose probe --skewed` JSON)")
+        llm_docs.append(llm)
+    entries = scaling.calibration_entries(doc, llm_docs)
+    for e in entries:
+        ex = e["exponent"]
+        print(f"{e['name']}: alpha {ex['alpha']:.2f} [{ex['lo']:.2f}, {ex['hi']:.2f}] ({e['n_prompts']} prompts)")
+    print(f"plot: {calibration.plot(entries, out / 'calibration.png')}")
+    target = args.json or str(out / "calibration.json")
+    write_json(target, {"command": "scaling calibration",
+                        **provenance({"study": args.study, "llm": list(args.llm or ())}), "models": entries})
+    print(f"json: {target}")
+    return 0
+
+
 # --------------------------------------------------------------------------- the parser
 
 
@@ -546,6 +597,21 @@ def build_parser() -> argparse.ArgumentParser:
     _outputs(p, result="the numbers", plots="within_prompt_summary.png", quiet=False,
              seed_help="unused (every number comes from the saved results)")
     p.set_defaults(func=_within)
+
+    p = sub.add_parser("scaling", help="scaling and capacity families on K-task mixtures (Fig. 6), and calibration")
+    p.add_argument("action", choices=("train", "eval", "plot", "calibration"),
+                   help="train the families, evaluate them (JSON), plot r/KL against size and heads, or "
+                        "fit calibration (the study's models and saved LLM runs)")
+    p.add_argument("--runs", default="runs/scaling",
+                   help="directory of the members' run directories (default runs/scaling; members not there "
+                        "are read from the shipped models)")
+    p.add_argument("--which", choices=("scaling", "capacity", "all"), default="all", help="train: which family")
+    p.add_argument("--prompts", type=_positive, default=500, help="eval: prompts per K (default 500)")
+    p.add_argument("--study", default=None, help="plot, calibration: a `superpose scaling eval` JSON")
+    p.add_argument("--llm", action="append", help="calibration: a `superpose probe --skewed` JSON (repeatable)")
+    _outputs(p, result="the evaluation or calibration", plots="plots and default JSON",
+             out_default="benchmarks/results/scaling", seed_help="seed of the prompts (default 0)")
+    p.set_defaults(func=_scaling)
 
     p = sub.add_parser("probe", help="Figure 2 on a real LLM: per-task answer probabilities, KL, r")
     _outputs(p, plots="the Figure 2 plot", out_default="results/probe", seed_help="seed of the prompts (default 0)")

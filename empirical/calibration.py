@@ -1,0 +1,167 @@
+"""Calibration: is a model's answer probability proportional to its task's share of the
+in-context examples? (The paper's reviewers: "why are outputs not calibrated?")
+
+Input, for any model: per prompt the realised in-context proportions D [K] and the raw answer
+probabilities P [K] of the K tasks. Two views:
+
+* the **reliability curve** (:func:`reliability`): the (D_k, P_k) pairs of all prompts and
+  tasks, binned by D_k, with the mean raw P_k and the mean *renormalised* q_k = P_k / sum_j P_j
+  per bin (a calibrated model lies on the diagonal);
+* one **fitted exponent** alpha (:func:`fit_exponent`): the value for which
+  q_k = D_k^alpha / sum_j D_j^alpha best explains the observed q (maximum likelihood with q
+  as soft labels, over tasks with D_k > 0), with a bootstrap interval over prompts. alpha = 1 is
+  proportional; alpha > 1 sharpens towards the majority task (a per-prompt chooser of the
+  majority task has alpha -> infinity, capped at :data:`ALPHA_MAX`); 0 < alpha < 1 flattens;
+  alpha = 0 ignores the proportions. ``1 / alpha`` is the temperature of the same model.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+
+ALPHA_MIN, ALPHA_MAX = -5.0, 30.0
+#: Bins of D for the reliability curve.
+BINS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+def _rows(d_rows: Sequence[Sequence[float]], p_rows: Sequence[Sequence[float]]):
+    """Per prompt log D and q over the tasks with D > 0, padded to [prompts, K_max] with a mask
+    (prompts whose answers all have zero probability, or with fewer than two tasks in context,
+    are left out)."""
+    if len(d_rows) != len(p_rows):
+        raise ValueError(f"{len(d_rows)} rows of proportions but {len(p_rows)} rows of probabilities")
+    width = max((len(d) for d in d_rows), default=0)
+    logd, q, mask = [], [], []
+    for d, p in zip(d_rows, p_rows):
+        d, p = np.asarray(d, np.float64), np.asarray(p, np.float64)
+        if d.shape != p.shape:
+            raise ValueError(f"proportions {d.shape} and probabilities {p.shape} differ in shape")
+        if np.any(d < 0) or np.any(p < 0):
+            raise ValueError("proportions and probabilities must be non-negative")
+        keep = d > 0
+        total = p[keep].sum()
+        if keep.sum() < 2 or total <= 0:
+            continue
+        pad = width - len(d)
+        logd.append(np.pad(np.log(np.where(keep, d, 1.0)), (0, pad)))
+        q.append(np.pad(np.where(keep, p, 0.0) / total, (0, pad)))
+        mask.append(np.pad(keep, (0, pad)))
+    if not logd:
+        raise ValueError("no prompt has two tasks in context with some answer probability")
+    return np.array(logd), np.array(q), np.array(mask)
+
+
+def _loss(alpha: float, logd: np.ndarray, q: np.ndarray, mask: np.ndarray) -> float:
+    """Mean cross-entropy of the soft labels q against softmax(alpha log D) over the mask."""
+    z = np.where(mask, alpha * logd, -np.inf)
+    z = z - z.max(axis=1, keepdims=True)
+    logsm = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(-(q * np.where(mask, logsm, 0.0)).sum(axis=1).mean())
+
+
+def _fit(logd, q, mask) -> float:
+    from scipy.optimize import minimize_scalar
+
+    res = minimize_scalar(_loss, bounds=(ALPHA_MIN, ALPHA_MAX), args=(logd, q, mask), method="bounded",
+                          options={"xatol": 1e-4})
+    return float(res.x)
+
+
+def fit_exponent(d_rows, p_rows, *, bootstrap: int = 200, seed: int = 0) -> dict:
+    """The exponent alpha of q_k proportional to D_k^alpha (module docstring) with a 95%
+    percentile bootstrap interval over prompts (``bootstrap`` resamples, ``seed``)."""
+    logd, q, mask = _rows(d_rows, p_rows)
+    alpha = _fit(logd, q, mask)
+    rng = np.random.default_rng(seed)
+    n = len(logd)
+    boots = [_fit(logd[i], q[i], mask[i]) for i in (rng.integers(0, n, n) for _ in range(bootstrap))]
+    lo, hi = (np.percentile(boots, [2.5, 97.5]).tolist() if boots else (float("nan"), float("nan")))
+    return {"alpha": alpha, "lo": lo, "hi": hi, "temperature": (1.0 / alpha if alpha else float("inf")),
+            "n_prompts": n, "bootstrap": bootstrap, "at_bound": bool(alpha > ALPHA_MAX - 0.01)}
+
+
+def reliability(d_rows, p_rows, bins: Sequence[float] = BINS) -> dict:
+    """Mean raw P and renormalised q per bin of D, pooled over prompts and tasks (with 95%
+    intervals and counts; empty bins are left out)."""
+    from empirical.within_prompt import mean_ci
+
+    d_all, p_all, q_all = [], [], []
+    for d, p in zip(d_rows, p_rows):
+        d, p = np.asarray(d, np.float64), np.asarray(p, np.float64)
+        total = p.sum()
+        d_all.extend(d)
+        p_all.extend(p)
+        q_all.extend(p / total if total > 0 else np.full_like(p, np.nan))
+    d_all, p_all, q_all = map(np.asarray, (d_all, p_all, q_all))
+    edges = np.asarray(bins, np.float64)
+    which = np.clip(np.digitize(d_all, edges[1:-1], right=True), 0, len(edges) - 2)
+    out = []
+    for b in range(len(edges) - 1):
+        m = which == b
+        if m.sum() < 2:
+            continue
+        q = q_all[m][~np.isnan(q_all[m])]
+        out.append({"lo": float(edges[b]), "hi": float(edges[b + 1]), "n": int(m.sum()),
+                    "d": float(d_all[m].mean()), "p": mean_ci(p_all[m]),
+                    "q": mean_ci(q) if len(q) > 1 else None})
+    return {"bins": out}
+
+
+def summarize(name: str, d_rows, p_rows, **info) -> dict:
+    """One model's calibration entry: reliability curve, fitted exponent and ``info``."""
+    return {"name": name, **info, "n_prompts": len(d_rows), "exponent": fit_exponent(d_rows, p_rows),
+            "reliability": reliability(d_rows, p_rows)}
+
+
+def plot(entries: Sequence[dict], path: str | os.PathLike, title: str = "") -> os.PathLike:
+    """Reliability curves (one panel per model: mean raw P and renormalised q per bin of D,
+    the diagonal = proportional) and a last panel with every model's fitted alpha and its
+    interval (alpha = 1: proportional)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from empirical import results
+
+    n = len(entries)
+    cols = min(4, n + 1)
+    rows_n = -(-(n + 1) // cols)
+    fig = Figure(figsize=(3.3 * cols, 3.1 * rows_n), dpi=140)
+    FigureCanvasAgg(fig)
+    for i, e in enumerate(entries):
+        ax = fig.add_subplot(rows_n, cols, i + 1)
+        bins = e["reliability"]["bins"]
+        d = [b["d"] for b in bins]
+        ax.errorbar(d, [b["p"]["mean"] for b in bins], yerr=[b["p"]["ci95"] for b in bins], fmt="o-",
+                    markersize=3, color="tab:blue", label="raw P")
+        qb = [b for b in bins if b["q"] is not None]
+        ax.errorbar([b["d"] for b in qb], [b["q"]["mean"] for b in qb], yerr=[b["q"]["ci95"] for b in qb],
+                    fmt="s--", markersize=3, color="tab:orange", label="renormalised q")
+        ax.plot([0, 1], [0, 1], ":", color="gray", label="proportional")
+        ex = e["exponent"]
+        ax.set_title(f"{e['name']}\nalpha={ex['alpha']:.2f} [{ex['lo']:.2f}, {ex['hi']:.2f}]"
+                     f"{' (bound)' if ex['at_bound'] else ''}, {e['n_prompts']} prompts", fontsize=8)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("in-context proportion D", fontsize=8)
+        ax.set_ylabel("answer probability", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, loc="upper left")
+    ax = fig.add_subplot(rows_n, cols, n + 1)
+    alphas = [e["exponent"] for e in entries]
+    y = np.arange(n)
+    ax.errorbar([a["alpha"] for a in alphas], y,
+                xerr=[[a["alpha"] - a["lo"] for a in alphas], [a["hi"] - a["alpha"] for a in alphas]],
+                fmt="o", color="black", capsize=3)
+    ax.axvline(1.0, color="tab:green", ls="--", lw=1, label="proportional (1)")
+    ax.axvline(0.0, color="gray", ls=":", lw=1, label="ignores D (0)")
+    ax.set_yticks(y, [e["name"] for e in entries], fontsize=7)
+    ax.set_xlabel("fitted exponent alpha (q ~ D^alpha)", fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, loc="lower right")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return results.save_figure(fig, path)

@@ -1,0 +1,352 @@
+"""Scaling and capacity (the paper's Figure 6 and its reviewers' question "do K tasks need K
+heads?"): families of trained models that differ in one thing, evaluated on K-task mixtures.
+
+Two families, both trained on the ``add`` family (x in 0..9, y = x + h mod 10, ten tasks)
+with the tiny preset's data, curriculum and optimiser, and ONE rule for the training budget:
+every member trains :data:`STEPS` steps of :data:`BATCH` sequences of 40 examples (the same
+batches, seed 0), at learning rate ``3e-3 * min(1, sqrt(64 / width))``:
+
+* :data:`SIZES`: the **scaling family**, 3 layers, 6 heads, width 24 ... 288 (head width =
+  width / 6, SwiGLU 2 x width), about 0.02M to 2.5M parameters;
+* :data:`HEADS`: the **capacity family**, width 96 with 1, 2, 3 or 6 heads per layer (head
+  width 96 / heads: equal width, equal parameter count).
+
+:func:`evaluate_mixtures` draws prompts whose examples' tasks follow a mixture D of K tasks
+(uniform, and skewed ones) and records per prompt each task's answer probability, KL(D || P)
+and r (THEORY.md section 6: the number of the K tasks whose answer is among the K most likely
+next tokens; here every answer is one token, followed by the newline). The constructed model
+(Theorem 1) with the same K tasks is the reference: it has K heads where they are needed and
+outputs the mixture itself.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from empirical import synthetic
+from empirical.training import TrainConfig, tiny
+
+#: Training budget of every member: steps, sequences per step (40 examples each).
+STEPS = 2000
+BATCH = 16
+#: The tiny add preset's two-task start, shortened in proportion to the budget.
+CURRICULUM = ((500, (1, 4)),)
+#: Width of the scaling family (3 layers, 6 heads each).
+SIZES = (24, 48, 96, 192, 288)
+#: Heads per layer of the capacity family (width 96).
+HEADS = (1, 2, 3, 6)
+CAPACITY_WIDTH = 96
+
+
+@dataclass(frozen=True)
+class Member:
+    """One model of a family: its name (its run directory's) and its width and heads."""
+
+    name: str
+    width: int
+    heads: int
+
+    def config(self) -> TrainConfig:
+        """The member's TrainConfig (the tiny add preset with the family's budget rule)."""
+        d, h = self.width, self.heads
+        if d % h:
+            raise ValueError(f"width {d} is not a multiple of {h} heads")
+        return tiny("add", steps=STEPS, batch_size=BATCH, curriculum=CURRICULUM, lr=3e-3 * min(1.0, math.sqrt(64 / d)),
+                    eval_every=250, ckpt_every=500,
+                    model_changes=dict(d_model=d, num_heads=h, qk_dim=d // h, v_dim=d // h, mlp_dims=2 * d))
+
+
+def scaling_members() -> list[Member]:
+    return [Member(f"add-d{d}-h6", d, 6) for d in SIZES]
+
+
+def capacity_members() -> list[Member]:
+    return [Member(f"add-d{CAPACITY_WIDTH}-h{h}", CAPACITY_WIDTH, h) for h in HEADS]
+
+
+def members(which: str = "all") -> list[Member]:
+    """The members of ``which`` in {"scaling", "capacity", "all"} (shared ones listed once)."""
+    if which not in ("scaling", "capacity", "all"):
+        raise ValueError(f"which must be scaling, capacity or all, got {which!r}")
+    out = (scaling_members() if which != "capacity" else []) + (capacity_members() if which != "scaling" else [])
+    seen, unique = set(), []
+    for m in out:
+        if m.name not in seen:
+            seen.add(m.name)
+            unique.append(m)
+    return unique
+
+
+def train_members(out: str | os.PathLike, which: str = "all", *, progress: bool = True,
+                  report: Callable[[str], None] = print) -> list[dict]:
+    """Train every member of ``which`` into ``out/<name>`` (finished runs are kept, interrupted
+    ones resumed); returns their training summaries."""
+    from empirical.training import train
+
+    out = Path(out)
+    summaries = []
+    for m in members(which):
+        run = out / m.name
+        if (run / "result.json").is_file():
+            import json
+
+            summary = json.loads((run / "result.json").read_text())
+            if summary.get("step") == STEPS:
+                report(f"{m.name}: trained already ({run})")
+                summaries.append(summary)
+                continue
+        summary = train(m.config(), run, resume=(run / "config.json").is_file(), progress=progress)
+        report(f"{m.name}: {summary['params']} parameters, late accuracy {summary['eval'].get('answer_acc_late', float('nan')):.3f}, "
+               f"{summary['wall_s']:.0f} s")
+        summaries.append(summary)
+    return summaries
+
+
+# --------------------------------------------------------------------------- K-task mixtures
+
+#: Numbers of tasks in a mixture (Figure 6 uses several; the add family has ten tasks).
+KS = (2, 3, 4, 5, 6)
+#: Prompts per K: ``GROUPS`` task subsets (each its own proportions) of ``n_prompts / GROUPS`` prompts.
+GROUPS = 10
+N_EXAMPLES = 40
+
+
+def mixture_prompts(fam: synthetic.Family, k: int, *, n_prompts: int, n_examples: int, skewed: bool,
+                    seed: int, groups: int = GROUPS, tasks: Sequence[int] | None = None) -> list[dict]:
+    """``groups`` prompt groups for K = ``k``: each draws K distinct tasks of ``fam`` (or uses
+    ``tasks``) and proportions (uniform, or Dirichlet(1) when ``skewed``), then
+    ``n_prompts // groups`` prompts whose examples' tasks are drawn i.i.d. from them
+    (:func:`synthetic.mixed_prompts`). Group g comes from ``default_rng([seed, k, g, skewed])``,
+    so every model evaluated with the same arguments reads the same prompts."""
+    if k < 2 or k > len(fam.params):
+        raise ValueError(f"K must lie in 2..{len(fam.params)} for the {fam.name} family, got {k}")
+    if n_prompts < groups:
+        raise ValueError(f"need at least {groups} prompts (one per group), got {n_prompts}")
+    out = []
+    for g in range(groups):
+        rng = np.random.default_rng([seed, k, g, int(skewed)])
+        chosen = np.asarray(tasks if tasks is not None else rng.choice(np.asarray(fam.params), size=k, replace=False))
+        mix = rng.dirichlet(np.ones(k)) if skewed else np.full(k, 1.0 / k)
+        prompts = synthetic.mixed_prompts(fam, rng, n_prompts // groups, n_examples, chosen, mix)
+        out.append({"tasks": chosen.tolist(), "mixture": mix.tolist(), **prompts})
+    return out
+
+
+def prompt_metrics(p: np.ndarray, answers: np.ndarray, example_task: np.ndarray, k: int) -> dict:
+    """Per-prompt metrics from next-token distributions ``p`` [P, V], the K tasks' answers
+    [P, K] and each example's task (index into the K) [P, m]: the realised proportions D, the
+    answer probabilities P, KL(D || P) and r (:func:`empirical.llm.metrics.r_metric` with every
+    token as a complete continuation: each answer is one token, then the newline)."""
+    from empirical.llm.metrics import kl_divergence, r_metric
+
+    d = np.stack([(example_task == j).mean(axis=1) for j in range(k)], axis=1)
+    p_ans = np.take_along_axis(p, answers, axis=1)
+    logp = np.log(np.maximum(p, 1e-30))
+    kl, r = [], []
+    for i in range(len(p)):
+        kl.append(kl_divergence(d[i], p_ans[i]))
+        pool = {str(t): float(v) for t, v in enumerate(logp[i])}
+        r.append(r_metric(logp[i, answers[i]], pool, [str(a) for a in answers[i]])[0])
+    return {"d": d, "p": p_ans, "kl": np.array(kl), "r": np.array(r)}
+
+
+def evaluate_mixtures(probs: Callable[[np.ndarray], np.ndarray], fam: synthetic.Family, *,
+                      ks: Sequence[int] = KS, n_prompts: int = 500, n_examples: int = N_EXAMPLES,
+                      skewed: bool = False, seed: int = 0, progress: bool = True,
+                      make_probs: Callable[[list[int]], Callable] | None = None) -> list[dict]:
+    """For each K in ``ks``: :func:`mixture_prompts`, every prompt's metrics, and their
+    summary (mean with 95% interval of KL, r, other mass and the within-prompt second-largest
+    task probability; r's histogram). ``make_probs(tasks)``, when given, builds the
+    probability function per task subset (the constructed model of exactly those K tasks)."""
+    from tqdm.auto import tqdm
+
+    from empirical import within_prompt as wp
+
+    out = []
+    for k in tqdm(ks, disable=not progress, desc="mixtures", unit="K"):
+        rows = {"d": [], "p": [], "kl": [], "r": [], "tasks": []}
+        for group in mixture_prompts(fam, k, n_prompts=n_prompts, n_examples=n_examples, skewed=skewed, seed=seed):
+            fn = make_probs(group["tasks"]) if make_probs is not None else probs
+            p = np.asarray(fn(group["tokens"]), dtype=np.float64)
+            m = prompt_metrics(p, group["answers"], group["example_task"], k)
+            for key in ("d", "p", "kl", "r"):
+                rows[key].extend(np.asarray(m[key]).tolist())
+            rows["tasks"].extend([group["tasks"]] * len(p))
+        p_ans = np.array(rows["p"])
+        out.append({
+            "k": int(k),
+            "skewed": bool(skewed),
+            "n_prompts": len(p_ans),
+            "kl": wp.mean_ci(rows["kl"]),
+            "r": wp.mean_ci(rows["r"]),
+            "r_histogram": np.bincount(rows["r"], minlength=k + 1).tolist(),
+            "other": wp.mean_ci(1.0 - p_ans.sum(axis=1)),
+            "second": wp.mean_ci(np.sort(p_ans, axis=1)[:, -2]),
+            "per_prompt": {"d": np.round(rows["d"], 4).tolist(), "p": np.round(p_ans, 6).tolist(),
+                           "kl": np.round(rows["kl"], 5).tolist(), "r": rows["r"], "tasks": rows["tasks"]},
+        })
+    return out
+
+
+def constructed_family() -> synthetic.Family:
+    """The add family's ten tasks (y = x + h mod 10) as construction tasks (shift tasks on 10
+    symbols, examples of one input and a label), in the construction's layout."""
+    from construction.tasks import TaskSet, shift_task
+
+    tasks = tuple(shift_task(0, h, 10, name=f"x0 + {h}") for h in range(10))
+    return synthetic.lookup_family(TaskSet(vocab_size=10, example_len=2, tasks=tasks), name="add-constructed")
+
+
+def constructed_probs(fam: synthetic.Family, *, max_examples: int = 64, beta: float = 30.0) -> Callable:
+    """``make_probs(tasks)`` for :func:`evaluate_mixtures`: Theorem 1's model of exactly those
+    K tasks of ``fam`` (K heads where the construction runs tasks in parallel)."""
+    from construction import construct
+
+    ts = fam.task_set
+
+    def make(tasks: list[int]) -> Callable:
+        model = construct([ts.tasks[h] for h in tasks], vocab_size=ts.vocab_size, example_len=ts.example_len,
+                          max_examples=max_examples, beta=beta)
+        return model.probabilities
+
+    return make
+
+
+# --------------------------------------------------------------------------- the study
+
+#: K of the skewed mixtures (the calibration study's; proportions Dirichlet(1) per group).
+SKEWED_KS = (2, 3, 4)
+
+
+def _entry(name: str, probs, fam, *, n_prompts: int, seed: int, progress: bool, make_probs=None, **info) -> dict:
+    kw = dict(n_prompts=n_prompts, seed=seed, progress=progress, make_probs=make_probs)
+    return {"name": name, **info,
+            "uniform": evaluate_mixtures(probs, fam, ks=KS, **kw),
+            "skewed": evaluate_mixtures(probs, fam, ks=SKEWED_KS, skewed=True, **kw)}
+
+
+def evaluate_study(runs_dir: str | os.PathLike, *, n_prompts: int = 500, seed: int = 0, progress: bool = True,
+                   report: Callable[[str], None] = print) -> dict:
+    """Every member of both families found in ``runs_dir`` (a run directory per member, or
+    a shipped model of the member's name) and the constructed model with K heads, on uniform
+    K-task mixtures (K in :data:`KS`) and skewed ones (:data:`SKEWED_KS`); the same prompts
+    for every trained model. Members not trained yet are listed in ``"missing"``."""
+    from empirical import runs
+    from empirical.results import provenance
+    from empirical.sweep import trained_probs
+    from empirical.training import param_count
+
+    fam = synthetic.family("add")
+    entries, missing = [], []
+    for m in members("all"):
+        where = Path(runs_dir) / m.name
+        try:
+            cfg, params, step = runs.load(str(where) if where.is_dir() else m.name)
+        except (FileNotFoundError, ValueError):
+            missing.append(m.name)
+            continue
+        if cfg.model != m.config().model:
+            raise ValueError(f"{where}: its model is not the family member {m.name}'s")
+        from empirical.training import evaluate_tasks
+
+        acc = evaluate_tasks(cfg, params, sequences=100)
+        entries.append(_entry(m.name, trained_probs(cfg.model, params), fam, n_prompts=n_prompts, seed=seed,
+                              progress=progress, kind="trained", width=m.width, heads=m.heads,
+                              params=param_count(params), step=step,
+                              single_task_late_acc=acc["answer_acc_late"], worst_task_late_acc=acc["worst_task_late"]))
+        u = entries[-1]["uniform"]
+        report(f"{m.name}: {entries[-1]['params']} params, single-task late acc {acc['answer_acc_late']:.3f}; "
+               + ", ".join(f"K={x['k']}: r={x['r']['mean']:.2f} KL={x['kl']['mean']:.2f}" for x in u))
+    cfam = constructed_family()
+    entries.append(_entry("constructed (K heads)", None, cfam, n_prompts=n_prompts, seed=seed, progress=progress,
+                          make_probs=constructed_probs(cfam), kind="constructed", heads="K", beta=30.0))
+    u = entries[-1]["uniform"]
+    report("constructed: " + ", ".join(f"K={x['k']}: r={x['r']['mean']:.2f} KL={x['kl']['mean']:.4f}" for x in u))
+    config = {"steps": STEPS, "batch": BATCH, "curriculum": CURRICULUM, "sizes": SIZES, "heads": HEADS,
+              "capacity_width": CAPACITY_WIDTH, "ks": KS, "skewed_ks": SKEWED_KS, "n_prompts": n_prompts,
+              "n_examples": N_EXAMPLES, "groups": GROUPS, "seed": seed, "runs": str(runs_dir)}
+    return {"command": "scaling eval", **provenance(config), "missing": missing, "models": entries}
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def _trained(doc: dict, which: str) -> list[dict]:
+    names = {m.name for m in (scaling_members() if which == "scaling" else capacity_members())}
+    return [e for e in doc["models"] if e["name"] in names]
+
+
+def _constructed(doc: dict) -> dict | None:
+    return next((e for e in doc["models"] if e.get("kind") == "constructed"), None)
+
+
+def plot_family(doc: dict, which: str, path: str | os.PathLike) -> Path:
+    """r, KL(D || P) and the within-prompt second-largest task probability against model size
+    (``which="scaling"``, log-scaled parameters) or heads per layer (``"capacity"``), one
+    line per K of the uniform mixtures, with 95% intervals; the constructed model with K heads
+    is drawn as dotted lines of the same colours."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from empirical import results
+
+    models = sorted(_trained(doc, which), key=lambda e: e["params"] if which == "scaling" else e["heads"])
+    if not models:
+        raise ValueError(f"the study holds no trained member of the {which} family")
+    x = [e["params"] if which == "scaling" else e["heads"] for e in models]
+    ref = _constructed(doc)
+    fig = Figure(figsize=(13, 3.8), dpi=140)
+    FigureCanvasAgg(fig)
+    axes = [fig.add_subplot(1, 3, i + 1) for i in range(3)]
+    keys = (("r", "r (tasks among the top K)"), ("kl", "KL(D || P)"), ("second", "mean 2nd-largest task prob."))
+    ks = [m["k"] for m in models[0]["uniform"]]
+    for j, k in enumerate(ks):
+        color = f"C{j}"
+        for ax, (key, _) in zip(axes, keys):
+            pts = [next(m for m in e["uniform"] if m["k"] == k)[key] for e in models]
+            ax.errorbar(x, [p["mean"] for p in pts], yerr=[p["ci95"] for p in pts], fmt="o-", color=color,
+                        markersize=4, capsize=2, label=f"K={k}")
+            if ref is not None:
+                rv = next(m for m in ref["uniform"] if m["k"] == k)[key]["mean"]
+                ax.axhline(rv, color=color, ls=":", lw=1)
+    for ax, (key, label) in zip(axes, keys):
+        ax.set_ylabel(label, fontsize=8)
+        ax.grid(alpha=0.3)
+        if which == "scaling":
+            ax.set_xscale("log")
+            ax.set_xlabel("parameters (3 layers, 6 heads)", fontsize=8)
+        else:
+            ax.set_xticks(x)
+            ax.set_xlabel(f"heads per layer (width {CAPACITY_WIDTH})", fontsize=8)
+    axes[1].set_yscale("log")
+    axes[0].legend(fontsize=7, loc="upper left")
+    what = "model size" if which == "scaling" else "heads per layer"
+    fig.suptitle(f"add family, uniform K-task mixtures ({doc['config']['n_prompts']} prompts per K): against {what}; "
+                 "dotted: the constructed model with K heads", fontsize=9)
+    fig.tight_layout()
+    return results.save_figure(fig, path)
+
+
+def calibration_entries(doc: dict, llm_documents: Sequence[dict] = ()) -> list[dict]:
+    """Calibration entries (:func:`empirical.calibration.summarize`) of the study's scaling
+    family and constructed model (their skewed mixtures, all K pooled) and of saved LLM
+    calibration runs (rows with ``proportions`` and ``probs``)."""
+    from empirical import calibration
+
+    out = []
+    for e in _trained(doc, "scaling") + ([_constructed(doc)] if _constructed(doc) else []):
+        d = [row for m in e["skewed"] for row in m["per_prompt"]["d"]]
+        p = [row for m in e["skewed"] for row in m["per_prompt"]["p"]]
+        label = e["name"] if e["kind"] == "constructed" else f"{e['name']} ({e['params'] / 1e6:.2f}M)"
+        out.append(calibration.summarize(label, d, p, kind=e["kind"], ks=list(SKEWED_KS)))
+    for llm in llm_documents:
+        rows = llm["rows"]
+        out.append(calibration.summarize(f"{llm['model']} {llm['family']}", [r["proportions"] for r in rows],
+                                         [r["probs"] for r in rows], kind="llm"))
+    return out

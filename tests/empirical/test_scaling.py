@@ -1,0 +1,138 @@
+"""The scaling/capacity study (empirical/scaling.py) and calibration fits (empirical/calibration.py),
+on models whose behaviour is known: the constructed model, and two oracles that read the prompt's
+examples (a proportional mixer and a per-prompt chooser of the majority task)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from empirical import calibration, scaling, synthetic
+from empirical.cli import main
+
+ADD = synthetic.family("add")
+
+
+def _example_tasks(tokens: np.ndarray) -> np.ndarray:
+    """[P, m] the add task h = y - x mod 10 of every example, read off the tokens (the query is last)."""
+    m = (tokens.shape[1] - ADD.lead - ADD.answer_offset) // ADD.example_len
+    starts = ADD.lead + np.arange(m) * ADD.example_len
+    x = tokens[:, starts] - synthetic.DIGIT0
+    y = tokens[:, starts + ADD.answer_offset] - synthetic.DIGIT0
+    return (y - x) % 10
+
+
+def _oracle(kind: str):
+    """Next-token distributions of an oracle: every task's answer to the query with the task's
+    share of the examples (``mixer``), or all mass on the majority task's (``chooser``)."""
+
+    def probs(tokens: np.ndarray) -> np.ndarray:
+        hs = _example_tasks(tokens)
+        xq = tokens[:, -2] - synthetic.DIGIT0  # the query's input, before '>'
+        p = np.zeros((len(tokens), ADD.vocab_size))
+        for i, row in enumerate(hs):
+            share = np.bincount(row, minlength=10) / len(row)
+            if kind == "chooser":
+                share = (share == share.max()) / (share == share.max()).sum()
+            for h in range(10):
+                p[i, synthetic.DIGIT0 + (xq[i] + h) % 10] += share[h]
+        return p
+
+    return probs
+
+
+def test_the_proportional_oracle_is_calibrated_and_superposes():
+    res = scaling.evaluate_mixtures(_oracle("mixer"), ADD, ks=(2, 4), n_prompts=60, skewed=True, progress=False)
+    for m in res:
+        assert m["kl"]["mean"] == pytest.approx(0.0, abs=1e-9)
+        assert m["other"]["mean"] == pytest.approx(0.0, abs=1e-9)
+        assert m["n_prompts"] == 60
+    d = [row for m in res for row in m["per_prompt"]["d"]]
+    p = [row for m in res for row in m["per_prompt"]["p"]]
+    fit = calibration.fit_exponent(d, p, bootstrap=20)
+    assert fit["alpha"] == pytest.approx(1.0, abs=2e-3) and fit["lo"] <= 1.0 + 2e-3 and fit["hi"] >= 1.0 - 2e-3
+    for b in calibration.reliability(d, p)["bins"]:
+        assert b["p"]["mean"] == pytest.approx(b["d"], abs=1e-3)
+
+
+def test_the_majority_chooser_is_far_from_proportional():
+    res = scaling.evaluate_mixtures(_oracle("chooser"), ADD, ks=(3,), n_prompts=100, skewed=True, progress=False)
+    d, p = res[0]["per_prompt"]["d"], res[0]["per_prompt"]["p"]
+    fit = calibration.fit_exponent(d, p, bootstrap=20)
+    assert fit["alpha"] > 10
+    assert res[0]["kl"]["mean"] > 0.1
+
+
+def test_the_constructed_model_puts_every_task_in_its_top_k():
+    fam = scaling.constructed_family()
+    res = scaling.evaluate_mixtures(None, fam, ks=(2, 5), n_prompts=20, progress=False,
+                                    make_probs=scaling.constructed_probs(fam))
+    for m in res:
+        assert m["r"]["mean"] == m["k"]
+        assert m["kl"]["mean"] < 0.01
+        # uniform mixtures: the second-largest task probability is near 1/K, not 0
+        assert m["second"]["mean"] > 0.5 / m["k"]
+
+
+def test_trained_and_constructed_prompts_use_the_same_tasks_and_mixtures():
+    a = scaling.mixture_prompts(ADD, 3, n_prompts=20, n_examples=10, skewed=True, seed=4)
+    b = scaling.mixture_prompts(scaling.constructed_family(), 3, n_prompts=20, n_examples=10, skewed=True, seed=4)
+    again = scaling.mixture_prompts(ADD, 3, n_prompts=20, n_examples=10, skewed=True, seed=4)
+    assert [g["tasks"] for g in a] == [g["tasks"] for g in b] == [g["tasks"] for g in again]
+    assert [g["mixture"] for g in a] == [g["mixture"] for g in b]
+    assert all(np.array_equal(x["tokens"], y["tokens"]) for x, y in zip(a, again))
+    assert all(len(set(g["tasks"])) == 3 for g in a)
+
+
+@settings(deadline=None)
+@given(st.integers(2, 6), st.integers(0, 10**6))
+def test_r_counts_the_answers_among_the_top_k(k, seed):
+    rng = np.random.default_rng(seed)
+    v = 14
+    p = rng.dirichlet(np.ones(v), size=5)
+    answers = np.stack([rng.choice(v, size=k, replace=False) for _ in range(5)])
+    tasks = rng.integers(0, k, size=(5, 7))
+    m = scaling.prompt_metrics(p, answers, tasks, k)
+    for i in range(5):
+        top = set(np.argsort(-p[i])[:k])
+        assert m["r"][i] == len(top & set(answers[i]))
+    assert np.allclose(m["d"].sum(axis=1), 1.0)
+
+
+def test_members_share_the_budget_rule():
+    ms = scaling.members("all")
+    assert len(ms) == len(scaling.SIZES) + len(scaling.HEADS) - 1  # width 96 with 6 heads is in both
+    cfgs = [m.config() for m in ms]
+    assert {(c.steps, c.batch_size, c.n_examples, c.curriculum) for c in cfgs} == {
+        (scaling.STEPS, scaling.BATCH, 40, scaling.CURRICULUM)}
+    cap = [m.config().model for m in scaling.capacity_members()]
+    assert {c.d_model for c in cap} == {scaling.CAPACITY_WIDTH}
+    assert [c.num_heads * c.v_dim for c in cap] == [scaling.CAPACITY_WIDTH] * len(cap)
+    with pytest.raises(ValueError, match="which"):
+        scaling.members("bigger")
+
+
+@pytest.mark.parametrize("bad, message", [
+    (([[0.5, 0.5]], [[0.5, 0.5], [0.2, 0.3]]), "rows"),
+    (([[0.5, 0.5]], [[0.5, 0.2, 0.3]]), "shape"),
+    (([[0.5, 0.5]], [[-0.1, 0.3]]), "non-negative"),
+    (([[1.0, 0.0]], [[0.5, 0.2]]), "two tasks"),
+])
+def test_calibration_refuses_bad_rows(bad, message):
+    with pytest.raises(ValueError, match=message):
+        calibration.fit_exponent(*bad, bootstrap=0)
+
+
+def test_cli_refuses_a_study_that_is_not_one(tmp_path, capsys):
+    bad = tmp_path / "x.json"
+    bad.write_text(json.dumps({"command": "probe"}))
+    for action in ("plot", "calibration"):
+        assert main(["scaling", action, "--study", str(bad), "--out", str(tmp_path)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "not a `superpose scaling eval` result" in err[0]
+    assert main(["scaling", "plot", "--out", str(tmp_path)]) == 2
+    assert "needs --study" in capsys.readouterr().err
