@@ -13,6 +13,10 @@ probabilities P [K] of the K tasks. Two views:
   proportional; alpha > 1 sharpens towards the majority task (a per-prompt chooser of the
   majority task has alpha -> infinity, capped at :data:`ALPHA_MAX`); 0 < alpha < 1 flattens;
   alpha = 0 ignores the proportions. ``1 / alpha`` is the temperature of the same model.
+
+Both are pooled over prompts, so a model that commits to ONE task per prompt, drawn with
+probability D_k, looks perfectly calibrated in both. :func:`per_prompt_distance` looks inside
+each prompt (the distance between q and D) and gives the two choosers' values beside it.
 """
 
 from __future__ import annotations
@@ -110,10 +114,32 @@ def reliability(d_rows, p_rows, bins: Sequence[float] = BINS) -> dict:
     return {"bins": out}
 
 
+def per_prompt_distance(d_rows, p_rows) -> dict:
+    """Calibration inside each prompt: the mean total-variation distance between q (the
+    renormalised answer probabilities) and D, with the values of the two choosers on the same
+    proportions: one that puts all mass on a task drawn with probability D_k (it matches D on
+    average over prompts, so the reliability curve and alpha cannot tell it from proportional
+    mixing; its expected distance is 1 - sum D_k^2) and one that always picks the majority task
+    (1 - max D)."""
+    from empirical.within_prompt import mean_ci
+
+    tv, matching, majority = [], [], []
+    for d, p in zip(d_rows, p_rows):
+        d, p = np.asarray(d, np.float64), np.asarray(p, np.float64)
+        if p.sum() <= 0:
+            continue
+        tv.append(0.5 * np.abs(p / p.sum() - d).sum())
+        matching.append(1.0 - np.sum(d ** 2))
+        majority.append(1.0 - d.max())
+    return {"tv": mean_ci(tv), "matching_chooser": float(np.mean(matching)), "majority_chooser": float(np.mean(majority))}
+
+
 def summarize(name: str, d_rows, p_rows, **info) -> dict:
-    """One model's calibration entry: reliability curve, fitted exponent and ``info``."""
+    """One model's calibration entry: reliability curve, fitted exponent, the per-prompt
+    distance and ``info``; the first 400 prompts' (D, P) rows are kept for the scatter."""
     return {"name": name, **info, "n_prompts": len(d_rows), "exponent": fit_exponent(d_rows, p_rows),
-            "reliability": reliability(d_rows, p_rows)}
+            "per_prompt": per_prompt_distance(d_rows, p_rows), "reliability": reliability(d_rows, p_rows),
+            "rows": {"d": [list(map(float, r)) for r in d_rows[:400]], "p": [list(map(float, r)) for r in p_rows[:400]]}}
 
 
 def plot(entries: Sequence[dict], path: str | os.PathLike, title: str = "") -> os.PathLike:
@@ -126,12 +152,15 @@ def plot(entries: Sequence[dict], path: str | os.PathLike, title: str = "") -> o
     from empirical import results
 
     n = len(entries)
-    cols = min(4, n + 1)
-    rows_n = -(-(n + 1) // cols)
+    cols = min(4, n + 2)
+    rows_n = -(-(n + 2) // cols)
     fig = Figure(figsize=(3.3 * cols, 3.1 * rows_n), dpi=140)
     FigureCanvasAgg(fig)
     for i, e in enumerate(entries):
         ax = fig.add_subplot(rows_n, cols, i + 1)
+        pts = [(dk, pk / sum(p)) for d, p in zip(e["rows"]["d"], e["rows"]["p"]) if sum(p) > 0 for dk, pk in zip(d, p)]
+        if pts:
+            ax.scatter(*zip(*pts), s=4, alpha=0.2, color="tab:orange", linewidths=0, label="q, each prompt")
         bins = e["reliability"]["bins"]
         d = [b["d"] for b in bins]
         ax.errorbar(d, [b["p"]["mean"] for b in bins], yerr=[b["p"]["ci95"] for b in bins], fmt="o-",
@@ -140,9 +169,10 @@ def plot(entries: Sequence[dict], path: str | os.PathLike, title: str = "") -> o
         ax.errorbar([b["d"] for b in qb], [b["q"]["mean"] for b in qb], yerr=[b["q"]["ci95"] for b in qb],
                     fmt="s--", markersize=3, color="tab:orange", label="renormalised q")
         ax.plot([0, 1], [0, 1], ":", color="gray", label="proportional")
-        ex = e["exponent"]
-        ax.set_title(f"{e['name']}\nalpha={ex['alpha']:.2f} [{ex['lo']:.2f}, {ex['hi']:.2f}]"
-                     f"{' (bound)' if ex['at_bound'] else ''}, {e['n_prompts']} prompts", fontsize=8)
+        ex, pp = e["exponent"], e["per_prompt"]
+        ax.set_title(f"{e['name']}: {e['n_prompts']} prompts\nalpha={ex['alpha']:.2f} [{ex['lo']:.2f}, {ex['hi']:.2f}]"
+                     f"{' (bound)' if ex['at_bound'] else ''}; per prompt TV(q, D)={pp['tv']['mean']:.2f}\n"
+                     f"(a chooser matching D: {pp['matching_chooser']:.2f})", fontsize=7)
         ax.set_xlim(0, 1)
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("in-context proportion D", fontsize=8)
@@ -159,6 +189,17 @@ def plot(entries: Sequence[dict], path: str | os.PathLike, title: str = "") -> o
     ax.axvline(0.0, color="gray", ls=":", lw=1, label="ignores D (0)")
     ax.set_yticks(y, [e["name"] for e in entries], fontsize=7)
     ax.set_xlabel("fitted exponent alpha (q ~ D^alpha)", fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, loc="lower right")
+    ax = fig.add_subplot(rows_n, cols, n + 2)
+    pp = [e["per_prompt"] for e in entries]
+    ax.errorbar([p["tv"]["mean"] for p in pp], y, xerr=[p["tv"]["ci95"] for p in pp], fmt="o", color="black",
+                capsize=3, label="the model")
+    ax.plot([p["matching_chooser"] for p in pp], y, "x", color="tab:red", label="chooser matching D")
+    ax.plot([p["majority_chooser"] for p in pp], y, "+", color="tab:purple", label="majority chooser")
+    ax.axvline(0.0, color="tab:green", ls="--", lw=1, label="proportional (0)")
+    ax.set_yticks(y, [e["name"] for e in entries], fontsize=7)
+    ax.set_xlabel("per prompt TV(q, D)", fontsize=8)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6, loc="lower right")
     if title:

@@ -67,9 +67,10 @@ def write_atomic(path: str | os.PathLike, write) -> Path:
     return path
 
 
-def write_json(path: str | os.PathLike, payload: dict) -> Path:
-    """Write ``payload`` as indented JSON, atomically."""
-    text = json.dumps(_jsonable(payload), indent=2, allow_nan=True) + "\n"
+def write_json(path: str | os.PathLike, payload: dict, *, indent: int | None = 2) -> Path:
+    """Write ``payload`` as JSON (indented; ``indent=None``: one line, for large per-prompt
+    records), atomically."""
+    text = json.dumps(_jsonable(payload), indent=indent, allow_nan=True) + "\n"
     return write_atomic(path, lambda f: f.write(text.encode()))
 
 

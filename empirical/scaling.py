@@ -170,26 +170,29 @@ def evaluate_mixtures(probs: Callable[[np.ndarray], np.ndarray], fam: synthetic.
 
     out = []
     for k in tqdm(ks, disable=not progress, desc="mixtures", unit="K"):
-        rows = {"d": [], "p": [], "kl": [], "r": [], "tasks": []}
+        groups, kl, r, p_all = [], [], [], []
         for group in mixture_prompts(fam, k, n_prompts=n_prompts, n_examples=n_examples, skewed=skewed, seed=seed):
             fn = make_probs(group["tasks"]) if make_probs is not None else probs
-            p = np.asarray(fn(group["tokens"]), dtype=np.float64)
-            m = prompt_metrics(p, group["answers"], group["example_task"], k)
-            for key in ("d", "p", "kl", "r"):
-                rows[key].extend(np.asarray(m[key]).tolist())
-            rows["tasks"].extend([group["tasks"]] * len(p))
-        p_ans = np.array(rows["p"])
+            m = prompt_metrics(np.asarray(fn(group["tokens"]), dtype=np.float64), group["answers"],
+                               group["example_task"], k)
+            kl.extend(m["kl"].tolist())
+            r.extend(m["r"].tolist())
+            p_all.append(m["p"])
+            groups.append({"tasks": group["tasks"], "mixture": np.round(group["mixture"], 4).tolist(),
+                           "d": np.round(m["d"], 4).tolist(), "p": np.round(m["p"], 5).tolist(),
+                           "kl": np.round(m["kl"], 4).tolist(), "r": m["r"].tolist()})
+        p_ans = np.concatenate(p_all)
         out.append({
             "k": int(k),
             "skewed": bool(skewed),
             "n_prompts": len(p_ans),
-            "kl": wp.mean_ci(rows["kl"]),
-            "r": wp.mean_ci(rows["r"]),
-            "r_histogram": np.bincount(rows["r"], minlength=k + 1).tolist(),
+            "kl": wp.mean_ci(kl),
+            "r": wp.mean_ci(r),
+            "r_histogram": np.bincount(r, minlength=k + 1).tolist(),
             "other": wp.mean_ci(1.0 - p_ans.sum(axis=1)),
             "second": wp.mean_ci(np.sort(p_ans, axis=1)[:, -2]),
-            "per_prompt": {"d": np.round(rows["d"], 4).tolist(), "p": np.round(p_ans, 6).tolist(),
-                           "kl": np.round(rows["kl"], 5).tolist(), "r": rows["r"], "tasks": rows["tasks"]},
+            # per prompt, by group (its tasks and mixture): D, P, KL and r
+            "groups": groups,
         })
     return out
 
@@ -234,7 +237,7 @@ def _entry(name: str, probs, fam, *, n_prompts: int, seed: int, progress: bool, 
 def evaluate_study(runs_dir: str | os.PathLike, *, n_prompts: int = 500, seed: int = 0, progress: bool = True,
                    report: Callable[[str], None] = print) -> dict:
     """Every member of both families found in ``runs_dir`` (a run directory per member, or
-    a shipped model of the member's name) and the constructed model with K heads, on uniform
+    a shipped model of the member's name) trained to the end, and the constructed model with K heads, on uniform
     K-task mixtures (K in :data:`KS`) and skewed ones (:data:`SKEWED_KS`); the same prompts
     for every trained model. Members not trained yet are listed in ``"missing"``."""
     from empirical import runs
@@ -249,6 +252,9 @@ def evaluate_study(runs_dir: str | os.PathLike, *, n_prompts: int = 500, seed: i
         try:
             cfg, params, step = runs.load(str(where) if where.is_dir() else m.name)
         except (FileNotFoundError, ValueError):
+            missing.append(m.name)
+            continue
+        if step != STEPS:  # still training
             missing.append(m.name)
             continue
         if cfg.model != m.config().model:
@@ -325,11 +331,17 @@ def plot_family(doc: dict, which: str, path: str | os.PathLike) -> Path:
             ax.set_xticks(x)
             ax.set_xlabel(f"heads per layer (width {CAPACITY_WIDTH})", fontsize=8)
     axes[1].set_yscale("log")
-    axes[0].legend(fontsize=7, loc="upper left")
+    handles, labels = axes[0].get_legend_handles_labels()
+    if ref is not None:
+        from matplotlib.lines import Line2D
+
+        handles.append(Line2D([], [], color="gray", ls=":"))
+        labels.append("constructed,\nK heads")
+    fig.legend(handles, labels, fontsize=7, loc="center right")
     what = "model size" if which == "scaling" else "heads per layer"
     fig.suptitle(f"add family, uniform K-task mixtures ({doc['config']['n_prompts']} prompts per K): against {what}; "
                  "dotted: the constructed model with K heads", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.92, 1))
     return results.save_figure(fig, path)
 
 
@@ -341,8 +353,8 @@ def calibration_entries(doc: dict, llm_documents: Sequence[dict] = ()) -> list[d
 
     out = []
     for e in _trained(doc, "scaling") + ([_constructed(doc)] if _constructed(doc) else []):
-        d = [row for m in e["skewed"] for row in m["per_prompt"]["d"]]
-        p = [row for m in e["skewed"] for row in m["per_prompt"]["p"]]
+        d = [row for m in e["skewed"] for g in m["groups"] for row in g["d"]]
+        p = [row for m in e["skewed"] for g in m["groups"] for row in g["p"]]
         label = e["name"] if e["kind"] == "constructed" else f"{e['name']} ({e['params'] / 1e6:.2f}M)"
         out.append(calibration.summarize(label, d, p, kind=e["kind"], ks=list(SKEWED_KS)))
     for llm in llm_documents:

@@ -51,8 +51,8 @@ def test_the_proportional_oracle_is_calibrated_and_superposes():
         assert m["kl"]["mean"] == pytest.approx(0.0, abs=1e-9)
         assert m["other"]["mean"] == pytest.approx(0.0, abs=1e-9)
         assert m["n_prompts"] == 60
-    d = [row for m in res for row in m["per_prompt"]["d"]]
-    p = [row for m in res for row in m["per_prompt"]["p"]]
+    d = [row for m in res for g in m["groups"] for row in g["d"]]
+    p = [row for m in res for g in m["groups"] for row in g["p"]]
     fit = calibration.fit_exponent(d, p, bootstrap=20)
     assert fit["alpha"] == pytest.approx(1.0, abs=2e-3) and fit["lo"] <= 1.0 + 2e-3 and fit["hi"] >= 1.0 - 2e-3
     for b in calibration.reliability(d, p)["bins"]:
@@ -61,7 +61,8 @@ def test_the_proportional_oracle_is_calibrated_and_superposes():
 
 def test_the_majority_chooser_is_far_from_proportional():
     res = scaling.evaluate_mixtures(_oracle("chooser"), ADD, ks=(3,), n_prompts=100, skewed=True, progress=False)
-    d, p = res[0]["per_prompt"]["d"], res[0]["per_prompt"]["p"]
+    d = [row for g in res[0]["groups"] for row in g["d"]]
+    p = [row for g in res[0]["groups"] for row in g["p"]]
     fit = calibration.fit_exponent(d, p, bootstrap=20)
     assert fit["alpha"] > 10
     assert res[0]["kl"]["mean"] > 0.1
