@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.superpose-installed
 
-.PHONY: install demo test test-slow test-thorough bad-input check bench clean pretrained figure3 like-construction compare task-vectors
+.PHONY: install demo test test-slow test-thorough bad-input check bench clean pretrained figure3 like-construction compare task-vectors scaling
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -97,3 +97,15 @@ figure3: $(STAMP)
 	$(VENV)/bin/superpose within-prompt --sweep $(RESULTS)/sweep_copy.json --sweep $(RESULTS)/sweep_add.json \
 	  --sweep $(RESULTS)/sweep_lookup.json $(foreach f,add country at letter,--probe benchmarks/results/llm_probe/smollm2_$(f)_100.json) \
 	  --json benchmarks/results/within_prompt_summary.json --out benchmarks/results
+
+# Scaling, capacity and calibration (issue 11): trains the two add families (8 models,
+# ~75 minutes on one core; finished runs are kept), evaluates them on K-task mixtures with the
+# constructed K-head model, plots r / KL against size and heads, and fits calibration for the
+# trained family, the construction and the saved SmolLM2 / Gemma 3 skewed-mixture runs.
+SCALING := benchmarks/results/scaling
+scaling: $(STAMP)
+	$(VENV)/bin/superpose scaling train --runs runs/scaling --quiet
+	$(VENV)/bin/superpose scaling eval --runs runs/scaling --out $(SCALING) --quiet
+	$(VENV)/bin/superpose scaling plot --study $(SCALING)/scaling.json --out $(SCALING)
+	$(VENV)/bin/superpose scaling calibration --study $(SCALING)/scaling.json --out $(SCALING) \
+	  $(foreach f,$(wildcard benchmarks/results/calibration/llm_*.json),--llm $(f))

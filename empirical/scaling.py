@@ -321,6 +321,8 @@ def plot_family(doc: dict, which: str, path: str | os.PathLike) -> Path:
             if ref is not None:
                 rv = next(m for m in ref["uniform"] if m["k"] == k)[key]["mean"]
                 ax.axhline(rv, color=color, ls=":", lw=1)
+        # r of a model that ranks the ten digits at random: K answers among K of 10 places
+        axes[0].axhline(k * k / 10, color=color, ls="-.", lw=0.8, alpha=0.6)
     for ax, (key, label) in zip(axes, keys):
         ax.set_ylabel(label, fontsize=8)
         ax.grid(alpha=0.3)
@@ -332,11 +334,13 @@ def plot_family(doc: dict, which: str, path: str | os.PathLike) -> Path:
             ax.set_xlabel(f"heads per layer (width {CAPACITY_WIDTH})", fontsize=8)
     axes[1].set_yscale("log")
     handles, labels = axes[0].get_legend_handles_labels()
-    if ref is not None:
-        from matplotlib.lines import Line2D
+    from matplotlib.lines import Line2D
 
+    if ref is not None:
         handles.append(Line2D([], [], color="gray", ls=":"))
         labels.append("constructed,\nK heads")
+    handles.append(Line2D([], [], color="gray", ls="-.", lw=0.8))
+    labels.append("r of a random\ndigit ranking")
     fig.legend(handles, labels, fontsize=7, loc="center right")
     what = "model size" if which == "scaling" else "heads per layer"
     fig.suptitle(f"add family, uniform K-task mixtures ({doc['config']['n_prompts']} prompts per K): against {what}; "
