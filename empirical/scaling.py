@@ -293,7 +293,8 @@ def _constructed(doc: dict) -> dict | None:
 
 
 def plot_family(doc: dict, which: str, path: str | os.PathLike) -> Path:
-    """r, KL(D || P) and the within-prompt second-largest task probability against model size
+    """r, KL(D || P), the within-prompt second-largest task probability and the single-task
+    accuracy (on the second half of one-task sequences: did the model learn?) against model size
     (``which="scaling"``, log-scaled parameters) or heads per layer (``"capacity"``), one
     line per K of the uniform mixtures, with 95% intervals; the constructed model with K heads
     is drawn as dotted lines of the same colours."""
@@ -307,9 +308,14 @@ def plot_family(doc: dict, which: str, path: str | os.PathLike) -> Path:
         raise ValueError(f"the study holds no trained member of the {which} family")
     x = [e["params"] if which == "scaling" else e["heads"] for e in models]
     ref = _constructed(doc)
-    fig = Figure(figsize=(13, 3.8), dpi=140)
+    fig = Figure(figsize=(17, 3.8), dpi=140)
     FigureCanvasAgg(fig)
-    axes = [fig.add_subplot(1, 3, i + 1) for i in range(3)]
+    axes = [fig.add_subplot(1, 4, i + 1) for i in range(4)]
+    axes[3].plot(x, [e["single_task_late_acc"] for e in models], "ko-", markersize=4, label="all tasks")
+    axes[3].plot(x, [e["worst_task_late_acc"] for e in models], "k^--", markersize=4, label="worst task")
+    axes[3].axhline(0.1, color="gray", ls=":", lw=1)
+    axes[3].set_ylim(0, 1.02)
+    axes[3].legend(fontsize=7, loc="center right")
     keys = (("r", "r (tasks among the top K)"), ("kl", "KL(D || P)"), ("second", "mean 2nd-largest task prob."))
     ks = [m["k"] for m in models[0]["uniform"]]
     for j, k in enumerate(ks):
@@ -323,7 +329,7 @@ def plot_family(doc: dict, which: str, path: str | os.PathLike) -> Path:
                 ax.axhline(rv, color=color, ls=":", lw=1)
         # r of a model that ranks the ten digits at random: K answers among K of 10 places
         axes[0].axhline(k * k / 10, color=color, ls="-.", lw=0.8, alpha=0.6)
-    for ax, (key, label) in zip(axes, keys):
+    for ax, (key, label) in zip(axes, keys + (("", "single-task accuracy, 2nd half (chance 0.1)"),)):
         ax.set_ylabel(label, fontsize=8)
         ax.grid(alpha=0.3)
         if which == "scaling":
@@ -345,7 +351,7 @@ def plot_family(doc: dict, which: str, path: str | os.PathLike) -> Path:
     what = "model size" if which == "scaling" else "heads per layer"
     fig.suptitle(f"add family, uniform K-task mixtures ({doc['config']['n_prompts']} prompts per K): against {what}; "
                  "dotted: the constructed model with K heads", fontsize=9)
-    fig.tight_layout(rect=(0, 0, 0.92, 1))
+    fig.tight_layout(rect=(0, 0, 0.93, 1))
     return results.save_figure(fig, path)
 
 

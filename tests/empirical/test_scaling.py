@@ -137,3 +137,29 @@ def test_cli_refuses_a_study_that_is_not_one(tmp_path, capsys):
         assert len(err) == 1 and "not a `superpose scaling eval` result" in err[0]
     assert main(["scaling", "plot", "--out", str(tmp_path)]) == 2
     assert "needs --study" in capsys.readouterr().err
+
+
+def test_plots_and_calibration_of_a_study(tmp_path):
+    """A study whose 'trained' members are the two oracles: both plots are written, and the
+    calibration entries tell the mixer (alpha 1, per-prompt distance 0) from the chooser."""
+    kw = dict(n_prompts=20, progress=False)
+    models = []
+    for i, m in enumerate(scaling.scaling_members()[:2] + scaling.capacity_members()[:1]):
+        oracle = _oracle("mixer" if i == 0 else "chooser")
+        models.append({"name": m.name, "kind": "trained", "width": m.width, "heads": m.heads, "params": 1000 * (i + 1),
+                       "single_task_late_acc": 1.0, "worst_task_late_acc": 1.0,
+                       "uniform": scaling.evaluate_mixtures(oracle, ADD, ks=(2, 3), **kw),
+                       "skewed": scaling.evaluate_mixtures(oracle, ADD, ks=(2, 3), skewed=True, **kw)})
+    doc = {"config": {"n_prompts": 20}, "models": models}
+    for which in ("scaling", "capacity"):
+        assert scaling.plot_family(doc, which, tmp_path / f"{which}.png").stat().st_size > 0
+    entries = scaling.calibration_entries(doc, [{"model": "m", "family": "f", "rows": [
+        {"proportions": [0.75, 0.25], "probs": [0.6, 0.2]}, {"proportions": [0.2, 0.8], "probs": [0.1, 0.4]}]}])
+    mixer, chooser, llm = entries
+    assert mixer["exponent"]["alpha"] == pytest.approx(1.0, abs=1e-2)
+    assert mixer["per_prompt"]["tv"]["mean"] == pytest.approx(0.0, abs=1e-3)
+    assert chooser["per_prompt"]["tv"]["mean"] > 0.1
+    assert llm["exponent"]["alpha"] == pytest.approx(1.0, abs=1e-2)
+    assert calibration.plot(entries, tmp_path / "c.png").stat().st_size > 0
+    with pytest.raises(ValueError, match="no trained member"):
+        scaling.plot_family({"models": []}, "scaling", tmp_path / "x.png")
