@@ -120,10 +120,10 @@ def per_prompt_distance(d_rows, p_rows) -> dict:
     proportions: one that puts all mass on a task drawn with probability D_k (it matches D on
     average over prompts, so the reliability curve and alpha cannot tell it from proportional
     mixing; its expected distance is 1 - sum D_k^2) and one that always picks the majority task
-    (1 - max D)."""
+    (1 - max D); and of a mixer that ignores D (1/K on each task)."""
     from empirical.within_prompt import mean_ci
 
-    tv, matching, majority = [], [], []
+    tv, matching, majority, uniform = [], [], [], []
     for d, p in zip(d_rows, p_rows):
         d, p = np.asarray(d, np.float64), np.asarray(p, np.float64)
         if p.sum() <= 0:
@@ -131,7 +131,9 @@ def per_prompt_distance(d_rows, p_rows) -> dict:
         tv.append(0.5 * np.abs(p / p.sum() - d).sum())
         matching.append(1.0 - np.sum(d ** 2))
         majority.append(1.0 - d.max())
-    return {"tv": mean_ci(tv), "matching_chooser": float(np.mean(matching)), "majority_chooser": float(np.mean(majority))}
+        uniform.append(0.5 * np.abs(1.0 / len(d) - d).sum())
+    return {"tv": mean_ci(tv), "matching_chooser": float(np.mean(matching)), "majority_chooser": float(np.mean(majority)),
+            "uniform_mixer": float(np.mean(uniform))}
 
 
 def summarize(name: str, d_rows, p_rows, **info) -> dict:
@@ -178,7 +180,8 @@ def plot(entries: Sequence[dict], path: str | os.PathLike, title: str = "") -> o
         ax.set_xlabel("in-context proportion D", fontsize=8)
         ax.set_ylabel("answer probability", fontsize=8)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6, loc="upper left")
+        if i == 0:
+            handles, labels = ax.get_legend_handles_labels()
     ax = fig.add_subplot(rows_n, cols, n + 1)
     alphas = [e["exponent"] for e in entries]
     y = np.arange(n)
@@ -190,19 +193,26 @@ def plot(entries: Sequence[dict], path: str | os.PathLike, title: str = "") -> o
     ax.set_yticks(y, [e["name"] for e in entries], fontsize=7)
     ax.set_xlabel("fitted exponent alpha (q ~ D^alpha)", fontsize=8)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=6, loc="lower right")
+    more = ax.get_legend_handles_labels()
     ax = fig.add_subplot(rows_n, cols, n + 2)
     pp = [e["per_prompt"] for e in entries]
     ax.errorbar([p["tv"]["mean"] for p in pp], y, xerr=[p["tv"]["ci95"] for p in pp], fmt="o", color="black",
                 capsize=3, label="the model")
     ax.plot([p["matching_chooser"] for p in pp], y, "x", color="tab:red", label="chooser matching D")
     ax.plot([p["majority_chooser"] for p in pp], y, "+", color="tab:purple", label="majority chooser")
+    ax.plot([p["uniform_mixer"] for p in pp], y, "|", color="tab:blue", markersize=9, label="1/K mixer (ignores D)")
     ax.axvline(0.0, color="tab:green", ls="--", lw=1, label="proportional (0)")
     ax.set_yticks(y, [e["name"] for e in entries], fontsize=7)
     ax.set_xlabel("per prompt TV(q, D)", fontsize=8)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=6, loc="lower right")
+    for h, lab in zip(*more):
+        handles.append(h)
+        labels.append(f"alpha: {lab}")
+    for h, lab in zip(*ax.get_legend_handles_labels()):
+        handles.append(h)
+        labels.append(f"TV: {lab}")
+    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=min(len(labels), 6))
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07 if rows_n > 1 else 0.12, 1, 1))
     return results.save_figure(fig, path)
