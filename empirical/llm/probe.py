@@ -110,6 +110,41 @@ def run_probe(model, cfg: ProbeConfig, *, progress: Callable[[Iterable], Iterabl
     }
 
 
+def calibration_rows(model, family: str, prompts: int, seed: int = 0, total_examples: int | None = None,
+                     *, batch: int = 4, progress: Callable[[Iterable], Iterable] | None = None) -> list[dict]:
+    """Calibration data: per skewed prompt (:func:`make_prompts` with ``skewed=True``, in-context
+    proportions from a flat Dirichlet, ``total_examples`` examples, default 20 per task),
+    ``{"proportions", "probs", "answers", "query"}``: the realised in-context proportions
+    and each task's answer probability after the prompt. Only answer scoring
+    (``model.score_many``, prompts' keys and values cached and shared by their answers, a few
+    prompts per call); no beam search."""
+    fam = get_family(family)
+    ps = make_prompts(fam, prompts, seed=seed, skewed=True, total_examples=total_examples)
+    chunks = [ps[i: i + batch] for i in range(0, len(ps), batch)]
+    rows = []
+    for chunk in progress(chunks) if progress is not None else chunks:
+        scores = model.score_many([p.text for p in chunk], [list(p.answers) for p in chunk])
+        for p, sc in zip(chunk, scores):
+            rows.append({"proportions": list(p.proportions), "probs": np.exp(sc.logprobs).tolist(),
+                         "answers": list(p.answers), "query": p.query})
+    return rows
+
+
+def calibration_record(model, model_name: str, family: str, rows: Sequence[dict], *, seed: int,
+                       total_examples: int | None, seconds: float) -> dict:
+    """The ``superpose probe --skewed`` JSON: provenance, the model, the family's tasks, rows."""
+    from empirical.results import provenance
+
+    fam = get_family(family)
+    total = total_examples if total_examples is not None else 20 * len(fam.tasks)
+    return {"command": "probe --skewed",
+            **provenance({"model": model_name, "family": family, "prompts": len(rows), "seed": seed,
+                          "total_examples": total}),
+            "model": model_name, "family": family, "tasks": list(fam.tasks),
+            "model_source": {"source": model.source, "config": model.config.to_json()},
+            "seconds": seconds, "rows": list(rows)}
+
+
 #: The probe's task families (``superpose probe --family``; ``all`` runs the four).
 FAMILY_CHOICES = ("add", "country", "at", "letter")
 
@@ -208,3 +243,69 @@ def load_saved(path: str | Path) -> dict:
     except (json.JSONDecodeError, KeyError, IndexError, TypeError) as err:
         raise ValueError(f"{path} is not a saved probe result ({type(err).__name__}: {err})") from None
     return document
+
+
+def collapse_comparison(documents: Sequence[dict], labels: Sequence[str]) -> dict:
+    """Generation collapse of several models' saved probes, per family: for each model and
+    task, the mean probability of the answer's first token and of the rest of the answer
+    given that token (from each result's ``summary["collapse"]``), and the fraction of
+    prompts whose answer has more than one token. Families missing from a model are left out
+    for that model."""
+    if len(documents) != len(labels) or not documents:
+        raise ValueError("give one label per probe result (at least one)")
+    families: dict[str, dict] = {}
+    for doc, label in zip(documents, labels):
+        for res in doc["results"]:
+            c = summarize(res["summary"]["tasks"], res["per_prompt"])["collapse"]
+            families.setdefault(res["family"], {})[label] = {
+                "tasks": list(res["summary"]["tasks"]),
+                "first_token_prob": c["first_token_prob"]["mean"],
+                "rest_given_first": c["rest_given_first"]["mean"],
+                "rest_given_first_multi_token_only": c["rest_given_first_multi_token_only"],
+                "multi_token_fraction": c["multi_token_fraction"],
+                "prompts": len(res["per_prompt"]),
+            }
+    order = [f for f in FAMILY_CHOICES if f in families] + sorted(set(families) - set(FAMILY_CHOICES))
+    return {"models": list(labels), "families": {f: families[f] for f in order}}
+
+
+def plot_collapse(comparison: dict, path: str | Path) -> Path:
+    """One panel per family: per task, a pair of bars per model, P(first answer token) (solid)
+    and P(rest of the answer | first token) (hatched); collapse shows as a high first-token
+    probability whose rest is likely only for one task's continuation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from empirical.results import save_figure
+
+    fams = list(comparison["families"])
+    models = comparison["models"]
+    fig, axes = plt.subplots(1, len(fams), figsize=(3.8 * len(fams) + 0.6, 3.8), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    width = 0.8 / (2 * len(models))
+    for ax, fam in zip(axes[0], fams):
+        per = comparison["families"][fam]
+        tasks = next(iter(per.values()))["tasks"]
+        x = np.arange(len(tasks))
+        for m, model in enumerate(models):
+            if model not in per:
+                continue
+            v = per[model]
+            base = x - 0.4 + width * (2 * m)
+            ax.bar(base + width / 2, v["first_token_prob"], width, color=colors[m % len(colors)],
+                   label=f"{model}: P(first token)")
+            ax.bar(base + 1.5 * width, v["rest_given_first"], width, color="white",
+                   edgecolor=colors[m % len(colors)], hatch="//", label=f"{model}: P(rest | first)")
+        ax.set_xticks(x, tasks, rotation=30, ha="right")
+        ax.set_ylim(0, 1.02)
+        ax.set_title(fam, fontsize=10)
+    axes[0][0].set_ylabel("mean probability over prompts")
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=min(4, len(names)), fontsize=8, frameon=False)
+    fig.suptitle("generation collapse: " + " vs ".join(models), fontsize=10)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    path = save_figure(fig, path)
+    plt.close(fig)
+    return path

@@ -70,16 +70,88 @@ def _pre_tokenizer(pre: str):
     raise ValueError(f"unsupported GGUF pre-tokenizer {pre!r} (supported: {', '.join(SUPPORTED_GGUF_PRE)})")
 
 
+def sentencepiece_merges(tokens: Sequence[str]) -> list[tuple[str, str]]:
+    """BPE merges equivalent to SentencePiece-style BPE over ``tokens`` in vocabulary order.
+
+    SentencePiece's BPE (llama.cpp's ``llama`` tokenizer) repeatedly joins the adjacent pair
+    whose concatenation is the best token, best meaning highest score; a SentencePiece BPE
+    vocabulary lists its pieces in that order (Gemma 3's normal tokens have strictly falling
+    scores), while its user-defined pieces carry placeholder scores but come first, as
+    llama.cpp matches them before BPE. So the rank is the position: every split of every
+    token into two tokens, earlier tokens first (within one token, the longer left part).
+    """
+    index: dict[str, int] = {}
+    for i, t in enumerate(tokens):
+        index.setdefault(t, i)
+    found = []
+    for i, t in enumerate(tokens):
+        for cut in range(1, len(t)):
+            left, right = t[:cut], t[cut:]
+            if left in index and right in index:
+                found.append((i, -cut, left, right))
+    found.sort()
+    return [(left, right) for *_, left, right in found]
+
+
+def _sentencepiece_from_gguf(reader) -> Tokenizer:
+    """The ``llama`` (SentencePiece BPE with scores and byte fallback) tokeniser of a GGUF file.
+
+    Spaces become ``▁`` before BPE (a prefix ``▁`` only when
+    ``tokenizer.ggml.add_space_prefix`` says so); characters with no token fall back to the
+    ``<0xXX>`` byte tokens. CONTROL and USER_DEFINED tokens are matched whole in the text. A
+    token made of spaces only is stored with real spaces in Gemma's files while BPE sees
+    ``▁``s, so it is respelled (and joins BPE, which then gives what llama.cpp's whole
+    match of the raw spaces gives). Merge ranks: :func:`sentencepiece_merges`.
+    """
+    from tokenizers import AddedToken, Tokenizer as TK, decoders, models, normalizers
+
+    from empirical.llm.weights import gguf_field
+
+    tokens = [("▁" * len(t) if t and not t.strip(" ") else t)
+              for t in gguf_field(reader, "tokenizer.ggml.tokens")]
+    types = list(gguf_field(reader, "tokenizer.ggml.token_type", [1] * len(tokens)))
+    unk = gguf_field(reader, "tokenizer.ggml.unknown_token_id")
+    vocab = {}
+    for i, t in enumerate(tokens):
+        vocab.setdefault(t, i)
+    tk = TK(models.BPE(vocab=vocab, merges=sentencepiece_merges(tokens), fuse_unk=True,
+                       byte_fallback=True, unk_token=None if unk is None else tokens[int(unk)]))
+    steps = [normalizers.Replace(" ", "▁")]
+    if gguf_field(reader, "tokenizer.ggml.add_space_prefix", True):
+        steps.insert(0, normalizers.Prepend("▁"))
+    tk.normalizer = normalizers.Sequence(steps)
+    tk.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
+    specials = [AddedToken(t, special=(ty == 3), normalized=False)
+                for t, ty in zip(tokens, types) if ty in (3, 4) and "▁" not in t]
+    if specials:
+        tk.add_tokens(specials)
+    return _with_special_ids(tk, reader, default_bos=True)
+
+
+def _with_special_ids(tk, reader, *, default_bos: bool) -> Tokenizer:
+    from empirical.llm.weights import gguf_field
+
+    bos = gguf_field(reader, "tokenizer.ggml.bos_token_id")
+    eos = gguf_field(reader, "tokenizer.ggml.eos_token_id")
+    add_bos = bool(gguf_field(reader, "tokenizer.ggml.add_bos_token", default_bos))
+    return Tokenizer(backend=tk, bos_id=None if bos is None else int(bos),
+                     eos_id=None if eos is None else int(eos), add_bos=add_bos)
+
+
 def tokenizer_from_gguf(reader) -> Tokenizer:
-    """Build the tokeniser stored in a GGUF file's metadata (byte-level BPE, ``gpt2`` model)."""
+    """Build the tokeniser stored in a GGUF file's metadata: byte-level BPE (``gpt2``) or
+    SentencePiece-style BPE with scores (``llama``, e.g. Gemma 3)."""
     from tokenizers import AddedToken, Tokenizer as TK, decoders, models
 
     from empirical.llm.weights import gguf_field
 
     kind = gguf_field(reader, "tokenizer.ggml.model")
+    if kind == "llama":
+        return _sentencepiece_from_gguf(reader)
     if kind != "gpt2":
-        raise ValueError(f"unsupported GGUF tokenizer model {kind!r}: only byte-level BPE ('gpt2') "
-                         "is built from GGUF metadata; load a Hugging Face folder with tokenizer.json instead")
+        raise ValueError(f"unsupported GGUF tokenizer model {kind!r}: only byte-level BPE ('gpt2') and "
+                         "SentencePiece BPE ('llama') are built from GGUF metadata; load a Hugging Face "
+                         "folder with tokenizer.json instead")
     tokens = list(gguf_field(reader, "tokenizer.ggml.tokens"))
     merges = [tuple(m.split(" ", 1)) for m in gguf_field(reader, "tokenizer.ggml.merges")]
     types = list(gguf_field(reader, "tokenizer.ggml.token_type", [1] * len(tokens)))
@@ -92,11 +164,7 @@ def tokenizer_from_gguf(reader) -> Tokenizer:
                 for t, ty in zip(tokens, types) if ty in (3, 4)]
     if specials:
         tk.add_tokens(specials)
-    bos = gguf_field(reader, "tokenizer.ggml.bos_token_id")
-    eos = gguf_field(reader, "tokenizer.ggml.eos_token_id")
-    add_bos = bool(gguf_field(reader, "tokenizer.ggml.add_bos_token", False))
-    return Tokenizer(backend=tk, bos_id=None if bos is None else int(bos),
-                     eos_id=None if eos is None else int(eos), add_bos=add_bos)
+    return _with_special_ids(tk, reader, default_bos=False)
 
 
 def tokenizer_from_folder(folder: str | Path) -> Tokenizer:

@@ -13,30 +13,50 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from empirical.llm.config import LlamaConfig, config_from_hf
+from empirical.llm.config import LlamaConfig, config_from_hf, gemma3_layer_types
 
 # GGUF architectures whose Q/K weights llama.cpp's converter permutes for its rope layout.
 GGUF_PERMUTED_QK = frozenset({"llama", "mistral"})
-GGUF_ARCHS = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2"}
+GGUF_ARCHS = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "gemma3": "gemma3"}
+
+# Our per-layer norms -> Hugging Face module names, per family.
+_NORMS = {
+    "llama": {"attn_norm": "input_layernorm", "mlp_norm": "post_attention_layernorm"},
+    "gemma3": {"attn_norm": "input_layernorm", "post_attn_norm": "post_attention_layernorm",
+               "mlp_norm": "pre_feedforward_layernorm", "post_mlp_norm": "post_feedforward_layernorm",
+               "q_norm": "self_attn.q_norm", "k_norm": "self_attn.k_norm"},
+}
 
 
-def params_from_named(cfg: LlamaConfig, get: Callable[[str], np.ndarray]) -> dict:
+def layer_norms(cfg: LlamaConfig) -> dict[str, str]:
+    """Our per-layer norm names -> the Hugging Face module each one is, for ``cfg``'s family."""
+    return _NORMS["gemma3" if cfg.gemma else "llama"]
+
+
+def hf_norm_shift(cfg: LlamaConfig) -> float:
+    """What Hugging Face's norm weights lack of the factor they multiply by (Gemma: 1)."""
+    return 1.0 if cfg.gemma else 0.0
+
+
+def params_from_named(cfg: LlamaConfig, get: Callable[[str], np.ndarray], *,
+                      norm_shift: float | None = None) -> dict:
     """Assemble the parameter tree from Hugging Face tensor names (``[out, in]`` weights).
 
     ``get(name)`` returns a float numpy array for a Hugging Face tensor name such as
-    ``model.layers.3.self_attn.q_proj.weight``.
+    ``model.layers.3.self_attn.q_proj.weight``. ``norm_shift`` is added to every norm weight
+    (default :func:`hf_norm_shift`: Gemma's norms multiply by ``1 + weight``; GGUF files
+    store that sum already, so their reader passes 0).
     """
     L = cfg.n_layers
+    shift = np.float32(hf_norm_shift(cfg) if norm_shift is None else norm_shift)
 
     def stack(fmt: str, transpose: bool) -> np.ndarray:
         arrs = [np.asarray(get(fmt.format(l)), np.float32) for l in range(L)]
         return np.stack([a.T if transpose else a for a in arrs])
 
     pre = "model.layers.{}."
-    layers: dict = {
-        "attn_norm": {"scale": stack(pre + "input_layernorm.weight", False)},
-        "mlp_norm": {"scale": stack(pre + "post_attention_layernorm.weight", False)},
-    }
+    layers: dict = {ours: {"scale": stack(pre + theirs + ".weight", False) + shift}
+                    for ours, theirs in layer_norms(cfg).items()}
     for ours, theirs in (("q", "self_attn.q_proj"), ("k", "self_attn.k_proj"),
                          ("v", "self_attn.v_proj"), ("o", "self_attn.o_proj"),
                          ("gate", "mlp.gate_proj"), ("up", "mlp.up_proj"),
@@ -47,7 +67,7 @@ def params_from_named(cfg: LlamaConfig, get: Callable[[str], np.ndarray]) -> dic
     params = {
         "embed": {"embedding": np.asarray(get("model.embed_tokens.weight"), np.float32)},
         "layers": layers,
-        "final_norm": {"scale": np.asarray(get("model.norm.weight"), np.float32)},
+        "final_norm": {"scale": np.asarray(get("model.norm.weight"), np.float32) + shift},
     }
     if not cfg.tie_embeddings:
         params["lm_head"] = {"kernel": np.asarray(get("lm_head.weight"), np.float32).T}
@@ -98,6 +118,9 @@ def load_hf_folder(folder: str | Path) -> tuple[LlamaConfig, dict]:
     raw = json.loads(cfg_path.read_text())
     if "tie_word_embeddings" not in raw and "lm_head.weight" not in tensors:
         cfg = cfg.replace(tie_embeddings=True)  # the config is silent and there is no output head: tied
+    if cfg.gemma and "model.embed_tokens.weight" not in tensors:  # Gemma3ForConditionalGeneration
+        tensors = {n.replace("model.language_model.", "model."): t for n, t in tensors.items()
+                   if n.startswith("model.language_model.") or n == "lm_head.weight"}
 
     def get(name: str) -> np.ndarray:
         if name not in tensors:
@@ -108,6 +131,134 @@ def load_hf_folder(folder: str | Path) -> tuple[LlamaConfig, dict]:
 
 
 # ----------------------------------------------------------------------------- GGUF
+
+_GGUF_SCALARS = {0: "<u1", 1: "<i1", 2: "<u2", 3: "<i2", 4: "<u4", 5: "<i4", 6: "<f4", 7: "<u1",
+                 10: "<u8", 11: "<i8", 12: "<f8"}
+_GGUF_STRING, _GGUF_ARRAY, _GGUF_BOOL = 8, 9, 7
+
+
+class GGUFField:
+    """One metadata value of a GGUF file; ``contents()`` as ``gguf.GGUFReader`` gives it."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def contents(self):
+        v = self.value
+        return v.tolist() if isinstance(v, np.ndarray) else v
+
+
+class GGUFTensor:
+    """One tensor of a GGUF file: ``name``, ``tensor_type``, ``shape`` (GGUF order), ``data``
+    (a read-only view: float arrays for F32/F16, else ``[rows, bytes per row]`` uint8)."""
+
+    __slots__ = ("name", "tensor_type", "shape", "data")
+
+    def __init__(self, name, tensor_type, shape, data):
+        self.name, self.tensor_type, self.shape, self.data = name, tensor_type, shape, data
+
+
+class GGUFFile:
+    """A GGUF file's metadata (``fields``) and tensors (``tensors``), memory-mapped.
+
+    A small reader of the format (version 2 and 3, little-endian) in the layout
+    ``gguf.GGUFReader`` exposes; it reads a 262k-token vocabulary in a fraction of a second
+    where that reader takes many. Every length is checked against the file's size, so a
+    damaged file fails with a ValueError instead of running away.
+    """
+
+    def __init__(self, path: str | Path):
+        from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+        self.path = Path(path)
+        buf = np.memmap(self.path, dtype=np.uint8, mode="r")
+        raw = memoryview(buf)
+        size = len(buf)
+        pos = 0
+
+        def take(n: int) -> int:
+            nonlocal pos
+            if n < 0 or pos + n > size:
+                raise ValueError(f"{self.path.name}: truncated or corrupt GGUF (read past the end)")
+            start, pos = pos, pos + n
+            return start
+
+        def u32() -> int:
+            return struct.unpack_from("<I", raw, take(4))[0]
+
+        def u64() -> int:
+            return struct.unpack_from("<Q", raw, take(8))[0]
+
+        def string() -> str:
+            n = u64()
+            return bytes(raw[take(n): pos]).decode("utf-8")
+
+        def value(kind: int):
+            if kind == _GGUF_STRING:
+                return string()
+            if kind in _GGUF_SCALARS:
+                dt = np.dtype(_GGUF_SCALARS[kind])
+                v = np.frombuffer(raw, dt, 1, take(dt.itemsize))[0].item()
+                return bool(v) if kind == _GGUF_BOOL else v
+            if kind == _GGUF_ARRAY:
+                item, count = u32(), u64()
+                if item == _GGUF_STRING:
+                    if count * 8 > size - pos:
+                        raise ValueError(f"{self.path.name}: corrupt GGUF (array of {count} strings)")
+                    return [string() for _ in range(count)]
+                if item not in _GGUF_SCALARS:
+                    raise ValueError(f"{self.path.name}: corrupt GGUF (array item type {item})")
+                dt = np.dtype(_GGUF_SCALARS[item])
+                arr = np.frombuffer(raw, dt, count, take(count * dt.itemsize))
+                return arr.astype(bool) if item == _GGUF_BOOL else arr
+            raise ValueError(f"{self.path.name}: corrupt GGUF (value type {kind})")
+
+        if bytes(raw[take(4): pos]) != b"GGUF":
+            raise ValueError(f"{self.path.name}: not a GGUF file (bad magic)")
+        version = u32()
+        if version not in (2, 3):
+            raise ValueError(f"{self.path.name}: unsupported GGUF version {version}")
+        n_tensors, n_kv = u64(), u64()
+        if n_tensors > size or n_kv > size:
+            raise ValueError(f"{self.path.name}: corrupt GGUF header")
+        self.fields: dict[str, GGUFField] = {"GGUF.version": GGUFField(version),
+                                             "GGUF.tensor_count": GGUFField(n_tensors),
+                                             "GGUF.kv_count": GGUFField(n_kv)}
+        for _ in range(n_kv):
+            key = string()
+            self.fields[key] = GGUFField(value(u32()))
+        infos = []
+        for _ in range(n_tensors):
+            name = string()
+            n_dims = u32()
+            if not 1 <= n_dims <= 4:
+                raise ValueError(f"{self.path.name}: corrupt GGUF ({name} has {n_dims} dimensions)")
+            dims = [u64() for _ in range(n_dims)]
+            infos.append((name, dims, GGMLQuantizationType(u32()), u64()))
+        align = int(self.fields["general.alignment"].value) if "general.alignment" in self.fields else 32
+        if align <= 0:
+            raise ValueError(f"{self.path.name}: corrupt GGUF alignment {align}")
+        base = -(-pos // align) * align
+        self.tensors: list[GGUFTensor] = []
+        for name, dims, qtype, offset in infos:
+            block, nbytes = GGML_QUANT_SIZES[qtype]
+            if any(d <= 0 or d > size * block for d in dims) or dims[0] % block:
+                raise ValueError(f"{self.path.name}: corrupt GGUF (tensor {name} of shape {dims})")
+            rows = int(np.prod(dims[1:], dtype=np.int64))
+            row_bytes = dims[0] // block * nbytes
+            start, count = base + offset, rows * row_bytes
+            if start + count > size:
+                raise ValueError(f"{self.path.name}: truncated GGUF (tensor {name} runs past the end)")
+            data = buf[start: start + count]
+            if qtype in (GGMLQuantizationType.F32, GGMLQuantizationType.F16):
+                data = data.view(np.float32 if qtype == GGMLQuantizationType.F32 else np.float16)
+                data = data.reshape(*dims[::-1])
+            else:
+                data = data.reshape(*dims[:0:-1], row_bytes)
+            self.tensors.append(GGUFTensor(name, qtype, np.array(dims), data))
+
 
 def unpermute_qk(w: np.ndarray, n_heads: int) -> np.ndarray:
     """Undo llama.cpp's Q/K row permutation (interleaved rope pairs -> rotate-half layout).
@@ -135,7 +286,13 @@ def gguf_field(reader, key: str, default=None):
 
 
 def gguf_config(reader) -> LlamaConfig:
-    """Architecture from a GGUF file's metadata."""
+    """Architecture from a GGUF file's metadata.
+
+    Gemma 3 files do not store everything: like llama.cpp, the local layers' RoPE base is
+    10000, every 6th layer is global (unless ``gemma3.attention.sliding_window_pattern``
+    says otherwise) and queries are scaled by ``head_dim ** -0.5`` (the 27B model, d_model
+    5376, by ``(d_model / heads) ** -0.5``); linear rope scaling applies to global layers.
+    """
     arch = gguf_field(reader, "general.architecture")
     if arch not in GGUF_ARCHS:
         raise ValueError(f"unsupported GGUF architecture {arch!r} (supported: {sorted(GGUF_ARCHS)})")
@@ -151,6 +308,19 @@ def gguf_config(reader) -> LlamaConfig:
     vocab = f("vocab_size")
     if vocab is None:
         vocab = len(gguf_field(reader, "tokenizer.ggml.tokens"))
+    gemma: dict = {}
+    if arch == "gemma3":
+        n_layers = int(f("block_count"))
+        pattern = f("attention.sliding_window_pattern", 6)
+        local = (tuple(bool(x) for x in pattern) if isinstance(pattern, (list, tuple))
+                 else gemma3_layer_types(n_layers, int(pattern)))
+        window = f("attention.sliding_window")
+        if f("rope.scaling.type", "none") == "linear" and factors is None:
+            factors = (float(f("rope.scaling.factor", 1.0)),) * (head_dim // 2)
+        gemma = dict(sliding_window=None if window is None else int(window),
+                     local_layers=local if window else (False,) * n_layers, rope_local_theta=10000.0,
+                     query_scale=float(d_model / n_heads if d_model == 5376 else head_dim),
+                     final_softcap=f("final_logit_softcapping"))
     return LlamaConfig(
         vocab_size=int(vocab), d_model=d_model, n_layers=int(f("block_count")), n_heads=n_heads,
         n_kv_heads=int(f("attention.head_count_kv", n_heads)), head_dim=head_dim,
@@ -158,7 +328,7 @@ def gguf_config(reader) -> LlamaConfig:
         rms_eps=float(f("attention.layer_norm_rms_epsilon", 1e-5)),
         rope_theta=float(f("rope.freq_base", 10000.0)), rope_freq_factors=factors,
         tie_embeddings="output.weight" not in names, family=GGUF_ARCHS[arch],
-        max_len=int(f("context_length", 8192)),
+        max_len=int(f("context_length", 8192)), **gemma,
     )
 
 
@@ -169,11 +339,27 @@ def dequantize_tensor(tensor) -> np.ndarray:
     return np.asarray(quants.dequantize(tensor.data, tensor.tensor_type), np.float32)
 
 
+_GGUF_PARTS = {
+    "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+    "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+    "mlp.down_proj": "ffn_down",
+    "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
+}
+_GGUF_GEMMA3_NORMS = {
+    "input_layernorm": "attn_norm", "post_attention_layernorm": "post_attention_norm",
+    "pre_feedforward_layernorm": "ffn_norm", "post_feedforward_layernorm": "post_ffw_norm",
+    "self_attn.q_norm": "attn_q_norm", "self_attn.k_norm": "attn_k_norm",
+}
+
+
+def gguf_parts(cfg: LlamaConfig) -> dict[str, str]:
+    """Hugging Face per-layer module names -> llama.cpp's ``blk.N.<part>`` names."""
+    return {**_GGUF_PARTS, **_GGUF_GEMMA3_NORMS} if cfg.gemma else dict(_GGUF_PARTS)
+
+
 def load_gguf(path: str | Path) -> tuple[LlamaConfig, dict, object]:
     """Config, parameters and the open ``GGUFReader`` (for the tokenizer) of a GGUF file."""
-    from gguf import GGUFReader
-
-    reader = GGUFReader(str(path))
+    reader = GGUFFile(path)
     cfg = gguf_config(reader)
     arch = gguf_field(reader, "general.architecture")
     by_name = {t.name: t for t in reader.tensors}
@@ -182,10 +368,7 @@ def load_gguf(path: str | Path) -> tuple[LlamaConfig, dict, object]:
         "model.norm.weight": "output_norm.weight",
         "lm_head.weight": "output.weight",
     }
-    parts = {"input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
-             "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
-             "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
-             "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
+    parts = gguf_parts(cfg)
 
     def get(name: str) -> np.ndarray:
         if name in hf_to_gguf:
@@ -202,13 +385,16 @@ def load_gguf(path: str | Path) -> tuple[LlamaConfig, dict, object]:
             w = unpermute_qk(w, heads)
         return w
 
-    return cfg, params_from_named(cfg, get), reader
+    return cfg, params_from_named(cfg, get, norm_shift=0.0), reader
 
 
-def state_dict_from_params(cfg: LlamaConfig, params: Mapping) -> dict[str, np.ndarray]:
-    """The inverse of :func:`params_from_named`: Hugging Face names -> ``[out, in]`` arrays."""
+def state_dict_from_params(cfg: LlamaConfig, params: Mapping, *,
+                           norm_shift: float | None = None) -> dict[str, np.ndarray]:
+    """The inverse of :func:`params_from_named`: Hugging Face names -> ``[out, in]`` arrays
+    (``norm_shift`` subtracted from every norm scale; 0 gives what a GGUF file stores)."""
+    shift = np.float32(hf_norm_shift(cfg) if norm_shift is None else norm_shift)
     out = {"model.embed_tokens.weight": np.asarray(params["embed"]["embedding"]),
-           "model.norm.weight": np.asarray(params["final_norm"]["scale"])}
+           "model.norm.weight": np.asarray(params["final_norm"]["scale"]) - shift}
     if not cfg.tie_embeddings:
         out["lm_head.weight"] = np.asarray(params["lm_head"]["kernel"]).T
     lay = params["layers"]
@@ -217,8 +403,8 @@ def state_dict_from_params(cfg: LlamaConfig, params: Mapping) -> dict[str, np.nd
              "down": "mlp.down_proj"}
     for l in range(cfg.n_layers):
         pre = f"model.layers.{l}."
-        out[pre + "input_layernorm.weight"] = np.asarray(lay["attn_norm"]["scale"][l])
-        out[pre + "post_attention_layernorm.weight"] = np.asarray(lay["mlp_norm"]["scale"][l])
+        for ours, theirs in layer_norms(cfg).items():
+            out[pre + theirs + ".weight"] = np.asarray(lay[ours]["scale"][l]) - shift
         for ours, theirs in names.items():
             out[pre + theirs + ".weight"] = np.asarray(lay[ours]["kernel"][l]).T
             if "bias" in lay[ours]:
