@@ -469,9 +469,10 @@ def _probe_collapse(args) -> int:
 
     docs = [load_saved(p) for p in args.collapse]
     labels = [_model_label(d.get("config", {}).get("model", Path(p).stem)) for d, p in zip(docs, args.collapse)]
-    if len(set(labels)) != len(labels):
+    pairs = [(label, res["family"]) for label, d in zip(labels, docs) for res in d["results"]]
+    if len(set(pairs)) != len(pairs):  # one model's family twice: tell the files apart instead
         labels = [Path(p).stem for p in args.collapse]
-    stem = "collapse_" + "_".join(labels)
+    stem = "collapse_" + "_".join(dict.fromkeys(labels))
     comparison = collapse_comparison(docs, labels)
     plot = plot_collapse(comparison, Path(args.out) / f"{stem}.png")
     target = Path(args.json) if args.json else Path(args.out) / f"{stem}.json"

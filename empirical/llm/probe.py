@@ -249,8 +249,9 @@ def collapse_comparison(documents: Sequence[dict], labels: Sequence[str]) -> dic
     """Generation collapse of several models' saved probes, per family: for each model and
     task, the mean probability of the answer's first token and of the rest of the answer
     given that token (from each result's ``summary["collapse"]``), and the fraction of
-    prompts whose answer has more than one token. Families missing from a model are left out
-    for that model."""
+    prompts whose answer has more than one token. ``labels[i]`` names the model of
+    ``documents[i]`` (one model may come in several documents, one per family); families
+    missing from a model are left out for that model."""
     if len(documents) != len(labels) or not documents:
         raise ValueError("give one label per probe result (at least one)")
     families: dict[str, dict] = {}
@@ -266,7 +267,7 @@ def collapse_comparison(documents: Sequence[dict], labels: Sequence[str]) -> dic
                 "prompts": len(res["per_prompt"]),
             }
     order = [f for f in FAMILY_CHOICES if f in families] + sorted(set(families) - set(FAMILY_CHOICES))
-    return {"models": list(labels), "families": {f: families[f] for f in order}}
+    return {"models": list(dict.fromkeys(labels)), "families": {f: families[f] for f in order}}
 
 
 def plot_collapse(comparison: dict, path: str | Path) -> Path:

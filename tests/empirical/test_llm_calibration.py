@@ -82,16 +82,21 @@ def test_skewed_bad_input(argv, needle, tiny_path, capsys):
 
 
 def test_collapse_comparison_cli(tiny_path, tmp_path, capsys):
-    for name, fam in (("a", "letter"), ("b", "at")):
+    for name, fam in (("a", "letter"), ("b", "at"), ("c", "letter")):
         assert main(["probe", "--model", str(tiny_path), "--family", fam, "--prompts", "2", "--examples-per-task", "2",
                      "--json", str(tmp_path / f"{name}.json"), "--out", str(tmp_path), "--quiet"]) == 0
     out = tmp_path / "cmp"
+    # one model, one file per family: its families side by side under the model's name
     assert main(["probe", "--collapse", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--out", str(out)]) == 0
-    doc = json.loads((out / "collapse_a_b.json").read_text())  # both are "tiny": labelled by file
-    assert doc["models"] == ["a", "b"] and list(doc["families"]) == ["at", "letter"]
-    v = doc["families"]["letter"]["a"]
+    doc = json.loads((out / "collapse_tiny.json").read_text())
+    assert doc["models"] == ["tiny"] and list(doc["families"]) == ["at", "letter"]
+    v = doc["families"]["letter"]["tiny"]
     assert len(v["first_token_prob"]) == 4 and all(0 <= x <= 1 for x in v["rest_given_first"])
-    assert (out / "collapse_a_b.png").stat().st_size > 1000
+    assert (out / "collapse_tiny.png").stat().st_size > 1000
+    # the same family twice: told apart by file name
+    assert main(["probe", "--collapse", str(tmp_path / "a.json"), str(tmp_path / "c.json"), "--out", str(out)]) == 0
+    doc = json.loads((out / "collapse_a_c.json").read_text())
+    assert doc["models"] == ["a", "c"] and set(doc["families"]["letter"]) == {"a", "c"}
     assert "letter: a first" in capsys.readouterr().out
     (tmp_path / "bad.json").write_text("{}")
     assert main(["probe", "--collapse", str(tmp_path / "bad.json"), "--out", str(out)]) == 2
