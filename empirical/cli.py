@@ -520,7 +520,7 @@ def _scaling(args) -> int:
     if args.action == "eval":
         doc = scaling.evaluate_study(args.runs, n_prompts=args.prompts, seed=args.seed, progress=not args.quiet)
         target = args.json or str(out / "scaling.json")
-        write_json(target, doc)
+        write_json(target, doc, indent=None)
         print(f"json: {target}")
         if doc["missing"]:
             print("not trained yet: " + ", ".join(doc["missing"]))
@@ -550,7 +550,8 @@ def _scaling(args) -> int:
     print(f"plot: {calibration.plot(entries, out / 'calibration.png')}")
     target = args.json or str(out / "calibration.json")
     write_json(target, {"command": "scaling calibration",
-                        **provenance({"study": args.study, "llm": list(args.llm or ())}), "models": entries})
+                        **provenance({"study": args.study, "llm": list(args.llm or ())}), "models": entries},
+               indent=None)
     print(f"json: {target}")
     return 0
 
