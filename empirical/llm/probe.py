@@ -303,10 +303,14 @@ def plot_collapse(comparison: dict, path: str | Path) -> Path:
         ax.set_ylim(0, 1.02)
         ax.set_title(fam, fontsize=10)
     axes[0][0].set_ylabel("mean probability over prompts")
-    handles, names = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="lower center", ncol=min(4, len(names)), fontsize=8, frameon=False)
+    legend: dict = {}  # every model's two bar kinds, from whichever panel has them
+    for ax in axes[0]:
+        for handle, name in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(name, handle)
+    fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=min(4, len(legend)), fontsize=8,
+               frameon=False)
     fig.suptitle("generation collapse: " + " vs ".join(models), fontsize=10)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     path = save_figure(fig, path)
     plt.close(fig)
     return path
