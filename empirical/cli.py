@@ -518,7 +518,11 @@ def _scaling(args) -> int:
         scaling.train_members(args.runs, args.which, progress=not args.quiet)
         return 0
     if args.action == "eval":
-        doc = scaling.evaluate_study(args.runs, n_prompts=args.prompts, seed=args.seed, progress=not args.quiet)
+        reuse = _read_json(args.reuse, "study to reuse") if args.reuse else None
+        if reuse is not None and reuse.get("command") != "scaling eval":
+            raise UsageError(f"{args.reuse} is not a `superpose scaling eval` result")
+        doc = scaling.evaluate_study(args.runs, n_prompts=args.prompts, seed=args.seed, progress=not args.quiet,
+                                     reuse=reuse)
         target = args.json or str(out / "scaling.json")
         write_json(target, doc, indent=None)
         print(f"json: {target}")
@@ -679,6 +683,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--which", choices=("scaling", "capacity", "all"), default="all", help="train: which family")
     p.add_argument("--prompts", type=_positive, default=500, help="eval: prompts per K (default 500)")
     p.add_argument("--study", default=None, help="plot, calibration: a `superpose scaling eval` JSON")
+    p.add_argument("--reuse", default=None, help="eval: keep the entries of this earlier study (same settings) "
+                                                 "for members whose weights are unchanged")
     p.add_argument("--llm", action="append", help="calibration: a `superpose probe --skewed` JSON (repeatable)")
     _outputs(p, result="the evaluation or calibration", plots="plots and default JSON",
              out_default="benchmarks/results/scaling", seed_help="seed of the prompts (default 0)")

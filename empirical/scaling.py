@@ -234,17 +234,45 @@ def _entry(name: str, probs, fam, *, n_prompts: int, seed: int, progress: bool, 
             "skewed": evaluate_mixtures(probs, fam, ks=SKEWED_KS, skewed=True, **kw)}
 
 
+def fingerprint(params) -> str:
+    """A short SHA-256 of a parameter tree's arrays (which weights an entry was measured on)."""
+    import hashlib
+
+    import jax
+
+    h = hashlib.sha256()
+    for leaf in jax.tree_util.tree_leaves(params):
+        h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _study_config(runs_dir, n_prompts: int, seed: int) -> dict:
+    return {"steps": STEPS, "batch": BATCH, "curriculum": CURRICULUM, "sizes": SIZES, "heads": HEADS,
+            "capacity_width": CAPACITY_WIDTH, "ks": KS, "skewed_ks": SKEWED_KS, "n_prompts": n_prompts,
+            "n_examples": N_EXAMPLES, "groups": GROUPS, "seed": seed, "runs": str(runs_dir)}
+
+
 def evaluate_study(runs_dir: str | os.PathLike, *, n_prompts: int = 500, seed: int = 0, progress: bool = True,
-                   report: Callable[[str], None] = print) -> dict:
+                   reuse: dict | None = None, report: Callable[[str], None] = print) -> dict:
     """Every member of both families found in ``runs_dir`` (a run directory per member, or
-    a shipped model of the member's name) trained to the end, and the constructed model with K heads, on uniform
-    K-task mixtures (K in :data:`KS`) and skewed ones (:data:`SKEWED_KS`); the same prompts
-    for every trained model. Members not trained yet are listed in ``"missing"``."""
+    a shipped model of the member's name) trained to the end, and the constructed model with
+    K heads, on uniform K-task mixtures (K in :data:`KS`) and skewed ones (:data:`SKEWED_KS`);
+    the same prompts for every trained model. Members not trained yet are listed in
+    ``"missing"``. ``reuse``: an earlier study of the same settings whose entries are kept for
+    members whose weights have the same :func:`fingerprint` (the rest are evaluated)."""
     from empirical import runs
     from empirical.results import provenance
     from empirical.sweep import trained_probs
-    from empirical.training import param_count
+    from empirical.training import evaluate_tasks, param_count
 
+    config = _study_config(runs_dir, n_prompts, seed)
+    old = {}
+    if reuse is not None:
+        same = {k: v for k, v in reuse.get("config", {}).items() if k != "runs"} == \
+            {k: v for k, v in json_ready(config).items() if k != "runs"}
+        if not same:
+            raise ValueError("the study to reuse was made with other settings (steps, prompts, K, seed, ...)")
+        old = {e["name"]: e for e in reuse["models"]}
     fam = synthetic.family("add")
     entries, missing = [], []
     for m in members("all"):
@@ -259,25 +287,35 @@ def evaluate_study(runs_dir: str | os.PathLike, *, n_prompts: int = 500, seed: i
             continue
         if cfg.model != m.config().model:
             raise ValueError(f"{where}: its model is not the family member {m.name}'s")
-        from empirical.training import evaluate_tasks
-
+        fp = fingerprint(params)
+        if m.name in old and old[m.name].get("fingerprint") == fp:
+            entries.append(old[m.name])
+            report(f"{m.name}: reused (same weights)")
+            continue
         acc = evaluate_tasks(cfg, params, sequences=100)
         entries.append(_entry(m.name, trained_probs(cfg.model, params), fam, n_prompts=n_prompts, seed=seed,
                               progress=progress, kind="trained", width=m.width, heads=m.heads,
-                              params=param_count(params), step=step,
+                              params=param_count(params), step=step, fingerprint=fp,
                               single_task_late_acc=acc["answer_acc_late"], worst_task_late_acc=acc["worst_task_late"]))
         u = entries[-1]["uniform"]
         report(f"{m.name}: {entries[-1]['params']} params, single-task late acc {acc['answer_acc_late']:.3f}; "
                + ", ".join(f"K={x['k']}: r={x['r']['mean']:.2f} KL={x['kl']['mean']:.2f}" for x in u))
-    cfam = constructed_family()
-    entries.append(_entry("constructed (K heads)", None, cfam, n_prompts=n_prompts, seed=seed, progress=progress,
-                          make_probs=constructed_probs(cfam), kind="constructed", heads="K", beta=30.0))
+    if "constructed (K heads)" in old:
+        entries.append(old["constructed (K heads)"])
+    else:
+        cfam = constructed_family()
+        entries.append(_entry("constructed (K heads)", None, cfam, n_prompts=n_prompts, seed=seed, progress=progress,
+                              make_probs=constructed_probs(cfam), kind="constructed", heads="K", beta=30.0))
     u = entries[-1]["uniform"]
     report("constructed: " + ", ".join(f"K={x['k']}: r={x['r']['mean']:.2f} KL={x['kl']['mean']:.4f}" for x in u))
-    config = {"steps": STEPS, "batch": BATCH, "curriculum": CURRICULUM, "sizes": SIZES, "heads": HEADS,
-              "capacity_width": CAPACITY_WIDTH, "ks": KS, "skewed_ks": SKEWED_KS, "n_prompts": n_prompts,
-              "n_examples": N_EXAMPLES, "groups": GROUPS, "seed": seed, "runs": str(runs_dir)}
     return {"command": "scaling eval", **provenance(config), "missing": missing, "models": entries}
+
+
+def json_ready(x):
+    """``x`` as it reads back from JSON (tuples as lists), for comparing settings."""
+    import json
+
+    return json.loads(json.dumps(x))
 
 
 # --------------------------------------------------------------------------- plots

@@ -163,3 +163,16 @@ def test_plots_and_calibration_of_a_study(tmp_path):
     assert calibration.plot(entries, tmp_path / "c.png").stat().st_size > 0
     with pytest.raises(ValueError, match="no trained member"):
         scaling.plot_family({"models": []}, "scaling", tmp_path / "x.png")
+
+
+def test_reuse_refuses_a_study_of_other_settings(tmp_path):
+    other = {"config": {**scaling.json_ready(scaling._study_config(tmp_path, 500, 0)), "seed": 1}, "models": []}
+    with pytest.raises(ValueError, match="other settings"):
+        scaling.evaluate_study(tmp_path, n_prompts=500, seed=0, reuse=other, progress=False)
+
+
+def test_fingerprint_tells_weights_apart():
+    a = {"w": np.zeros((2, 3), np.float32), "b": np.ones(3, np.float32)}
+    b = {"w": np.zeros((2, 3), np.float32), "b": np.array([1, 1, 1.0001], np.float32)}
+    assert scaling.fingerprint(a) == scaling.fingerprint({k: v.copy() for k, v in a.items()})
+    assert scaling.fingerprint(a) != scaling.fingerprint(b)
