@@ -176,3 +176,21 @@ def test_fingerprint_tells_weights_apart():
     b = {"w": np.zeros((2, 3), np.float32), "b": np.array([1, 1, 1.0001], np.float32)}
     assert scaling.fingerprint(a) == scaling.fingerprint({k: v.copy() for k, v in a.items()})
     assert scaling.fingerprint(a) != scaling.fingerprint(b)
+
+
+def test_the_committed_study_was_measured_on_the_shipped_weights():
+    """benchmarks/results/scaling/scaling.json names each member's weights by fingerprint: the
+    shipped checkpoints are those weights, and the committed plots come from that file."""
+    from pathlib import Path
+
+    from empirical import runs
+
+    study = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "scaling" / "scaling.json"
+    doc = json.loads(study.read_text())
+    trained = [e for e in doc["models"] if e["kind"] == "trained"]
+    assert {e["name"] for e in trained} | set(doc["missing"]) == {m.name for m in scaling.members("all")}
+    for e in trained:
+        if e["name"] in runs.available():
+            cfg, params, step = runs.load(e["name"])
+            assert step == scaling.STEPS and cfg == scaling.Member(e["name"], e["width"], e["heads"]).config()
+            assert scaling.fingerprint(params) == e["fingerprint"], e["name"]
