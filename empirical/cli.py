@@ -517,6 +517,14 @@ def _scaling(args) -> int:
     if args.action == "train":
         scaling.train_members(args.runs, args.which, progress=not args.quiet)
         return 0
+    if args.action == "runs":
+        if not args.run:
+            raise UsageError("scaling runs needs --run (repeatable): run directories of add-family models")
+        doc = scaling.evaluate_runs(args.run, n_prompts=args.prompts, seed=args.seed)
+        target = args.json or str(out / "runs.json")
+        write_json(target, doc)
+        print(f"json: {target}")
+        return 0
     if args.action == "eval":
         reuse = _read_json(args.reuse, "study to reuse") if args.reuse else None
         if reuse is not None and reuse.get("command") != "scaling eval":
@@ -674,9 +682,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_within)
 
     p = sub.add_parser("scaling", help="scaling and capacity families on K-task mixtures (Fig. 6), and calibration")
-    p.add_argument("action", choices=("train", "eval", "plot", "calibration"),
-                   help="train the families, evaluate them (JSON), plot r/KL against size and heads, or "
-                        "fit calibration (the study's models and saved LLM runs)")
+    p.add_argument("action", choices=("train", "eval", "plot", "calibration", "runs"),
+                   help="train the families, evaluate them (JSON), plot r/KL against size and heads, "
+                        "fit calibration (the study's models and saved LLM runs), or evaluate other runs "
+                        "(e.g. members trained with another seed) the same way")
     p.add_argument("--runs", default="runs/scaling",
                    help="directory of the members' run directories (default runs/scaling; members not there "
                         "are read from the shipped models)")
@@ -686,6 +695,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reuse", default=None, help="eval: keep the entries of this earlier study (same settings) "
                                                  "for members whose weights are unchanged")
     p.add_argument("--llm", action="append", help="calibration: a `superpose probe --skewed` JSON (repeatable)")
+    p.add_argument("--run", action="append", help="runs: a run directory of an add-family model (repeatable)")
     _outputs(p, result="the evaluation or calibration", plots="plots and default JSON",
              out_default="benchmarks/results/scaling", seed_help="seed of the prompts (default 0)")
     p.set_defaults(func=_scaling)

@@ -410,3 +410,34 @@ def calibration_entries(doc: dict, llm_documents: Sequence[dict] = ()) -> list[d
         out.append(calibration.summarize(f"{llm['model']} {llm['family']}", [r["proportions"] for r in rows],
                                          [r["probs"] for r in rows], kind="llm"))
     return out
+
+
+def evaluate_runs(run_dirs: Sequence[str | os.PathLike], *, n_prompts: int = 500, seed: int = 0,
+                  report: Callable[[str], None] = print) -> dict:
+    """Other runs of the add family, e.g. members trained with another seed
+    (``Member(...).config().replace(seed=1)``): single-task accuracy and the uniform K-task
+    mixtures exactly as :func:`evaluate_study` measures the members (the same prompts), without
+    per-prompt rows. Is a member's failure its seed or its size?"""
+    from empirical import runs
+    from empirical.results import provenance
+    from empirical.sweep import trained_probs
+    from empirical.training import evaluate_tasks, param_count
+
+    fam = synthetic.family("add")
+    out = []
+    for run in run_dirs:
+        cfg, params, step = runs.load(run)
+        if cfg.family != "add":
+            raise ValueError(f"{run} is a {cfg.family} run; the study's models are add-family runs")
+        acc = evaluate_tasks(cfg, params, sequences=100)
+        mix = evaluate_mixtures(trained_probs(cfg.model, params), fam, n_prompts=n_prompts, seed=seed, progress=False)
+        for m in mix:
+            m.pop("groups")
+        out.append({"run": str(run), "seed": cfg.seed, "steps": step, "width": cfg.model.d_model,
+                    "heads": cfg.model.num_heads, "params": param_count(params),
+                    "single_task_late_acc": acc["answer_acc_late"], "worst_task_late_acc": acc["worst_task_late"],
+                    "uniform": mix})
+        report(f"{run} (seed {cfg.seed}): single-task late acc {acc['answer_acc_late']:.3f}; "
+               + ", ".join(f"K={m['k']}: r={m['r']['mean']:.2f} 2nd={m['second']['mean']:.3f}" for m in mix))
+    return {"command": "scaling runs", **provenance({"runs": [str(r) for r in run_dirs], "n_prompts": n_prompts,
+                                                     "seed": seed}), "models": out}

@@ -137,6 +137,10 @@ def test_cli_refuses_a_study_that_is_not_one(tmp_path, capsys):
         assert len(err) == 1 and "not a `superpose scaling eval` result" in err[0]
     assert main(["scaling", "plot", "--out", str(tmp_path)]) == 2
     assert "needs --study" in capsys.readouterr().err
+    assert main(["scaling", "runs", "--out", str(tmp_path)]) == 2
+    assert "needs --run" in capsys.readouterr().err
+    assert main(["scaling", "runs", "--run", str(tmp_path / "nothing"), "--out", str(tmp_path)]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
 def test_plots_and_calibration_of_a_study(tmp_path):
