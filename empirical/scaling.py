@@ -227,11 +227,26 @@ def constructed_probs(fam: synthetic.Family, *, max_examples: int = 64, beta: fl
 SKEWED_KS = (2, 3, 4)
 
 
-def _entry(name: str, probs, fam, *, n_prompts: int, seed: int, progress: bool, make_probs=None, **info) -> dict:
+def _entry(name: str, probs, fam, *, n_prompts: int, seed: int, progress: bool, make_probs=None, skewed: bool = True,
+           **info) -> dict:
     kw = dict(n_prompts=n_prompts, seed=seed, progress=progress, make_probs=make_probs)
-    return {"name": name, **info,
-            "uniform": evaluate_mixtures(probs, fam, ks=KS, **kw),
-            "skewed": evaluate_mixtures(probs, fam, ks=SKEWED_KS, skewed=True, **kw)}
+    out = {"name": name, **info, "uniform": evaluate_mixtures(probs, fam, ks=KS, **kw)}
+    if skewed:
+        out["skewed"] = evaluate_mixtures(probs, fam, ks=SKEWED_KS, skewed=True, **kw)
+    return out
+
+
+def _trained_entry(name: str, cfg, params, step: int, **kw) -> dict:
+    """:func:`_entry` of a trained add model, with its size, weights' fingerprint and
+    single-task accuracy (100 fresh sequences per task)."""
+    from empirical.sweep import trained_probs
+    from empirical.training import evaluate_tasks, param_count
+
+    acc = evaluate_tasks(cfg, params, sequences=100)
+    return _entry(name, trained_probs(cfg.model, params), synthetic.family("add"), kind="trained",
+                  width=cfg.model.d_model, heads=cfg.model.num_heads, params=param_count(params), step=step,
+                  seed_of_training=cfg.seed, fingerprint=fingerprint(params),
+                  single_task_late_acc=acc["answer_acc_late"], worst_task_late_acc=acc["worst_task_late"], **kw)
 
 
 def fingerprint(params) -> str:
@@ -262,9 +277,6 @@ def evaluate_study(runs_dir: str | os.PathLike, *, n_prompts: int = 500, seed: i
     members whose weights have the same :func:`fingerprint` (the rest are evaluated)."""
     from empirical import runs
     from empirical.results import provenance
-    from empirical.sweep import trained_probs
-    from empirical.training import evaluate_tasks, param_count
-
     config = _study_config(runs_dir, n_prompts, seed)
     old = {}
     if reuse is not None:
@@ -273,7 +285,6 @@ def evaluate_study(runs_dir: str | os.PathLike, *, n_prompts: int = 500, seed: i
         if not same:
             raise ValueError("the study to reuse was made with other settings (steps, prompts, K, seed, ...)")
         old = {e["name"]: e for e in reuse["models"]}
-    fam = synthetic.family("add")
     entries, missing = [], []
     for m in members("all"):
         where = Path(runs_dir) / m.name
@@ -287,18 +298,14 @@ def evaluate_study(runs_dir: str | os.PathLike, *, n_prompts: int = 500, seed: i
             continue
         if cfg.model != m.config().model:
             raise ValueError(f"{where}: its model is not the family member {m.name}'s")
-        fp = fingerprint(params)
-        if m.name in old and old[m.name].get("fingerprint") == fp:
+        if m.name in old and old[m.name].get("fingerprint") == fingerprint(params):
             entries.append(old[m.name])
             report(f"{m.name}: reused (same weights)")
             continue
-        acc = evaluate_tasks(cfg, params, sequences=100)
-        entries.append(_entry(m.name, trained_probs(cfg.model, params), fam, n_prompts=n_prompts, seed=seed,
-                              progress=progress, kind="trained", width=m.width, heads=m.heads,
-                              params=param_count(params), step=step, fingerprint=fp,
-                              single_task_late_acc=acc["answer_acc_late"], worst_task_late_acc=acc["worst_task_late"]))
+        entries.append(_trained_entry(m.name, cfg, params, step, n_prompts=n_prompts, seed=seed, progress=progress))
         u = entries[-1]["uniform"]
-        report(f"{m.name}: {entries[-1]['params']} params, single-task late acc {acc['answer_acc_late']:.3f}; "
+        report(f"{m.name}: {entries[-1]['params']} params, single-task late acc "
+               f"{entries[-1]['single_task_late_acc']:.3f}; "
                + ", ".join(f"K={x['k']}: r={x['r']['mean']:.2f} KL={x['kl']['mean']:.2f}" for x in u))
     if "constructed (K heads)" in old:
         entries.append(old["constructed (K heads)"])
@@ -420,24 +427,17 @@ def evaluate_runs(run_dirs: Sequence[str | os.PathLike], *, n_prompts: int = 500
     per-prompt rows. Is a member's failure its seed or its size?"""
     from empirical import runs
     from empirical.results import provenance
-    from empirical.sweep import trained_probs
-    from empirical.training import evaluate_tasks, param_count
-
-    fam = synthetic.family("add")
     out = []
     for run in run_dirs:
         cfg, params, step = runs.load(run)
         if cfg.family != "add":
             raise ValueError(f"{run} is a {cfg.family} run; the study's models are add-family runs")
-        acc = evaluate_tasks(cfg, params, sequences=100)
-        mix = evaluate_mixtures(trained_probs(cfg.model, params), fam, n_prompts=n_prompts, seed=seed, progress=False)
-        for m in mix:
+        entry = _trained_entry(str(run), cfg, params, step, n_prompts=n_prompts, seed=seed, progress=False,
+                               skewed=False)
+        for m in entry["uniform"]:
             m.pop("groups")
-        out.append({"run": str(run), "seed": cfg.seed, "steps": step, "width": cfg.model.d_model,
-                    "heads": cfg.model.num_heads, "params": param_count(params),
-                    "single_task_late_acc": acc["answer_acc_late"], "worst_task_late_acc": acc["worst_task_late"],
-                    "uniform": mix})
-        report(f"{run} (seed {cfg.seed}): single-task late acc {acc['answer_acc_late']:.3f}; "
-               + ", ".join(f"K={m['k']}: r={m['r']['mean']:.2f} 2nd={m['second']['mean']:.3f}" for m in mix))
+        out.append(entry)
+        report(f"{run} (seed {cfg.seed}): single-task late acc {entry['single_task_late_acc']:.3f}; "
+               + ", ".join(f"K={m['k']}: r={m['r']['mean']:.2f} 2nd={m['second']['mean']:.3f}" for m in entry["uniform"]))
     return {"command": "scaling runs", **provenance({"runs": [str(r) for r in run_dirs], "n_prompts": n_prompts,
                                                      "seed": seed}), "models": out}
