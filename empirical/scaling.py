@@ -21,6 +21,7 @@ outputs the mixture itself.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -94,8 +95,6 @@ def train_members(out: str | os.PathLike, which: str = "all", *, progress: bool 
     for m in members(which):
         run = out / m.name
         if (run / "result.json").is_file():
-            import json
-
             summary = json.loads((run / "result.json").read_text())
             if summary.get("step") == STEPS:
                 report(f"{m.name}: trained already ({run})")
@@ -320,8 +319,6 @@ def evaluate_study(runs_dir: str | os.PathLike, *, n_prompts: int = 500, seed: i
 
 def json_ready(x):
     """``x`` as it reads back from JSON (tuples as lists), for comparing settings."""
-    import json
-
     return json.loads(json.dumps(x))
 
 
