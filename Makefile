@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.superpose-installed
 
-.PHONY: install demo test test-slow test-thorough bad-input check bench clean pretrained figure3 like-construction compare task-vectors scaling
+.PHONY: install demo test test-slow test-thorough bad-input check bench clean pretrained figure3 like-construction compare task-vectors scaling mixture
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -33,11 +33,13 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
 # The construction's property suite with many examples (>= 10,000 generated cases, grouped by
-# shape; ~35 minutes on 2 cores); its summary (cases, failures, seconds, device) goes to
+# shape; ~35 minutes on 2 cores) and proofs_check's composition properties (Lemma 7 on 40
+# random constructions each); the summary (cases, failures, seconds, device) goes to
 # $(THOROUGH_SUMMARY).
 THOROUGH_SUMMARY ?= benchmarks/results/thorough_summary.json
 test-thorough: $(STAMP)
-	HYPOTHESIS_PROFILE=thorough SUPERPOSE_CASES_SUMMARY=$(THOROUGH_SUMMARY) $(PY) -m pytest -q -p no:cacheprovider tests/construction
+	HYPOTHESIS_PROFILE=thorough SUPERPOSE_CASES_SUMMARY=$(THOROUGH_SUMMARY) $(PY) -m pytest -q -p no:cacheprovider \
+	  tests/construction tests/proofs_check/test_proofs_composition.py
 
 # Bad input at every public entry point, counted (benchmarks/results/bad_input_summary.json,
 # the README's table; ~2 minutes).
@@ -112,3 +114,17 @@ scaling: $(STAMP)
 	$(VENV)/bin/superpose scaling plot --study $(SCALING)/scaling.json --out $(SCALING)
 	$(VENV)/bin/superpose scaling calibration --study $(SCALING)/scaling.json --out $(SCALING) \
 	  $(foreach f,$(wildcard benchmarks/results/calibration/llm_*.json),--llm $(f))
+
+# Which training makes a model superpose within one prompt (THEORY.md section 7): the
+# construction-shaped model on mixed training sequences, p_mix 0 / 0.2 / 1 after a 1500-step
+# single-task stage, 3 seeds each (the seeds of a dose in one vmapped step; ~100 minutes on
+# 2 cores; finished runs are kept), evaluated per prompt on fresh prompts, plotted, and the
+# p_mix = 1 seed-0 model shipped as empirical/pretrained/like-construction-mix.
+MIXTURE := benchmarks/results/mixture
+mixture: $(STAMP)
+	$(VENV)/bin/superpose mixture train --runs runs/mix --quiet
+	$(VENV)/bin/superpose mixture eval --runs runs/mix --out $(MIXTURE) --quiet
+	$(VENV)/bin/superpose mixture plot --study $(MIXTURE)/mixture.json --out $(MIXTURE)
+	rm -rf empirical/pretrained/like-construction-mix
+	$(VENV)/bin/superpose export --run runs/mix/lc-mix-seed0 --to empirical/pretrained/like-construction-mix \
+	  --sequences 200 --json $(RESULTS)/eval_like-construction-mix.json --out $(RESULTS) --quiet

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -31,9 +32,36 @@ class UsageError(ValueError):
     """Bad input from the command line."""
 
 
-#: What a subcommand may raise for bad input (OSError: missing, unreadable or unwritable paths;
-#: ValueError includes UnicodeDecodeError): each becomes one line and exit status 2.
-BAD_INPUT = (ValueError, KeyError, OSError)
+#: What a subcommand raises for bad input, deliberately (ValueError: UsageError, ModelFileError,
+#: UnicodeDecodeError among them; OSError: missing, unreadable or unwritable paths): each becomes
+#: one line and exit status 2. Anything else (a KeyError, IndexError or TypeError) is a bug and
+#: surfaces as one, with its traceback.
+BAD_INPUT = (ValueError, OSError)
+
+
+#: The output flags: (flag, attribute, what the path names).
+_OUTPUTS = (("--json", "json", "file"), ("--out", "out", "folder"), ("--to", "to", "folder"))
+
+
+def _check_outputs(args) -> None:
+    """Before any work: every output path given can be written. A ``--json`` target must not be a
+    folder, an ``--out`` / ``--to`` folder not a file, and the nearest existing folder above
+    either must be a writable folder (not an ordinary file); one UsageError naming the path."""
+    for flag, attr, kind in _OUTPUTS:
+        value = getattr(args, attr, None)
+        if value is None:
+            continue
+        path = Path(value)
+        if kind == "file" and path.is_dir():
+            raise UsageError(f"{flag} {value}: is a folder, not a file")
+        if kind == "folder" and path.exists() and not path.is_dir():
+            raise UsageError(f"{flag} {value}: is a file, not a folder")
+        folder = path if kind == "folder" else path.parent
+        above = next((p for p in (folder, *folder.parents) if p.exists()), Path.cwd())
+        if not above.is_dir():
+            raise UsageError(f"{flag} {value}: {above} is a file, not a folder")
+        if not os.access(above, os.W_OK | os.X_OK):
+            raise UsageError(f"{flag} {value}: the folder {above} is not writable")
 
 
 def _positive(text: str) -> int:
@@ -129,53 +157,125 @@ def _check(args) -> int:
 # --------------------------------------------------------------------------- training
 
 
+def _number_list(flag: str, text: str | None, kind=int) -> list | None:
+    """``"0,1,2"`` -> [0, 1, 2]; one UsageError naming ``flag`` for anything else."""
+    if text is None:
+        return None
+    parts = [t.strip() for t in text.split(",")]
+    try:
+        values = [kind(t) for t in parts]
+    except ValueError:
+        raise UsageError(f"{flag}: expected comma-separated {'integers' if kind is int else 'numbers'}, "
+                         f"got {text!r}") from None
+    if kind is int and any(v < 0 for v in values):
+        raise UsageError(f"{flag}: seeds must be >= 0, got {text!r}")
+    if len(set(values)) != len(values):
+        raise UsageError(f"{flag}: values repeat in {text!r}")
+    return values
+
+
+def _task_range(text: str | None) -> tuple[int, int] | None:
+    """``"2,3"`` (or ``"2"``) -> (2, 3); one UsageError otherwise."""
+    if text is None:
+        return None
+    try:
+        values = tuple(int(t) for t in text.split(","))
+    except ValueError:
+        raise UsageError(f"--mix-tasks: expected LO,HI (integers), got {text!r}") from None
+    if len(values) not in (1, 2):
+        raise UsageError(f"--mix-tasks: expected LO,HI, got {text!r}")
+    return (values[0], values[-1])
+
+
+def _train_members(args) -> list[tuple[str | None, dict]]:
+    """The models one ``superpose train`` call trains in one step: (run sub-directory or None,
+    the TrainConfig fields that vary): every combination of --p-mix, --lrs and --seeds."""
+    import itertools
+
+    seeds = _number_list("--seeds", args.seeds)
+    if seeds is not None and args.seed is not None:
+        raise UsageError("give --seed or --seeds, not both")
+    p_mix = _number_list("--p-mix", args.p_mix, float)
+    lrs = _number_list("--lrs", args.lrs, float)
+    grid = [("p_mix", "p_mix", p_mix), ("lr", "lr", lrs), ("seed", "seed", seeds)]
+    grid = [(field, label, values) for field, label, values in grid if values is not None]
+    named = any(values is not None and (len(values) > 1 or field == "seed") for field, _, values in grid)
+    members = []
+    for combo in itertools.product(*[values for _, _, values in grid]):
+        fields = {field: value for (field, _, _), value in zip(grid, combo)}
+        name = "-".join(f"{label}{value:g}" for (_, label, _), value in zip(grid, combo)) if named else None
+        members.append((name, fields))
+    return members or [(None, {})]
+
+
 def _train(args) -> int:
     from empirical import synthetic, training
 
     if args.out is None:
         raise UsageError("--out DIR is required (the run directory)")
     out = Path(args.out)
-    seed = 0 if args.seed is None else args.seed
-    if args.resume and (out / "config.json").is_file():
-        cfg = training.load_config(out)
-        for flag, value, saved in (("preset", args.preset, cfg.preset), ("family", args.family, cfg.family),
-                                   ("seed", args.seed, cfg.seed)):
-            if value is not None and value != saved:
-                raise UsageError(f"{out} was trained with {flag} {saved!r}, not {value!r}")
-        if args.tasks_file is not None:
-            raise UsageError("--tasks-file cannot change on --resume")
-    else:
-        if (out / "config.json").is_file():
-            raise UsageError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-        if args.like_construction:
-            if args.preset is not None or args.family not in (None, "lookup"):
-                raise UsageError("--like-construction sets the architecture and the family (lookup) itself; "
-                                 "drop --preset and --family")
-            cfg = training.like_construction(tasks=_task_set(args.tasks_file), norm=args.norm, seed=seed)
+    members = _train_members(args)
+    mix = {name: value for name, value in (
+        ("mix_from", args.mix_from), ("mix_concentration", args.mix_concentration),
+        ("mix_tasks", _task_range(args.mix_tasks)),
+        ("target", args.target), ("label_noise", args.label_noise)) if value is not None}
+    base = None
+    cfgs, outs = [], []
+    for name, fields in members:
+        run_dir = out if name is None else out / name
+        if args.resume and (run_dir / "config.json").is_file():
+            cfg = training.load_config(run_dir)
+            given = {"preset": args.preset, "family": args.family, "seed": fields.get("seed", args.seed), **mix,
+                     **{k: v for k, v in fields.items() if k != "seed"}}
+            for flag, value in given.items():
+                saved = getattr(cfg, flag)
+                if value is not None and value != saved:
+                    raise UsageError(f"{run_dir} was trained with {flag} {saved!r}, not {value!r}")
+            if args.tasks_file is not None:
+                raise UsageError("--tasks-file cannot change on --resume")
         else:
-            if args.norm != "rms":
-                raise UsageError("--norm applies to --like-construction only")
-            preset = args.preset or "tiny"
-            if preset not in training.PRESETS:
-                raise UsageError(f"unknown preset {preset!r}; choose from {', '.join(training.PRESETS)}")
-            family = args.family or "copy"
-            if family not in synthetic.FAMILIES:
-                raise UsageError(f"unknown family {family!r}; choose from {', '.join(synthetic.FAMILIES)}")
-            tasks = _task_set(args.tasks_file)
-            if tasks is not None and family != "lookup":
-                raise UsageError("--tasks-file applies to --family lookup only")
-            extra = {"tasks": tasks} if tasks is not None else {}
-            cfg = training.PRESETS[preset](family=family, seed=seed, **extra)
-    if args.steps is not None:
-        cfg = cfg.replace(steps=args.steps)
-    summary = training.train(cfg, out, resume=args.resume, progress=not args.quiet)
+            if (run_dir / "config.json").is_file():
+                raise UsageError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+            if base is None:
+                base = _base_train_config(args, training, synthetic, mix)
+            cfg = base.replace(**fields)
+        if args.steps is not None:
+            cfg = cfg.replace(steps=args.steps)
+        cfgs.append(cfg)
+        outs.append(run_dir)
+    summaries = training.train_many(cfgs, outs, resume=args.resume, progress=not args.quiet)
     if args.json:
-        training.write_json_atomic(args.json, summary)
-    ev = summary["eval"]
-    print(f"trained {cfg.preset}/{cfg.family} to step {summary['step']}: loss {ev['loss']:.4f}, "
-          f"answer accuracy {ev['answer_acc']:.3f} (second half of examples {ev['answer_acc_late']:.3f}), "
-          f"{summary['tokens_per_s'] or float('nan'):.0f} tokens/s -> {out}")
+        training.write_json_atomic(args.json, summaries[0] if len(summaries) == 1 else
+                                   {**training.provenance(cfgs[0]), "runs": summaries})
+    for cfg, summary in zip(cfgs, summaries):
+        ev = summary["eval"]
+        print(f"trained {cfg.preset}/{cfg.family} (seed {cfg.seed}) to step {summary['step']}: loss {ev['loss']:.4f}, "
+              f"answer accuracy {ev['answer_acc']:.3f} (second half of examples {ev['answer_acc_late']:.3f}), "
+              f"{summary['tokens_per_s'] or float('nan'):.0f} tokens/s -> {summary['run']}")
     return 0
+
+
+def _base_train_config(args, training, synthetic, mix: dict):
+    """The TrainConfig the command line describes (before the per-model grid)."""
+    seed = 0 if args.seed is None else args.seed
+    if args.like_construction:
+        if args.preset is not None or args.family not in (None, "lookup"):
+            raise UsageError("--like-construction sets the architecture and the family (lookup) itself; "
+                             "drop --preset and --family")
+        return training.like_construction(tasks=_task_set(args.tasks_file), norm=args.norm, seed=seed, **mix)
+    if args.norm != "rms":
+        raise UsageError("--norm applies to --like-construction only")
+    preset = args.preset or "tiny"
+    if preset not in training.PRESETS:
+        raise UsageError(f"unknown preset {preset!r}; choose from {', '.join(training.PRESETS)}")
+    family = args.family or "copy"
+    if family not in synthetic.FAMILIES:
+        raise UsageError(f"unknown family {family!r}; choose from {', '.join(synthetic.FAMILIES)}")
+    tasks = _task_set(args.tasks_file)
+    if tasks is not None and family != "lookup":
+        raise UsageError("--tasks-file applies to --family lookup only")
+    extra = {"tasks": tasks} if tasks is not None else {}
+    return training.PRESETS[preset](family=family, seed=seed, **extra, **mix)
 
 
 def _print_accuracies(result: dict) -> None:
@@ -275,8 +375,14 @@ def _within(args) -> int:
         raise UsageError("give at least one --sweep or --probe result file")
     if not 0.0 <= args.lam <= 1.0:
         raise UsageError(f"--lambda must lie in [0, 1], got {args.lam}")
-    rows = within_prompt.rows([_read_json(p, "sweep result") for p in args.sweep or []],
-                              [_read_json(p, "probe result") for p in args.probe or []], args.lam)
+    sweeps = [_read_json(p, "sweep result") for p in args.sweep or []]
+    probes = [_read_json(p, "probe result") for p in args.probe or []]
+    for path, doc, keys, what in [*((p, d, {"tasks", "points", "lambdas", "n_prompts"}, "sweep")
+                                    for p, d in zip(args.sweep or [], sweeps)),
+                                  *((p, d, {"results"}, "probe") for p, d in zip(args.probe or [], probes))]:
+        if not isinstance(doc, dict) or not keys <= doc.keys():
+            raise UsageError(f"{path} is not a `superpose {what}` result")
+    rows = within_prompt.rows(sweeps, probes, args.lam)
     result = {**provenance({"sweeps": args.sweep, "probes": args.probe, "lambda": args.lam}),
               "command": "within-prompt", "rows": rows}
     if args.out:
@@ -568,6 +674,34 @@ def _scaling(args) -> int:
     return 0
 
 
+def _mixture(args) -> int:
+    """``superpose mixture train|eval|plot``: the mixed-training study (one action per call)."""
+    from empirical import mixture_study as study
+    from empirical.results import provenance, write_json
+
+    out = Path(args.out)
+    if args.action == "train":
+        for run in study.train(args.runs, progress=not args.quiet):
+            print(f"run: {run}")
+        return 0
+    if args.action == "eval":
+        doc = study.evaluate(args.runs, n_prompts=args.prompts, seed=args.seed, progress=not args.quiet)
+        doc = {"command": "mixture eval", **provenance(doc["recipe"]), **doc}
+        target = args.json or str(out / "mixture.json")
+        write_json(target, doc, indent=None)
+        print(study.summary(doc))
+        print(f"json: {target}")
+        return 0
+    if args.study is None:
+        raise UsageError("mixture plot needs --study, a `superpose mixture eval` JSON")
+    doc = _read_json(args.study, "study")
+    if doc.get("command") != "mixture eval" or "arms" not in doc:
+        raise UsageError(f"{args.study} is not a `superpose mixture eval` result")
+    print(study.summary(doc))
+    print(f"plot: {study.plot(doc, out / 'mixture_dose.png')}")
+    return 0
+
+
 # --------------------------------------------------------------------------- the parser
 
 
@@ -605,7 +739,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-plots", action="store_true", help="skip the beta and prompt-length sweeps")
     p.set_defaults(func=_check)
 
-    p = sub.add_parser("train", help="train the transformer from scratch on one task per sequence (Fig. 3)")
+    p = sub.add_parser("train", help="train the transformer from scratch (one task per sequence, or mixed; "
+                                     "several seeds or settings in one step)")
     p.add_argument("--preset", default=None, help="tiny (2-core CPU) or paper (~14M params, GPU); default tiny")
     p.add_argument("--family", default=None, help="task family: copy, add or lookup (default copy)")
     p.add_argument("--tasks-file", default=None, help="lookup only: a task file as `superpose verify` reads")
@@ -616,6 +751,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--like-construction: the normalisation (default rms; the construction has none)")
     p.add_argument("--steps", type=_positive, default=None, help="training steps (default: the preset's)")
     p.add_argument("--seed", type=int, default=None, help="seed of weights and data (default 0)")
+    p.add_argument("--seeds", default=None,
+                   help="several seeds, e.g. 0,1,2: the models train in one vmapped step, each into --out/seed<s>")
+    p.add_argument("--lrs", default=None, help="a grid of learning rates trained in the same step, e.g. 1e-3,3e-3")
+    p.add_argument("--p-mix", default=None,
+                   help="the share of training sequences that mix tasks (0..1; a comma list trains a grid)")
+    p.add_argument("--mix-from", type=int, default=None, help="mixed sequences only after this step (default 0)")
+    p.add_argument("--mix-concentration", type=float, default=None,
+                   help="Dirichlet concentration of a mixed sequence's task weights (default 1)")
+    p.add_argument("--mix-tasks", default=None, help="tasks a mixed sequence draws, LO,HI (default 2,2)")
+    p.add_argument("--target", default=None, choices=("label", "shares"),
+                   help="loss target: next-token labels (default) or the in-context task shares (soft)")
+    p.add_argument("--label-noise", type=float, default=None,
+                   help="share of single-task sequences' labels replaced by a random answer")
     p.add_argument("--out", default=None, help="run directory (checkpoints, config.json, metrics.jsonl)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     p.add_argument("--json", default=None, help="also write the run summary to this JSON file")
@@ -700,6 +848,17 @@ def build_parser() -> argparse.ArgumentParser:
              out_default="benchmarks/results/scaling", seed_help="seed of the prompts (default 0)")
     p.set_defaults(func=_scaling)
 
+    p = sub.add_parser("mixture", help="which training makes a model superpose within a prompt: mixed training "
+                                       "sequences at several doses and seeds (THEORY.md section 7)")
+    p.add_argument("action", choices=("train", "eval", "plot"),
+                   help="train every dose and seed, evaluate them per prompt (JSON), or plot the dose response")
+    p.add_argument("--runs", default="runs/mix", help="directory of the study's run directories (default runs/mix)")
+    p.add_argument("--prompts", type=_positive, default=200, help="eval: prompts per setting (default 200)")
+    p.add_argument("--study", default=None, help="plot: a `superpose mixture eval` JSON")
+    _outputs(p, result="the evaluation", plots="the plot and default JSON", out_default="benchmarks/results/mixture",
+             seed_help="seed of the prompts and sequences (default 0)")
+    p.set_defaults(func=_mixture)
+
     p = sub.add_parser("probe", help="Figure 2 on a real LLM: per-task answer probabilities, KL, r")
     _outputs(p, plots="the Figure 2 plot", out_default="results/probe", seed_help="seed of the prompts (default 0)")
     p.add_argument("--model", default="smollm2",
@@ -728,15 +887,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _one_line(err: BaseException) -> str:
-    message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-    message = str(message).strip()
+    message = str(err).strip()
     return message.splitlines()[0] if message else type(err).__name__
 
 
 def main(argv=None) -> int:
-    """Parse ``argv``, run the subcommand; bad input is one line on stderr and exit status 2."""
+    """Parse ``argv``, check the output paths, run the subcommand; bad input is one line on
+    stderr and exit status 2."""
     args = build_parser().parse_args(argv)
     try:
+        _check_outputs(args)
         return int(args.func(args) or 0)
     except BAD_INPUT as err:
         print(f"superpose {args.command}: error: {_one_line(err)}", file=sys.stderr)

@@ -310,25 +310,149 @@ def answer_positions(fam: Family, n_examples: int) -> np.ndarray:
     return fam.lead - 1 + np.arange(n_examples) * fam.example_len + fam.answer_offset
 
 
-def training_batch(fam: Family, rng: np.random.Generator, batch: int, n_examples: int) -> dict[str, np.ndarray]:
-    """``batch`` training sequences, each of ``n_examples`` examples sharing one task.
+@dataclass(frozen=True, kw_only=True)
+class Mixing:
+    """How training sequences mix tasks (THEORY.md section 7); the default is one task per sequence.
+
+    ``p_mix``: the share of sequences that mix tasks. A mixed sequence draws ``k`` tasks
+    (uniform in ``tasks[0]..tasks[1]``, at most the tasks available) without replacement,
+    weights ``w ~ Dirichlet(concentration)`` over them, and each example's task from ``w``.
+    ``label_noise``: the share of the single-task sequences' labels replaced by a random answer
+    (the answer of a random task to a random input: uniform over the family's answers).
+    ``soft``: also return soft targets, the Dirichlet-multinomial posterior predictive of each
+    answer given the examples before it, ``(n_k + a) / (i + k a)`` over the sequence's tasks,
+    spread over those tasks' answers to the example's input (a single-task sequence: one-hot).
+    """
+
+    p_mix: float = 0.0
+    concentration: float = 1.0
+    tasks: tuple[int, int] = (2, 2)
+    label_noise: float = 0.0
+    soft: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "tasks", tuple(int(t) for t in self.tasks))
+        problems = []
+        if not 0.0 <= self.p_mix <= 1.0:
+            problems.append(f"p_mix must lie in [0, 1], got {self.p_mix}")
+        if not self.concentration > 0:
+            problems.append(f"the Dirichlet concentration must be > 0, got {self.concentration}")
+        if len(self.tasks) != 2 or not 1 <= self.tasks[0] <= self.tasks[1]:
+            problems.append(f"tasks per mixed sequence must be a range (lo, hi) with 1 <= lo <= hi, got {self.tasks}")
+        if not 0.0 <= self.label_noise < 1.0:
+            problems.append(f"label_noise must lie in [0, 1), got {self.label_noise}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @property
+    def plain(self) -> bool:
+        """True when batches are exactly the one-task-per-sequence batches."""
+        return self.p_mix == 0 and self.label_noise == 0 and not self.soft
+
+
+def _layout_masks(fam: Family, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """[T] flags of a training sequence's answers and of the terminators after them."""
+    offset = (np.arange(length) - fam.lead) % fam.example_len
+    body = np.arange(length) >= fam.lead
+    is_answer = body & (offset == fam.answer_offset)
+    is_end = body & (offset == fam.answer_offset + 1) & (fam.end is not None)
+    return is_answer, is_end
+
+
+def _mixed_tasks(fam: Family, rng: np.random.Generator, rows: int, n_examples: int,
+                 mixing: Mixing) -> tuple[np.ndarray, np.ndarray]:
+    """Per-example tasks [rows, m] of mixed sequences and each row's task subset [rows, K]
+    (-1 beyond the row's ``k`` tasks)."""
+    params = np.asarray(fam.params)
+    hi = min(mixing.tasks[1], len(params))
+    lo = min(mixing.tasks[0], hi)
+    k = rng.integers(lo, hi + 1, size=rows)
+    order = np.argsort(rng.random((rows, len(params))), axis=1)  # a random subset: the first k of a permutation
+    subset = np.where(np.arange(len(params)) < k[:, None], params[order], -1)
+    gamma = rng.standard_gamma(mixing.concentration, size=(rows, len(params)))
+    gamma = np.where(subset >= 0, gamma, 0.0)
+    total = gamma.sum(axis=1, keepdims=True)
+    w = np.where(total > 0, gamma / np.where(total > 0, total, 1.0), (subset >= 0) / k[:, None])
+    u = rng.random((rows, n_examples, 1))
+    pick = (u > np.cumsum(w, axis=1)[:, None, :-1]).sum(axis=-1)  # inverse CDF per example
+    pick = np.minimum(pick, k[:, None] - 1)  # rounding must not reach past the row's k tasks
+    return np.take_along_axis(subset, pick, axis=1), subset
+
+
+def _soft_answers(fam: Family, x: np.ndarray, example_task: np.ndarray, subset: np.ndarray,
+                  concentration: float) -> np.ndarray:
+    """[B, m, V] posterior predictive of each example's answer given the examples before it."""
+    rows, m = example_task.shape
+    valid = subset >= 0  # [B, K]
+    counts = np.cumsum(example_task[:, :, None] == subset[:, None, :], axis=1)  # [B, m, K] up to and incl. i
+    before = counts - (example_task[:, :, None] == subset[:, None, :])
+    k = valid.sum(axis=1)[:, None, None]
+    share = np.where(valid[:, None, :], before + concentration, 0.0) / (np.arange(m)[None, :, None] + k * concentration)
+    soft = np.zeros((rows, m, fam.vocab_size), np.float32)
+    b_idx, i_idx = np.meshgrid(np.arange(rows), np.arange(m), indexing="ij")
+    for j in range(subset.shape[1]):
+        h = np.where(valid[:, j], subset[:, j], fam.params[0])[:, None].repeat(m, axis=1)
+        np.add.at(soft, (b_idx, i_idx, fam.answers(x, h)), share[:, :, j].astype(np.float32))
+    return soft
+
+
+def training_batch(fam: Family, rng: np.random.Generator, batch: int, n_examples: int,
+                   mixing: Mixing | None = None) -> dict[str, np.ndarray]:
+    """``batch`` training sequences of ``n_examples`` examples, each sharing one task (or, with
+    ``mixing``, a share of them mixing tasks: :class:`Mixing`).
 
     Returns ``tokens`` [B, T] (T = :func:`sequence_length`), ``mask`` [B, T] (1 on the tokens
     the loss covers: answers, and the terminators after them), ``answer_mask`` [B, T] (1 on
-    answers only) and ``task`` [B] (h). The model reads ``tokens[:, :-1]`` and predicts
-    ``tokens[:, 1:]`` where ``mask[:, 1:]``.
+    answers only), ``task`` [B] (h; -1 for a mixed sequence) and ``example_task`` [B, m] (each
+    example's task); with ``mixing.soft`` also ``soft`` [B, T, V] (the target distribution of
+    every position: one-hot but at the answers). The model reads ``tokens[:, :-1]`` and
+    predicts ``tokens[:, 1:]`` where ``mask[:, 1:]``. Without mixing (or ``Mixing()``) the
+    random draws, and so the batches, are those of one task per sequence.
     """
+    mixing = mixing or Mixing()
     h = rng.choice(np.asarray(fam.params), size=batch)
     x = fam.sample_inputs(rng, (batch, n_examples))
-    y = fam.answers(x, h[:, None])
+    example_task = np.repeat(h[:, None], n_examples, axis=1)
+    subset = np.full((batch, len(fam.params)), -1)
+    subset[:, 0] = h
+    if mixing.p_mix > 0:
+        mixed = rng.random(batch) < mixing.p_mix
+        if mixed.any():
+            example_task[mixed], subset[mixed] = _mixed_tasks(fam, rng, int(mixed.sum()), n_examples, mixing)
+            h = np.where(mixed, -1, h)
+    y = fam.answers(x, example_task)
+    if mixing.label_noise > 0:
+        noisy = (rng.random((batch, n_examples)) < mixing.label_noise) & (h[:, None] >= 0)
+        random = fam.answers(fam.sample_inputs(rng, (batch, n_examples)),
+                             rng.choice(np.asarray(fam.params), size=(batch, n_examples)))
+        y = np.where(noisy, random, y)
     tokens = _with_bos(fam, _write_examples(fam, x, y))
-    offset = (np.arange(tokens.shape[1]) - fam.lead) % fam.example_len
-    body = np.arange(tokens.shape[1]) >= fam.lead
-    is_answer = body & (offset == fam.answer_offset)
-    is_end = body & (offset == fam.answer_offset + 1) & (fam.end is not None)
+    is_answer, is_end = _layout_masks(fam, tokens.shape[1])
     mask = np.broadcast_to(is_answer | is_end, tokens.shape).astype(np.float32)
     answer_mask = np.broadcast_to(is_answer, tokens.shape).astype(np.float32)
-    return {"tokens": tokens, "mask": mask, "answer_mask": answer_mask, "task": h.astype(np.int32)}
+    out = {"tokens": tokens, "mask": mask, "answer_mask": answer_mask, "task": h.astype(np.int32),
+           "example_task": example_task.astype(np.int32)}
+    if mixing.soft:
+        soft = np.eye(fam.vocab_size, dtype=np.float32)[tokens]
+        soft[:, is_answer] = _soft_answers(fam, x, example_task, subset, mixing.concentration)
+        out["soft"] = soft
+    return out
+
+
+def draw_queries(fam: Family, rng: np.random.Generator, tasks: Sequence[int], n: int, *,
+                 max_tries: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` queries [n, input_len] whose answers under ``tasks`` all differ, and those answers
+    [n, K] (a query is redrawn until they do; the authors' ``force_unique_prompts``)."""
+    tasks = np.asarray(tasks, dtype=np.int64)
+    query = fam.sample_inputs(rng, (n,))
+    for _ in range(max_tries):
+        answers = np.stack([fam.answers(query, np.full(n, h)) for h in tasks], axis=1)
+        srt = np.sort(answers, axis=1)
+        clash = np.any(srt[:, 1:] == srt[:, :-1], axis=1)
+        if not clash.any():
+            return query, answers.astype(np.int32)
+        query[clash] = fam.sample_inputs(rng, (int(clash.sum()),))
+    raise ValueError(f"tasks {[fam.task(int(h)) for h in tasks]} give the same answer to every query tried")
 
 
 def mixed_prompts(
@@ -359,16 +483,7 @@ def mixed_prompts(
     which = rng.choice(len(tasks), size=(n_prompts, n_examples), p=p / p.sum())
     x = fam.sample_inputs(rng, (n_prompts, n_examples))
     y = fam.answers(x, tasks[which])
-    query = fam.sample_inputs(rng, (n_prompts,))
-    for _ in range(max_tries):
-        answers = np.stack([fam.answers(query, np.full(n_prompts, h)) for h in tasks], axis=1)
-        srt = np.sort(answers, axis=1)
-        clash = np.any(srt[:, 1:] == srt[:, :-1], axis=1)
-        if not clash.any():
-            break
-        query[clash] = fam.sample_inputs(rng, (int(clash.sum()),))
-    else:
-        raise ValueError(f"tasks {[fam.task(h) for h in tasks]} give the same answer to every query tried")
+    query, answers = draw_queries(fam, rng, tasks, n_prompts, max_tries=max_tries)
     parts = [_with_bos(fam, _write_examples(fam, x, y)), query]
     if fam.sep is not None:
         parts.append(np.full((n_prompts, 1), fam.sep, np.int32))

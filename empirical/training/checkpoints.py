@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import jax
+import numpy as np
 
 from empirical import results as results_lib
 from empirical.training.config import TrainConfig
@@ -81,3 +82,42 @@ def load_run(out: str | os.PathLike, step: int | None = None) -> tuple[TrainConf
     return cfg, state["params"], int(state["step"])
 
 
+
+
+def fork(src: str | os.PathLike, step: int, dst: str | os.PathLike, **changes) -> TrainConfig:
+    """Start run ``dst`` from run ``src``'s checkpoint at ``step``, with ``changes`` to the data
+    settings that act only after ``step`` (e.g. ``p_mix`` with ``mix_from >= step``): the new
+    run's first ``step`` steps are then the source's exactly, and training it with
+    ``resume=True`` continues from there (a dose study's arms share their single-task stage).
+    Writes dst/config.json, the checkpoint, the metrics up to ``step`` and dst/fork.json."""
+    import orbax.checkpoint as ocp
+
+    from empirical.training.step import MEMBER_FIELDS, make_batch
+
+    src, dst = Path(src), Path(dst)
+    cfg = load_config(src)
+    bad = sorted(set(changes) - (set(MEMBER_FIELDS) - {"seed", "curriculum"}))
+    if bad:
+        raise ValueError(f"a fork may change only the data settings and learning rate, not {', '.join(bad)}")
+    new = cfg.replace(**changes)
+    for s in sorted({1, step, *[until for until, _ in cfg.curriculum if until <= step]}):
+        a, b = make_batch(cfg, s), make_batch(new, s)
+        if any(not np.array_equal(a[k], b[k]) for k in a):
+            raise ValueError(f"the fork's batches differ from {src}'s at step {s} <= {step}: "
+                             "its changes must act only after the fork (e.g. mix_from >= the step)")
+    if (dst / "config.json").exists():
+        raise FileExistsError(f"{dst} already holds a run")
+    state = restore_state(cfg, src, step)
+    if state is None:
+        raise FileNotFoundError(f"{src} has no checkpoint at step {step}")
+    dst.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(dst / "config.json", new.to_dict())
+    mngr = _manager(dst)
+    mngr.save(step, args=ocp.args.StandardSave(state), force=True)
+    mngr.wait_until_finished()
+    mngr.close()
+    lines = [line for line in (src / "metrics.jsonl").read_text().splitlines()
+             if line.strip() and json.loads(line)["step"] <= step] if (src / "metrics.jsonl").is_file() else []
+    results_lib.write_atomic(dst / "metrics.jsonl", lambda f: f.write("".join(line + "\n" for line in lines).encode()))
+    write_json_atomic(dst / "fork.json", {"from": src.name, "step": step, "changes": changes})
+    return new

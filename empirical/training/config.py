@@ -17,6 +17,9 @@ from empirical import synthetic
 
 # --------------------------------------------------------------------------- configuration
 
+#: The loss targets (TrainConfig.target).
+TARGETS = ("label", "shares")
+
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
@@ -44,6 +47,19 @@ class TrainConfig:
     #: task curriculum: stages ``(until_step, tasks)``; a step s <= until_step (of the first
     #: such stage) draws its sequences' tasks from ``tasks`` only; later steps from all tasks.
     curriculum: tuple[tuple[int, tuple[int, ...]], ...] = ()
+    #: mixed training sequences (THEORY.md section 7; :class:`empirical.synthetic.Mixing`): the
+    #: share of sequences that mix tasks (0: one task per sequence), from step ``mix_from + 1``
+    #: on (a single-task stage first), with Dirichlet(``mix_concentration``) weights over
+    #: ``mix_tasks`` = (lo, hi) tasks drawn per mixed sequence.
+    p_mix: float = 0.0
+    mix_from: int = 0
+    mix_concentration: float = 1.0
+    mix_tasks: tuple[int, int] = (2, 2)
+    #: the loss target: "label" (next-token labels) or "shares" (the running in-context task
+    #: shares' posterior predictive spread over the tasks' answers; soft targets).
+    target: str = "label"
+    #: the share of labels replaced by a random answer in single-task sequences.
+    label_noise: float = 0.0
     seed: int = 0
     log_every: int = 10
     eval_every: int = 100
@@ -59,9 +75,21 @@ class TrainConfig:
         for name in ("n_examples", "batch_size", "steps", "log_every", "eval_every", "eval_batch", "ckpt_every"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        try:
+            self.mixing_at(self.mix_from + 1)
+        except ValueError as err:
+            problems.append(str(err))
+        if self.p_mix > 0 and len(self.mix_tasks) == 2 and self.mix_tasks[1] > len(fam.params):
+            problems.append(f"mix_tasks {list(self.mix_tasks)}: a mixed sequence cannot draw more tasks than the "
+                            f"{self.family} family's {len(fam.params)}")
+        if self.target not in TARGETS:
+            problems.append(f"target must be one of {list(TARGETS)}, got {self.target!r}")
+        if self.mix_from < 0:
+            problems.append(f"mix_from must be >= 0, got {self.mix_from}")
         mb = self.microbatch or self.batch_size
         if mb < 1 or self.batch_size % mb:
             problems.append(f"microbatch {self.microbatch} must divide batch_size {self.batch_size}")
+        object.__setattr__(self, "mix_tasks", tuple(int(t) for t in self.mix_tasks))
         object.__setattr__(
             self, "curriculum", tuple((int(until), tuple(int(h) for h in hs)) for until, hs in self.curriculum)
         )
@@ -82,6 +110,12 @@ class TrainConfig:
             problems.append(f"learned positions need max_len >= the sequence length {self.seq_len}")
         if problems:
             raise ValueError("invalid TrainConfig: " + "; ".join(problems))
+
+    def mixing_at(self, step: int) -> synthetic.Mixing:
+        """How step ``step``'s training sequences mix tasks (none before ``mix_from``)."""
+        return synthetic.Mixing(p_mix=self.p_mix if step > self.mix_from else 0.0,
+                                concentration=self.mix_concentration, tasks=self.mix_tasks,
+                                label_noise=self.label_noise, soft=self.target == "shares")
 
     @property
     def fam(self) -> synthetic.Family:

@@ -83,10 +83,9 @@ def test_training_steps_lower_the_loss():
     state = training.init_state(cfg)
     step = training.make_train_step(cfg)
     batch = training.make_batch(cfg, 1)
-    args = (batch["tokens"], batch["mask"], batch["answer_mask"])
     losses = []
     for _ in range(8):
-        state, metrics = step(state, *args)
+        state, metrics = step(state, batch)
         losses.append(float(metrics["loss"]))
     assert int(state["step"]) == 8
     assert losses[-1] < losses[0] - 0.3, losses
@@ -96,9 +95,8 @@ def test_training_steps_lower_the_loss():
 def test_microbatches_accumulate_the_full_batch_gradient():
     full, split = micro(batch_size=8), micro(batch_size=8, microbatch=2)
     batch = training.make_batch(full, 1)
-    args = (batch["tokens"], batch["mask"], batch["answer_mask"])
-    s_full, m_full = training.make_train_step(full)(training.init_state(full), *args)
-    s_split, m_split = training.make_train_step(split)(training.init_state(split), *args)
+    s_full, m_full = training.make_train_step(full)(training.init_state(full), batch)
+    s_split, m_split = training.make_train_step(split)(training.init_state(split), batch)
     assert float(m_full["loss"]) == pytest.approx(float(m_split["loss"]), rel=1e-5)
     assert float(m_full["grad_norm"]) == pytest.approx(float(m_split["grad_norm"]), rel=1e-4)
     for a, b in zip(jax.tree_util.tree_leaves(s_full["params"]), jax.tree_util.tree_leaves(s_split["params"])):
@@ -127,8 +125,7 @@ def test_checkpoint_save_restore_and_resume_are_exact(tmp_path):
     state = training.init_state(cfg)
     step_fn = training.make_train_step(cfg)
     for s in range(1, 4):
-        b = training.make_batch(cfg, s)
-        state, _ = step_fn(state, b["tokens"], b["mask"], b["answer_mask"])
+        state, _ = step_fn(state, training.make_batch(cfg, s))
     assert _leaves_equal(state["params"], params3)
     resumed = training.train(cfg, tmp_path / "split", progress=False, resume=True)
     assert resumed["resumed_from"] == 3 and resumed["step"] == straight["step"] == cfg.steps
