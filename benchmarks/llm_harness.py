@@ -17,15 +17,19 @@ FLOP floors: ours, the matmul FLOPs of one pass over the prompt plus the candida
 (linear layers, causal attention, the vocabulary projection only where a probability is
 read); the reference way's, the same count for its K full forwards (the vocabulary
 projection at every position, as ``transformers`` computes it). A result is refused (exit 1,
-nothing written) when it is impossible: ours faster than its floor, or the reference way more
-than ``REFERENCE_SLACK`` times its floor (contention, as once inflated a committed ratio from
-3.2x to 11.3x). Ours is also broken down (prefix pass, candidates' pass, host overhead).
+nothing written) when it is impossible or not a like-for-like comparison: a figure that is not
+finite, ours faster than its floor, the reference way more than ``REFERENCE_SLACK`` times its
+floor (contention, as once inflated a committed ratio from 3.2x to 11.3x), the two sides'
+log-probabilities of a candidate further apart than ``LOGPROB_TOL`` in any round, or (GPU)
+different weights on the two sides. Ours is also broken down (prefix pass, candidates' pass,
+host overhead).
 Writes ``benchmarks/results/llm_harness_{cpu,gpu}.json`` (temp file + rename).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import sys
@@ -153,6 +157,44 @@ def timed(fn, repeats: int) -> tuple[float, object]:
 #: its floor a measurement is contended (or the peak is wrong) and is refused.
 REFERENCE_SLACK = 2.5
 
+#: The most two sides' total log-probabilities of one candidate may differ, per mode. CPU:
+#: float32 on both sides (the committed runs differ by 1e-4 to 1.5e-4 over ~1000-token prompts).
+#: GPU: bfloat16 (8-bit mantissa, unit roundoff 2^-9): each side rounds its logits (|z| up to
+#: ~6 for the random 0.02-std weights) to bf16, so a log-softmax moves by up to 2 * 6 * 2^-9 =
+#: 0.023 per token and side; 3 candidate tokens and two sides give ~0.14, and 0.25 leaves room
+#: for the layers' different accumulation orders. Not measured yet on a GPU: a first run that
+#: is refused for it says so.
+LOGPROB_TOL = {"cpu": 1e-3, "gpu": 0.25}
+
+
+def torch_from_ours(cfg, params, ref) -> None:
+    """Copy our parameters into the ``transformers`` model ``ref`` (the same weights on both sides)."""
+    import torch
+
+    from empirical.llm.weights import state_dict_from_params
+
+    sd = state_dict_from_params(cfg, params)
+    with torch.no_grad():
+        for name, p in ref.named_parameters():
+            p.copy_(torch.from_numpy(np.ascontiguousarray(sd[name], dtype=np.float32)).to(p.dtype))
+
+
+def weights_fingerprint(named) -> str:
+    """SHA-256 (16 hex digits) of named ``[out, in]`` weights, each rounded to bfloat16 (the GPU
+    benchmark's dtype) in name order: ours (:func:`state_dict_from_params`) and the reference's
+    ``named_parameters`` agree exactly when the two sides hold the same weights."""
+    import hashlib
+
+    import torch
+
+    h = hashlib.sha256()
+    for name in sorted(named):
+        t = torch.as_tensor(np.asarray(named[name], dtype=np.float32)) if not torch.is_tensor(named[name]) \
+            else named[name].detach().float().cpu()
+        h.update(name.encode())
+        h.update(t.to(torch.bfloat16).view(torch.int16).numpy().tobytes())
+    return h.hexdigest()[:16]
+
 
 def full_forward_flops(cfg, n_tokens: int) -> float:
     """Matmul FLOPs of one ``transformers`` forward over ``n_tokens`` (logits at every position)."""
@@ -279,7 +321,9 @@ def run_cpu(args) -> dict:
             "floor_s": floor_flops(cfg, len(pid), lens) / peak,
             "prefix_floor_s": floor_flops(cfg, len(pid), []) / peak,
             "reference_floor_s": sum(full_forward_flops(cfg, len(pid) + c) for c in lens) / peak,
-            "max_abs_logprob_diff": float(np.abs(np.array(ours[0]["logprobs"]) - np.array(theirs[0]["logprobs"])).max()),
+            # every round of each side against every round of the other
+            "max_abs_logprob_diff": float(np.abs(np.array([x["logprobs"] for x in ours])[:, None]
+                                                 - np.array([x["logprobs"] for x in theirs])[None]).max()),
         })
         print(f"prompt {i}: {len(pid)} tokens, ours {rows[-1]['ours_s']:.2f} s (prefix {best_ours['prefix_s']:.2f}), "
               f"reference {rows[-1]['reference_s']:.2f} s, floor {rows[-1]['floor_s']:.2f} s, "
@@ -293,8 +337,11 @@ def run_cpu(args) -> dict:
 
 
 def sanity(summary: dict) -> list[str]:
-    """Why a summary is impossible (empty: it is plausible)."""
-    problems = []
+    """Why a summary is impossible or not like-for-like (empty: it is plausible)."""
+    problems = [f"{name} is {value} (not a finite number)" for name, value in _figures(summary)
+                if not math.isfinite(value)]
+    if problems:
+        return problems
     if summary["ours_over_floor"] < 1.0:
         problems.append(f"ours ran in {summary['ours_over_floor']:.2f}x its FLOP floor: faster than the measured "
                         "matmul peak allows (the peak or the FLOP count is wrong)")
@@ -304,7 +351,24 @@ def sanity(summary: dict) -> list[str]:
                         "by contention (another process on the cores?) or the peak is wrong")
     if ref is not None and ref < 1.0:
         problems.append(f"the reference way ran in {ref:.2f}x its FLOP floor: faster than the peak allows")
+    tol = LOGPROB_TOL[summary["mode"]]
+    if not summary["max_abs_logprob_diff"] < tol:
+        problems.append(f"the two sides' log-probabilities differ by up to {summary['max_abs_logprob_diff']:.2g} "
+                        f"(>= {tol:g}): they do not compute the same thing")
+    if summary["mode"] == "gpu":
+        w = summary.get("weights") or {}
+        if not w.get("ours") or w.get("ours") != w.get("reference"):
+            problems.append(f"the two sides do not hold the same weights (fingerprints {w})")
     return problems
+
+
+def _figures(x, name: str = "summary"):
+    """Every number in a summary, with its path (booleans and strings are not figures)."""
+    if isinstance(x, dict):
+        for k, v in x.items():
+            yield from _figures(v, f"{name}.{k}")
+    elif isinstance(x, (int, float)) and not isinstance(x, bool):
+        yield name, float(x)
 
 
 def run_gpu(args) -> dict:
@@ -333,6 +397,13 @@ def run_gpu(args) -> dict:
         max_position_embeddings=cfg.max_len, tie_word_embeddings=False)
     with torch.device("cuda"):
         ref = transformers.LlamaForCausalLM(hc).to(torch.bfloat16).eval()
+    from empirical.llm.weights import state_dict_from_params
+
+    host = jax.device_get(params)
+    torch_from_ours(cfg, host, ref)
+    weights = {"ours": weights_fingerprint(state_dict_from_params(cfg, host)),
+               "reference": weights_fingerprint(dict(ref.named_parameters()))}
+    del host
     rng = np.random.default_rng(0)
     P, K, Lp, Lc = args.batch_prompts, 4, args.prompt_tokens, 3
     peak = matmul_peak(8192, "bfloat16", "cuda")
@@ -340,21 +411,23 @@ def run_gpu(args) -> dict:
     for i in range(args.prompts + 1):
         pids = [rng.integers(0, cfg.vocab_size, Lp).tolist() for _ in range(P)]
         cands = [[rng.integers(0, cfg.vocab_size, Lc).tolist() for _ in range(K)] for _ in range(P)]
-        t_ours, _ = timed(lambda: ours_score(model, pids, cands), args.repeats)
-        t_ref, _ = timed(lambda: [reference_score(ref, pids[j], cands[j], "cuda") for j in range(P)], 1)
+        t_ours, lp_ours = timed(lambda: ours_score(model, pids, cands), args.repeats)
+        t_ref, lp_ref = timed(lambda: [reference_score(ref, pids[j], cands[j], "cuda") for j in range(P)], 1)
         flops = P * floor_flops(cfg, Lp, [Lc] * K)
         row = {"prompts_per_call": P, "prompt_tokens": Lp, "candidate_tokens": [Lc] * K,
                "ours_s_per_prompt": t_ours / P, "reference_s_per_prompt": t_ref / P,
-               "floor_s_per_prompt": flops / peak["peak"] / P}
+               "floor_s_per_prompt": flops / peak["peak"] / P,
+               "max_abs_logprob_diff": float(np.abs(np.array(lp_ours) - np.array(lp_ref)).max())}
         if i == 0:
             row["warmup"] = True
         rows.append(row)
         print(row, flush=True)
     return {"rows": rows, "matmul_peak_flops": peak, "model": "random Llama-3-8B shape, bf16",
-            "device_name": torch.cuda.get_device_name(0)}
+            "device_name": torch.cuda.get_device_name(0), "weights": weights}
 
 
-def summarize(rows: list[dict], gpu: bool) -> dict:
+def summarize(rows: list[dict], gpu: bool, weights: dict | None = None) -> dict:
+    diff = max(r["max_abs_logprob_diff"] for r in rows)  # warm-up rows included: every round counts
     rows = [r for r in rows if not r.get("warmup")]
     o = "ours_s_per_prompt" if gpu else "ours_s"
     r = "reference_s_per_prompt" if gpu else "reference_s"
@@ -362,7 +435,10 @@ def summarize(rows: list[dict], gpu: bool) -> dict:
     ours, ref, floor = (float(np.mean([x[k] for x in rows])) for k in (o, r, f))
     out = {"ours_s": ours, "reference_s": ref, "floor_s": floor, "speedup_vs_reference": ref / ours,
            "ours_over_floor": ours / floor, "reference_over_floor": ref / floor,
-           "prefix_sharing_limit": float(np.mean([len(x["candidate_tokens"]) for x in rows]))}
+           "prefix_sharing_limit": float(np.mean([len(x["candidate_tokens"]) for x in rows])),
+           "mode": "gpu" if gpu else "cpu", "max_abs_logprob_diff": diff}
+    if gpu:
+        out["weights"] = weights
     if not gpu:
         mean = lambda k: float(np.mean([x[k] for x in rows]))  # noqa: E731
         out["reference_over_its_floor"] = ref / mean("reference_floor_s")
@@ -396,7 +472,7 @@ def main(argv=None) -> int:
         write_json(args.side_out, fn())
         return 0
     res = run_gpu(args) if args.mode == "gpu" else run_cpu(args)
-    res["summary"] = summarize(res["rows"], args.mode == "gpu")
+    res["summary"] = summarize(res["rows"], args.mode == "gpu", res.get("weights"))
     s = res["summary"]
     problems = sanity(s)
     if problems:

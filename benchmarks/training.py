@@ -12,20 +12,26 @@ same batch and sequence length:
 
 Model FLOP utilisation = flops_per_token x tokens/s / the side's peak. The sides alternate
 (ours, reference, ours, ...) ``--rounds`` times, so a machine whose speed drifts treats both
-alike; the ratio is of the median rates. A result whose sanity figures are impossible is
-refused (exit 1, the reason printed): a utilisation above 1, a loss that is not finite or
-does not fall over the timed steps, a reference not using every core.
+alike; the ratio is of the median rates. A result whose sanity figures are impossible or not
+like-for-like is refused (exit 1, the reason printed): a figure that is not finite, a
+utilisation above 1, a loss that does not fall over the timed steps, a reference not using
+every core, the two sides training models of different parameter counts, or a round more than
+``ROUND_SLACK`` times slower than its side's fastest (contention, as in the LLM harness).
 
 Writes ``benchmarks/results/training_<device>.json`` (device name inside).
 
     python benchmarks/training.py                         # tiny preset, add family, CPU
-    python benchmarks/training.py --family copy --rounds 3
+    python benchmarks/training.py --rounds 5                # more alternating rounds
+
+(The copy preset is refused: its queries and keys are wider than its values, which a Llama
+cannot express, so the reference would train a larger model.)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import re
@@ -72,13 +78,12 @@ def _config(args):
 # --------------------------------------------------------------------------- one side, in its own process
 
 
-def side_ours(cfg, steps: int, warmup: int, matmul_n: int) -> dict:
+def peak_jax(n: int, dtype: str = "float32") -> float:
+    """FLOP/s of the best of 5 square n x n matmuls in JAX (this process's peak)."""
     import jax
     import jax.numpy as jnp
 
-    from empirical import training
-
-    a = jax.random.normal(jax.random.key(0), (matmul_n, matmul_n), jnp.float32).astype(cfg.model.dtype)
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32).astype(dtype)
     mm = jax.jit(lambda x, y: x @ y)
     mm(a, a).block_until_ready()
     best = float("inf")
@@ -86,24 +91,33 @@ def side_ours(cfg, steps: int, warmup: int, matmul_n: int) -> dict:
         t = time.perf_counter()
         mm(a, a).block_until_ready()
         best = min(best, time.perf_counter() - t)
-    peak = 2.0 * matmul_n**3 / best
+    return 2.0 * n**3 / best
 
+
+def side_ours(cfg, steps: int, warmup: int, matmul_n: int) -> dict:
+    import jax
+    import jax.numpy as jnp
+
+    from empirical import training
+
+    peak = peak_jax(matmul_n, cfg.model.dtype)
     state = training.init_state(cfg)
     step = training.make_train_step(cfg)
     batches = [training.make_batch(cfg, s + 1) for s in range(warmup + steps)]
-    dev = [tuple(jnp.asarray(b[k]) for k in ("tokens", "mask", "answer_mask")) for b in batches]
+    dev = [{k: jnp.asarray(v) for k, v in training.device_batch(b).items()} for b in batches]
     losses = []
     for i in range(warmup):
-        state, m = step(state, *dev[i])
+        state, m = step(state, dev[i])
         losses.append(float(m["loss"]))
     t = time.perf_counter()
     for i in range(warmup, warmup + steps):
-        state, m = step(state, *dev[i])
+        state, m = step(state, dev[i])
     jax.block_until_ready((state, m))
     elapsed = time.perf_counter() - t
     losses.append(float(m["loss"]))
     dev0 = jax.devices()[0]
     return {"side": "ours", "seconds": elapsed, "steps": steps, "peak_flops_per_s": peak,
+            "params": training.param_count(state["params"]),
             "first_loss": losses[0], "last_loss": losses[-1], "jax": jax.__version__,
             "device": dev0.device_kind if dev0.platform != "cpu" else "cpu"}
 
@@ -177,6 +191,7 @@ def side_reference(cfg, steps: int, warmup: int, matmul_n: int) -> dict:
     import transformers
 
     return {"side": "reference", "seconds": elapsed, "steps": steps, "peak_flops_per_s": peak,
+            "params": sum(p.numel() for p in model.parameters()),
             "first_loss": losses[0], "last_loss": losses[-1], "torch": torch.__version__,
             "transformers": transformers.__version__, "threads": torch.get_num_threads(),
             "attn_implementation": model.config._attn_implementation,
@@ -196,22 +211,39 @@ def _run_side(side: str, argv: list[str]) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+#: Alone, a side's rounds run within ~15% of each other (the committed CPU runs: 1.14x for ours,
+#: 1.09x for the reference); a round this many times slower than its side's fastest was slowed
+#: by another process and the measurement is refused.
+ROUND_SLACK = 1.5
+
+
 def sanity(ours: list[dict], ref: list[dict], fpt: float, tokens_per_step: int) -> list[str]:
-    """The reasons this measurement is impossible (empty when it is plausible)."""
-    problems = []
-    for r in ours + ref:
+    """The reasons this measurement is impossible or not like-for-like (empty when it is plausible)."""
+    rounds = ours + ref
+    problems = [f"{r['side']}: {k} is {r.get(k)!r} (not a finite number)" for r in rounds
+                for k in ("seconds", "steps", "peak_flops_per_s", "first_loss", "last_loss", "params")
+                if not (isinstance(r.get(k), (int, float)) and math.isfinite(r[k]))]
+    if problems or not (math.isfinite(fpt) and fpt > 0 and tokens_per_step > 0):
+        return problems or [f"flops per token {fpt!r} or tokens per step {tokens_per_step!r} is not a positive number"]
+    for r in rounds:
         rate = r["steps"] * tokens_per_step / r["seconds"]
         mfu = fpt * rate / r["peak_flops_per_s"]
         if not 0 < mfu <= 1:
             problems.append(f"{r['side']}: utilisation {mfu:.2f} of its own measured peak is impossible")
-        if not (r["first_loss"] == r["first_loss"] and r["last_loss"] == r["last_loss"]):
-            problems.append(f"{r['side']}: a loss is not finite")
-        elif r["last_loss"] >= r["first_loss"]:
+        if r["last_loss"] >= r["first_loss"]:
             problems.append(f"{r['side']}: the loss did not fall over the timed steps "
                             f"({r['first_loss']:.3f} -> {r['last_loss']:.3f}): not a training step")
     for r in ref:
         if r.get("device") == "cpu" and r.get("threads") != (os.cpu_count() or 1):
             problems.append(f"reference used {r.get('threads')} threads on {os.cpu_count()} cores")
+    counts = sorted({r["params"] for r in rounds})
+    if len(counts) > 1:
+        problems.append(f"the sides train models of different sizes ({counts} parameters): not the same model")
+    for side in (ours, ref):
+        rates = [r["steps"] / r["seconds"] for r in side]
+        if side and max(rates) > ROUND_SLACK * min(rates):
+            problems.append(f"{side[0]['side']}: a round ran {max(rates) / min(rates):.1f}x slower than its fastest "
+                            f"(> {ROUND_SLACK}): slowed by contention (another process on the cores?)")
     return problems
 
 

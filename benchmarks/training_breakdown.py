@@ -56,13 +56,14 @@ def main(argv=None) -> int:
     if base.model.positions != "rope":
         raise SystemExit(f"the {args.family} preset does not use RoPE; choose add")
     b = training.make_batch(base, 1)
-    tok, mask, am = (jnp.asarray(b[k]) for k in ("tokens", "mask", "answer_mask"))
+    dev = {k: jnp.asarray(v) for k, v in training.device_batch(b).items()}
+    tok = dev["tokens"]
     state = training.init_state(base)
     step = training.make_train_step(base)
     holder = {"state": state}
 
     def one_step():
-        holder["state"], m = step(holder["state"], tok, mask, am)
+        holder["state"], m = step(holder["state"], dev)
         return m
 
     loss = lambda m: (lambda p, t: run(m, p, t[:, :-1])[0].astype(jnp.float32).mean())  # noqa: E731

@@ -39,6 +39,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(1, str(ROOT / "benchmarks"))  # benchmarks/training.py: the peak and the CPU's name
 
 SIDES = ("ours", "sequential", "torchfunc")
 
@@ -47,21 +48,6 @@ def _config(args):
     from empirical import training
 
     return training.PRESETS[args.preset](family=args.family, seed=0)
-
-
-def _peak_jax(n: int) -> float:
-    import jax
-    import jax.numpy as jnp
-
-    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-    mm = jax.jit(lambda x, y: x @ y)
-    mm(a, a).block_until_ready()
-    best = float("inf")
-    for _ in range(5):
-        t = time.perf_counter()
-        mm(a, a).block_until_ready()
-        best = min(best, time.perf_counter() - t)
-    return 2.0 * n**3 / best
 
 
 def _peak_torch(n: int) -> float:
@@ -89,7 +75,9 @@ def side_ours(cfg, n_models: int, steps: int, warmup: int, matmul_n: int) -> dic
     from empirical import training
     from empirical.training.loop import _stack
 
-    peak = _peak_jax(matmul_n)
+    from training import peak_jax
+
+    peak = peak_jax(matmul_n)
     cfgs = [cfg.replace(seed=s) for s in range(n_models)]
     state = _stack([training.init_state(c) for c in cfgs], jnp)
     n_params = training.param_count(jax.tree_util.tree_map(lambda a: a[0], state["params"]))
@@ -296,7 +284,6 @@ def main(argv=None) -> int:
     from empirical import training
     from empirical.results import provenance, write_json
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
     from training import _cpu_name
 
     models = [int(x) for x in args.models.split(",")]

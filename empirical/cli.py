@@ -3,10 +3,12 @@
 Each subcommand parses its flags here, checks what only the command line can get wrong, and
 calls one plain library function that lives with its feature (``verify.verify``,
 ``proofs_check.check``, ``training.train``, ``sweep.sweep_run``, ``compare.compare``, ...).
-Bad input of any kind is one line on stderr, ``superpose CMD: error: ...``, and exit status
-2, never a traceback; result files are written to a temporary file and renamed, and carry
-their config, the package version, the device and the date. ``--run`` takes a run directory
-or the name of a shipped model (``copy``, ``add``, ``lookup``, ``like-construction``, ...).
+The output paths (``--json``, ``--out``, ``--to``) are checked before any work. Bad input of
+any kind (a ValueError or OSError) is one line on stderr, ``superpose CMD: error: ...``, and
+exit status 2, never a traceback; any other exception is a bug and surfaces as one. Result
+files are written to a temporary file and renamed, and carry their config, the package
+version, the device and the date. ``--run`` takes a run directory or the name of a shipped
+model (``copy``, ``add``, ``lookup``, ``like-construction``, ...).
 
     superpose verify --json results/verify.json --out results
     superpose check --quick

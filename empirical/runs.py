@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import zipfile
+import zlib
 from pathlib import Path
 
 import jax
@@ -110,7 +111,7 @@ def load_params(path: str | os.PathLike) -> dict:
     try:
         with np.load(path, allow_pickle=False) as data:
             return _unflatten({k: np.asarray(data[k]) for k in data.files})
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as err:
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, KeyError) as err:
         raise ValueError(f"{path} is not a readable parameter file ({type(err).__name__}: {err})") from None
 
 

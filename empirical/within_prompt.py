@@ -88,6 +88,8 @@ def from_sweep(result: dict, lam: float = 0.5, *, constructed: bool = False) -> 
     probability with its interval, the share of prompts giving both tasks >= 0.1, and the
     proportional-mixing reference: the mean of min(share, 1 - share) over the prompts' actual
     shares of task A's examples (below min(lambda, 1 - lambda): the shares scatter around lambda)."""
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"lambda must lie in [0, 1], got {lam}")
     res = result["constructed"] if constructed else result
     for pt in res["points"]:
         if abs(pt["lambda"] - lam) < 1e-9:

@@ -82,8 +82,10 @@ def _bad_input_summary() -> None:
     failed = sorted(n for n, o in _OUTCOMES.items() if o == "failed" and "test_bad_input" in n)
     write_json(path, {
         "what": "bad input at every public entry point: cases tried, clean errors (one line naming the "
-                "problem, CLI exit 2, no result file left), and inputs that proved valid after all",
-        "classes": {k: dict(v) for k, v in sorted(module.BAD_INPUT.items())},
+                "problem, CLI exit 2, no new file left), inputs that proved valid after all, and failed "
+                "cases (neither)",
+        "classes": {k: {**v, "failed": v["tried"] - v["clean"] - v["accepted"]}
+                    for k, v in sorted(module.BAD_INPUT.items())},
         "tried": sum(v["tried"] for v in module.BAD_INPUT.values()),
         "clean": sum(v["clean"] for v in module.BAD_INPUT.values()),
         "failed_tests": failed,

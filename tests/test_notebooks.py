@@ -27,6 +27,8 @@ def test_notebook_is_stored_without_outputs(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_executes(path, monkeypatch):
     nb = nbformat.read(path, as_version=4)
+    # a last cell (in memory only) reports the kernel's interpreter
+    nb.cells.append(nbformat.v4.new_code_cell("import sys\nprint(sys.prefix)"))
     # the kernel runs this interpreter (ipykernel's native "python3" spec) from the repo root,
     # so the package imports whether or not it is pip-installed
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
@@ -36,4 +38,6 @@ def test_notebook_executes(path, monkeypatch):
     client.execute()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
-    assert sys.executable  # the kernel is the venv's python (ipykernel provides its spec)
+    # the kernel is this environment's python (the venv's, where the package is installed)
+    printed = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.output_type == "stream").strip()
+    assert printed == sys.prefix, (printed, sys.prefix)

@@ -124,11 +124,18 @@ def llama3_freq_factors(
     return tuple(out)
 
 
+#: The keys every Hugging Face ``config.json`` must give (positive integers).
+HF_REQUIRED = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
+
+
 def config_from_hf(cfg: Mapping[str, Any]) -> LlamaConfig:
     """Build a config from a Hugging Face ``config.json`` dict (Llama, Mistral, Qwen2)."""
     model_type = cfg.get("model_type", "llama")
     if model_type == "gemma3" and isinstance(cfg.get("text_config"), Mapping):
         return config_from_hf({**cfg["text_config"], "model_type": "gemma3_text"})
+    missing = [k for k in HF_REQUIRED if not isinstance(cfg.get(k), int) or cfg[k] < 1]
+    if missing:
+        raise ValueError(f"config.json lacks {', '.join(missing)} (positive integers)")
     if model_type == "gemma3_text":
         return _gemma3_from_hf(cfg)
     if model_type in ("llama", "mistral"):

@@ -425,8 +425,8 @@ def load_model(name_or_path: str | Path, *, mesh: jax.sharding.Mesh | None = Non
         cfg, params, tok = _read(path)
     except (ModelFileError, FileNotFoundError):
         raise
-    except Exception as err:  # noqa: BLE001 (a malformed file breaks the readers in many ways: one error here)
-        reason = str(err.args[0] if isinstance(err, KeyError) and err.args else err).strip().splitlines()
+    except (ValueError, OSError, EOFError) as err:  # the readers' checks (and numpy's, json's); anything else is a bug
+        reason = str(err).strip().splitlines()
         raise ModelFileError(f"{path}: cannot be loaded ({type(err).__name__}: "
                              f"{reason[0] if reason else 'malformed'})") from err
     check_model(cfg, params, tok, str(path))

@@ -93,6 +93,17 @@ def sentencepiece_merges(tokens: Sequence[str]) -> list[tuple[str, str]]:
     return [(left, right) for *_, left, right in found]
 
 
+def _token_types(reader, n: int) -> list[int]:
+    """``tokenizer.ggml.token_type``: one of llama.cpp's types (0 undefined, 1 normal, 2 unknown,
+    3 control, 4 user-defined, 5 unused, 6 byte) per token (all normal if absent)."""
+    from empirical.llm.weights import gguf_field
+
+    types = [int(t) for t in gguf_field(reader, "tokenizer.ggml.token_type", [1] * n)]
+    if len(types) != n or not all(0 <= t <= 6 for t in types):
+        raise ValueError(f"GGUF tokenizer.ggml.token_type is not one type in 0..6 for each of the {n} tokens")
+    return types
+
+
 def _sentencepiece_from_gguf(reader) -> Tokenizer:
     """The ``llama`` (SentencePiece BPE with scores and byte fallback) tokeniser of a GGUF file.
 
@@ -109,7 +120,7 @@ def _sentencepiece_from_gguf(reader) -> Tokenizer:
 
     tokens = [("▁" * len(t) if t and not t.strip(" ") else t)
               for t in gguf_field(reader, "tokenizer.ggml.tokens")]
-    types = list(gguf_field(reader, "tokenizer.ggml.token_type", [1] * len(tokens)))
+    types = _token_types(reader, len(tokens))
     unk = gguf_field(reader, "tokenizer.ggml.unknown_token_id")
     vocab = {}
     for i, t in enumerate(tokens):
@@ -152,11 +163,19 @@ def tokenizer_from_gguf(reader) -> Tokenizer:
         raise ValueError(f"unsupported GGUF tokenizer model {kind!r}: only byte-level BPE ('gpt2') and "
                          "SentencePiece BPE ('llama') are built from GGUF metadata; load a Hugging Face "
                          "folder with tokenizer.json instead")
-    tokens = list(gguf_field(reader, "tokenizer.ggml.tokens"))
-    merges = [tuple(m.split(" ", 1)) for m in gguf_field(reader, "tokenizer.ggml.merges")]
-    types = list(gguf_field(reader, "tokenizer.ggml.token_type", [1] * len(tokens)))
+    tokens, merges = gguf_field(reader, "tokenizer.ggml.tokens"), gguf_field(reader, "tokenizer.ggml.merges")
+    if not isinstance(tokens, list) or not isinstance(merges, list):
+        raise ValueError("the GGUF byte-level BPE tokenizer needs tokenizer.ggml.tokens and tokenizer.ggml.merges "
+                         "(lists of strings)")
+    merges = [tuple(m.split(" ", 1)) for m in merges]
+    types = _token_types(reader, len(tokens))
     vocab = {t: i for i, t in enumerate(tokens)}
-    tk = TK(models.BPE(vocab=vocab, merges=merges, fuse_unk=False, byte_fallback=False))
+    if len(vocab) != len(tokens):
+        raise ValueError("the GGUF tokenizer's tokens repeat")
+    try:
+        tk = TK(models.BPE(vocab=vocab, merges=merges, fuse_unk=False, byte_fallback=False))
+    except Exception as err:  # noqa: BLE001 (the tokenizers library raises a bare Exception)
+        raise ValueError(f"the GGUF tokenizer cannot be built: {err}") from None
     tk.pre_tokenizer = _pre_tokenizer(gguf_field(reader, "tokenizer.ggml.pre", "gpt2"))
     tk.decoder = decoders.ByteLevel()
     # CONTROL (3) and USER_DEFINED (4) tokens are matched whole, never split.

@@ -7,6 +7,8 @@ downloaded: only local files are read.
 from __future__ import annotations
 
 import json
+import math
+import re
 import struct
 from pathlib import Path
 from typing import Callable, Mapping
@@ -52,6 +54,9 @@ def params_from_named(cfg: LlamaConfig, get: Callable[[str], np.ndarray], *,
 
     def stack(fmt: str, transpose: bool) -> np.ndarray:
         arrs = [np.asarray(get(fmt.format(l)), np.float32) for l in range(L)]
+        for l, a in enumerate(arrs[1:], 1):
+            if a.shape != arrs[0].shape:
+                raise ValueError(f"{fmt.format(l)} has shape {a.shape}, but {fmt.format(0)} has {arrs[0].shape}")
         return np.stack([a.T if transpose else a for a in arrs])
 
     pre = "model.layers.{}."
@@ -84,9 +89,18 @@ def read_safetensors(path: str | Path) -> dict[str, np.ndarray]:
     """Read a ``.safetensors`` file into float32 numpy arrays (BF16 widened exactly)."""
     path = Path(path)
     with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(n))
+        head = f.read(8)
+        n = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
+        text = f.read(n) if n >= 0 else b""
+    if n < 0 or len(text) < n:
+        raise ValueError(f"{path}: truncated safetensors file (its header runs past the end)")
+    header = json.loads(text)
+    if not isinstance(header, dict):
+        raise ValueError(f"{path}: malformed safetensors header (not a JSON object)")
     header.pop("__metadata__", None)
+    for name, info in header.items():
+        if not isinstance(info, dict) or not {"dtype", "shape", "data_offsets"} <= info.keys():
+            raise ValueError(f"{path}: malformed safetensors header entry for {name}")
     raw = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + n)
     out = {}
     for name, info in header.items():
@@ -124,7 +138,7 @@ def load_hf_folder(folder: str | Path) -> tuple[LlamaConfig, dict]:
 
     def get(name: str) -> np.ndarray:
         if name not in tensors:
-            raise KeyError(f"{folder}: tensor {name} missing")
+            raise ValueError(f"{folder}: tensor {name} missing")
         return tensors[name]
 
     return cfg, params_from_named(cfg, get)
@@ -135,6 +149,11 @@ def load_hf_folder(folder: str | Path) -> tuple[LlamaConfig, dict]:
 _GGUF_SCALARS = {0: "<u1", 1: "<i1", 2: "<u2", 3: "<i2", 4: "<u4", 5: "<i4", 6: "<f4", 7: "<u1",
                  10: "<u8", 11: "<i8", 12: "<f8"}
 _GGUF_STRING, _GGUF_ARRAY, _GGUF_BOOL = 8, 9, 7
+
+
+#: A metadata key as the GGUF specification names them: lower snake case words separated by
+#: dots (``general.architecture``, ``llama.rope.freq_base``); a damaged key mostly is not one.
+_GGUF_KEY = re.compile(r"[a-z0-9_]+(\.[a-z0-9_]+)*")
 
 
 class GGUFField:
@@ -173,6 +192,9 @@ class GGUFFile:
         from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
         self.path = Path(path)
+        if self.path.stat().st_size < 24:
+            raise ValueError(f"{self.path.name}: truncated GGUF ({self.path.stat().st_size} bytes, "
+                             "less than its header)")
         buf = np.memmap(self.path, dtype=np.uint8, mode="r")
         raw = memoryview(buf)
         size = len(buf)
@@ -193,7 +215,10 @@ class GGUFFile:
 
         def string() -> str:
             n = u64()
-            return bytes(raw[take(n): pos]).decode("utf-8")
+            try:
+                return bytes(raw[take(n): pos]).decode("utf-8")
+            except UnicodeDecodeError:
+                raise ValueError(f"{self.path.name}: corrupt GGUF (a string at byte {pos - n} is not UTF-8)") from None
 
         def value(kind: int):
             if kind == _GGUF_STRING:
@@ -206,7 +231,7 @@ class GGUFFile:
                 item, count = u32(), u64()
                 if item == _GGUF_STRING:
                     if count * 8 > size - pos:
-                        raise ValueError(f"{self.path.name}: corrupt GGUF (array of {count} strings)")
+                        raise ValueError(f"{self.path.name}: truncated or corrupt GGUF (array of {count} strings)")
                     return [string() for _ in range(count)]
                 if item not in _GGUF_SCALARS:
                     raise ValueError(f"{self.path.name}: corrupt GGUF (array item type {item})")
@@ -221,6 +246,7 @@ class GGUFFile:
         if version not in (2, 3):
             raise ValueError(f"{self.path.name}: unsupported GGUF version {version}")
         n_tensors, n_kv = u64(), u64()
+        header_end = pos
         if n_tensors > size or n_kv > size:
             raise ValueError(f"{self.path.name}: corrupt GGUF header")
         self.fields: dict[str, GGUFField] = {"GGUF.version": GGUFField(version),
@@ -228,7 +254,11 @@ class GGUFFile:
                                              "GGUF.kv_count": GGUFField(n_kv)}
         for _ in range(n_kv):
             key = string()
+            if not _GGUF_KEY.fullmatch(key) or key in self.fields:
+                raise ValueError(f"{self.path.name}: corrupt GGUF (metadata key {key!r} is not a GGUF key name "
+                                 "or repeats)")
             self.fields[key] = GGUFField(value(u32()))
+        metadata_end = pos
         infos = []
         for _ in range(n_tensors):
             name = string()
@@ -236,21 +266,31 @@ class GGUFFile:
             if not 1 <= n_dims <= 4:
                 raise ValueError(f"{self.path.name}: corrupt GGUF ({name} has {n_dims} dimensions)")
             dims = [u64() for _ in range(n_dims)]
-            infos.append((name, dims, GGMLQuantizationType(u32()), u64()))
+            kind = u32()
+            if kind not in GGMLQuantizationType._value2member_map_:
+                raise ValueError(f"{self.path.name}: corrupt GGUF (tensor {name} of unknown type {kind})")
+            infos.append((name, dims, GGMLQuantizationType(kind), u64()))
         align = int(self.fields["general.alignment"].value) if "general.alignment" in self.fields else 32
         if align <= 0:
             raise ValueError(f"{self.path.name}: corrupt GGUF alignment {align}")
         base = -(-pos // align) * align
+        #: Byte ranges [start, end) of the file's parts (where a damaged byte lies).
+        self.sections = {"header": (0, header_end), "metadata": (header_end, metadata_end),
+                         "tensor infos": (metadata_end, pos), "padding": (pos, base), "tensor data": (base, size)}
         self.tensors: list[GGUFTensor] = []
+        spans = []
         for name, dims, qtype, offset in infos:
+            if qtype not in GGML_QUANT_SIZES:
+                raise ValueError(f"{self.path.name}: corrupt GGUF (tensor {name} of unknown type {qtype!r})")
             block, nbytes = GGML_QUANT_SIZES[qtype]
             if any(d <= 0 or d > size * block for d in dims) or dims[0] % block:
                 raise ValueError(f"{self.path.name}: corrupt GGUF (tensor {name} of shape {dims})")
-            rows = int(np.prod(dims[1:], dtype=np.int64))
+            rows = math.prod(dims[1:])
             row_bytes = dims[0] // block * nbytes
             start, count = base + offset, rows * row_bytes
             if start + count > size:
                 raise ValueError(f"{self.path.name}: truncated GGUF (tensor {name} runs past the end)")
+            spans.append((start, start + count, name))
             data = buf[start: start + count]
             if qtype in (GGMLQuantizationType.F32, GGMLQuantizationType.F16):
                 data = data.view(np.float32 if qtype == GGMLQuantizationType.F32 else np.float16)
@@ -258,6 +298,24 @@ class GGUFFile:
             else:
                 data = data.reshape(*dims[:0:-1], row_bytes)
             self.tensors.append(GGUFTensor(name, qtype, np.array(dims), data))
+        _check_layout(self.path.name, spans, base, size, align)
+
+
+def _check_layout(name: str, spans: list[tuple[int, int, str]], base: int, size: int, align: int) -> None:
+    """A GGUF file's tensors lie one after the other from the data section's start, each at the
+    next multiple of ``align`` after the previous one, with unique names: a damaged offset, type
+    or name (which would silently read another tensor's bytes or drop one) is an error."""
+    names = [n for _, _, n in spans]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{name}: corrupt GGUF (tensor names repeat)")
+    expected = base
+    for start, end, tensor in sorted(spans):
+        if start != expected:
+            raise ValueError(f"{name}: corrupt GGUF (tensor {tensor} at offset {start - base}, expected "
+                             f"{expected - base}: overlapping or misplaced tensor data)")
+        expected = -(-end // align) * align
+    if spans and size - expected >= align:
+        raise ValueError(f"{name}: corrupt GGUF ({size - expected} bytes after the last tensor)")
 
 
 def unpermute_qk(w: np.ndarray, n_heads: int) -> np.ndarray:
@@ -285,6 +343,10 @@ def gguf_field(reader, key: str, default=None):
     return field.contents()
 
 
+#: Metadata a GGUF file must hold (under its architecture's prefix).
+_GGUF_REQUIRED = ("attention.head_count", "embedding_length", "block_count", "feed_forward_length")
+
+
 def gguf_config(reader) -> LlamaConfig:
     """Architecture from a GGUF file's metadata.
 
@@ -296,7 +358,12 @@ def gguf_config(reader) -> LlamaConfig:
     arch = gguf_field(reader, "general.architecture")
     if arch not in GGUF_ARCHS:
         raise ValueError(f"unsupported GGUF architecture {arch!r} (supported: {sorted(GGUF_ARCHS)})")
-    f = lambda k, d=None: gguf_field(reader, f"{arch}.{k}", d)  # noqa: E731
+    def f(key: str, default=None):
+        value = gguf_field(reader, f"{arch}.{key}", default)
+        if key in _GGUF_REQUIRED and not (isinstance(value, (int, np.integer)) and value > 0):
+            raise ValueError(f"GGUF metadata {arch}.{key} is {value!r}, not a positive integer")
+        return value
+
     n_heads = int(f("attention.head_count"))
     d_model = int(f("embedding_length"))
     head_dim = int(f("attention.key_length", d_model // n_heads))
@@ -307,7 +374,9 @@ def gguf_config(reader) -> LlamaConfig:
         factors = tuple(float(x) for x in np.asarray(t.data, np.float32).ravel())
     vocab = f("vocab_size")
     if vocab is None:
-        vocab = len(gguf_field(reader, "tokenizer.ggml.tokens"))
+        vocab = len(gguf_field(reader, "tokenizer.ggml.tokens", ()))
+    if not vocab:
+        raise ValueError(f"GGUF metadata has neither {arch}.vocab_size nor tokenizer.ggml.tokens")
     gemma: dict = {}
     if arch == "gemma3":
         n_layers = int(f("block_count"))
@@ -321,15 +390,18 @@ def gguf_config(reader) -> LlamaConfig:
                      local_layers=local if window else (False,) * n_layers, rope_local_theta=10000.0,
                      query_scale=float(d_model / n_heads if d_model == 5376 else head_dim),
                      final_softcap=f("final_logit_softcapping"))
-    return LlamaConfig(
-        vocab_size=int(vocab), d_model=d_model, n_layers=int(f("block_count")), n_heads=n_heads,
-        n_kv_heads=int(f("attention.head_count_kv", n_heads)), head_dim=head_dim,
-        d_ff=int(f("feed_forward_length")),
-        rms_eps=float(f("attention.layer_norm_rms_epsilon", 1e-5)),
-        rope_theta=float(f("rope.freq_base", 10000.0)), rope_freq_factors=factors,
-        tie_embeddings="output.weight" not in names, family=GGUF_ARCHS[arch],
-        max_len=int(f("context_length", 8192)), **gemma,
-    )
+    try:
+        return LlamaConfig(
+            vocab_size=int(vocab), d_model=d_model, n_layers=int(f("block_count")), n_heads=n_heads,
+            n_kv_heads=int(f("attention.head_count_kv", n_heads)), head_dim=head_dim,
+            d_ff=int(f("feed_forward_length")),
+            rms_eps=float(f("attention.layer_norm_rms_epsilon", 1e-5)),
+            rope_theta=float(f("rope.freq_base", 10000.0)), rope_freq_factors=factors,
+            tie_embeddings="output.weight" not in names, family=GGUF_ARCHS[arch],
+            max_len=int(f("context_length", 8192)), **gemma,
+        )
+    except ValueError as err:
+        raise ValueError(f"GGUF metadata describes no valid model: {err}") from None
 
 
 def dequantize_tensor(tensor) -> np.ndarray:
@@ -378,14 +450,20 @@ def load_gguf(path: str | Path) -> tuple[LlamaConfig, dict, object]:
             mod, kind = rest.rsplit(".", 1)
             gname = f"blk.{l}.{parts[mod]}.{kind}"
         if gname not in by_name:
-            raise KeyError(f"{path}: tensor {gname} missing")
+            raise ValueError(f"{path}: GGUF tensor {gname} missing")
+        used.add(gname)
         w = dequantize_tensor(by_name[gname])
         if arch in GGUF_PERMUTED_QK and ("attn_q." in gname or "attn_k." in gname):
             heads = cfg.n_heads if "attn_q." in gname else cfg.n_kv_heads
             w = unpermute_qk(w, heads)
         return w
 
-    return cfg, params_from_named(cfg, get, norm_shift=0.0), reader
+    used = {"rope_freqs.weight"}
+    params = params_from_named(cfg, get, norm_shift=0.0)
+    unused = sorted(set(by_name) - used)
+    if unused:  # e.g. a damaged name: output.weight read as another tensor would silently tie the head
+        raise ValueError(f"{path}: GGUF tensors the {arch} architecture does not use: {unused[:3]}")
+    return cfg, params, reader
 
 
 def state_dict_from_params(cfg: LlamaConfig, params: Mapping, *,

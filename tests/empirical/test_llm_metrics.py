@@ -17,6 +17,26 @@ def test_kl_uses_raw_probabilities():
     assert np.isfinite(kl_divergence([0.5, 0.5], [0.0, 1.0]))
 
 
+def test_the_sweeps_kl_is_the_prompts_shares_against_the_raw_answer_probabilities():
+    """The sweep's KL at each lambda is the mean over prompts of KL(D || P), D the prompt's actual
+    task shares and P the raw answer probabilities (the mass elsewhere counts), recomputed with
+    kl_divergence from the per-prompt values the sweep keeps (P to 5 decimals, at least 0.5/37:
+    the recomputation is good to ~1e-3)."""
+    from empirical import sweep
+
+    rng = np.random.default_rng(0)
+
+    def probs(tokens):
+        return 0.5 * rng.dirichlet(np.ones(37), size=len(tokens)) + 0.5 / 37
+
+    res = sweep.sweep(probs, "add", [1, 4], n_prompts=20, n_examples=5, lambdas=(0.0, 0.3, 1.0), progress=False)
+    for pt in res["points"]:
+        pp = pt["per_prompt"]
+        want = np.mean([kl_divergence([s, 1 - s], [a, b]) for s, a, b in zip(pp["share_a"], pp["p_a"], pp["p_b"])])
+        assert pt["kl"]["mean"] == pytest.approx(want, abs=2e-3), pt["lambda"]
+        assert want > 1.0  # P holds ~1/10 of the mass: far from D, so a KL that ignores it differs
+
+
 def test_other_mass():
     assert other_mass([0.2, 0.3]) == pytest.approx(0.5)
 

@@ -1,14 +1,15 @@
 """The shipped checkpoints (empirical/pretrained/<family>/): they load by name, do their tasks
 on fresh sequences, and their Figure 3 sweep has the shape the paper describes at its ends.
 
-Seconds each: a few fresh sequences per task and 200 prompts at lambda 0, 0.5 and 1. Fresh
+Seconds each: 64 fresh sequences per task and 200 prompts at lambda 0, 0.5 and 1. Fresh
 accuracy is held to what `superpose export` recorded on 200 sequences per task (README),
-within the sampling error of the smaller sample; the 95% target is its own test.
+within the sampling error of the smaller sample, and to the 95% target itself.
 """
 
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -31,13 +32,30 @@ def _recorded(name: str) -> dict:
     return json.loads((runs.PRETRAINED / name / "summary.json").read_text())["eval"]
 
 
+#: Fresh sequences per task of every evaluation below (seed 123: no training or export stream).
+FRESH = 64
+
+
+@pytest.fixture(scope="module")
+def fresh():
+    """name -> (config, step, its evaluation on FRESH new sequences per task), computed once."""
+    cache: dict = {}
+
+    def evaluate(name: str):
+        if name not in cache:
+            cfg, params, step = runs.load(name)
+            cache[name] = cfg, step, training.evaluate_tasks(cfg, params, sequences=FRESH, seed=123, batch=FRESH)
+        return cache[name]
+
+    return evaluate
+
+
 @pytest.mark.parametrize("name", sorted(SHIPPED))
-def test_shipped_checkpoint_reproduces_its_recorded_accuracy_on_fresh_sequences(name):
-    cfg, params, step = runs.load(name)
+def test_shipped_checkpoint_reproduces_its_recorded_accuracy_on_fresh_sequences(name, fresh):
+    cfg, step, res = fresh(name)
     assert cfg.family == FAMILY.get(name, name) and step == cfg.steps
-    res = training.evaluate_tasks(cfg, params, sequences=16, seed=123, batch=16)
     recorded = _recorded(name)
-    # 16 sequences per task against 200: within ~3 standard errors of the smaller sample.
+    # 64 sequences per task against 200: within ~3 standard errors of the smaller sample.
     assert abs(res["answer_acc_late"] - recorded["answer_acc_late"]) <= 0.05, (res["answer_acc_late"], recorded)
     # In-context learning: the first example (no context) is near chance, late ones far above it.
     assert res["example_acc"][0] <= 1.0 / len(cfg.fam.params) + 0.25
@@ -51,9 +69,15 @@ def test_shipped_checkpoint_reproduces_its_recorded_accuracy_on_fresh_sequences(
     "like-construction-nonorm",
     "copy",
 ])
-def test_shipped_checkpoint_meets_the_95_percent_target(name):
-    recorded = _recorded(name)
-    assert recorded["answer_acc_late"] >= 0.95 and recorded["worst_task_late"] >= 0.9, recorded
+def test_shipped_checkpoint_meets_the_95_percent_target(name, fresh):
+    """On the fresh evaluation, not the committed summary: late-example accuracy >= 0.95 and the
+    worst task's >= 0.9, each less 3 standard errors. Sequences are independent and a sequence's
+    late accuracy lies in [0, 1], so at a true mean p its variance is at most p (1 - p): the
+    standard error at the target is at most sqrt(p (1 - p) / n), n the sequences averaged."""
+    cfg, _, res = fresh(name)
+    n_all = FRESH * len(cfg.fam.params)
+    assert res["answer_acc_late"] >= 0.95 - 3 * math.sqrt(0.95 * 0.05 / n_all), res["answer_acc_late"]
+    assert res["worst_task_late"] >= 0.9 - 3 * math.sqrt(0.9 * 0.1 / FRESH), res["tasks"]
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))

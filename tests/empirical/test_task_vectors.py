@@ -4,6 +4,7 @@ shipped trained model, through the one intermediates API."""
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -28,6 +29,74 @@ def test_patching_a_prompts_own_residual_reproduces_the_clean_run(subjects, name
     for layer in (0, 2, s.num_layers):
         clean, patched = TV.patch(s, tokens, layer, res[layer])
         np.testing.assert_allclose(patched, clean, atol=1e-6)
+
+
+def independent_patch(s, tokens: np.ndarray, layer: int, vector: np.ndarray, mask=None) -> np.ndarray:
+    """The patched next-token distribution [P, V] straight from ``run(..., edits=...)``: the
+    residual after ``layer`` at the last position becomes x (1 - mask) + vector mask."""
+    d = s.config.d_model
+    keep = jnp.asarray(np.ones(d) if mask is None else mask, jnp.float32)
+    v = jnp.asarray(np.broadcast_to(vector, (len(tokens), d)), jnp.float32)
+    name = "embed" if layer == 0 else f"blocks.{layer - 1}.resid_post"  # the residual after `layer`
+    edits = {name: lambda x: x.at[:, -1].set(x[:, -1] * (1 - keep) + v * keep)}
+    logits, _ = run(s.config, s.params, jnp.asarray(tokens), edits=edits)
+    return np.asarray(jax.nn.softmax(logits[:, -1].astype(jnp.float32), -1), np.float64)
+
+
+def check_patch_matches_an_independent_edit(s, mask=None, layers=(3, None)) -> None:
+    """Task 1's vector and a junk vector patched into prompts of task 0 at ``layers`` (None:
+    after the last): ``TV.patch`` gives what an edit through ``run`` gives, and at the last of
+    ``layers`` both change the output."""
+    rng = np.random.default_rng(7)
+    tokens = TV.single_task_prompts(TS, 0, rng, 12, 6)
+    other = TV.extract(s, TV.single_task_prompts(TS, 1, rng, 12, 6))
+    layers = [s.num_layers if layer is None else layer for layer in layers]
+    for layer in layers:
+        junk = rng.normal(size=s.config.d_model) * 5 * np.linalg.norm(other[layer]) / np.sqrt(s.config.d_model)
+        for vector in (other[layer], junk):
+            clean, patched = TV.patch(s, tokens, layer, vector, mask)
+            np.testing.assert_allclose(patched, independent_patch(s, tokens, layer, vector, mask), atol=2e-6)
+            assert layer != layers[-1] or np.abs(patched - clean).max() > 1e-3, (layer, "the patch changed nothing")
+
+
+@pytest.mark.parametrize("name", ["constructed", "lookup"])
+def test_patching_another_tasks_vector_or_junk_matches_an_independent_edit(subjects, name):
+    check_patch_matches_an_independent_edit(subjects[name])
+
+
+def test_a_subspace_patch_matches_an_independent_edit(subjects):
+    """The S blocks only: layer 4 (averaging) writes them, layer 6 (weighting) reads them."""
+    s = subjects["constructed"]
+    check_patch_matches_an_independent_edit(s, TV.s_block_mask(s), layers=(5, 4))
+
+
+def check_the_constructed_models_patched_readout_is_the_predicted_mixture(s) -> None:
+    """The S block of (1 - lambda) v_A + lambda v_B patched after layer 4 of zero-shot queries:
+    the readout is y_hat / |y_hat|_1 with y_hat = sum_k S_k onehot(g_k(x_q)), within the
+    construction's KL bound (|y_hat|_1 >= 1: a single-task vector's own S is 1). The bound is
+    exact arithmetic's (0.0074): float32's allowance makes the readout's vacuous (the log
+    spline's slope 1/eta multiplies OUT's rounding allowance), and the float32 model stays
+    well inside the exact one (KL ~7e-4; the unpatched queries' ~2)."""
+    from construction import construct
+
+    bound = construct(TS.tasks, example_len=TS.example_len, max_examples=31).kl_bound(1)
+    rng = np.random.default_rng(8)
+    vecs = {k: TV.extract(s, TV.single_task_prompts(TS, k, rng, 40, 12))[4] for k in range(3)}
+    queries = TV.zero_shot_queries(TS, rng, 32)
+    mask, blocks = TV.s_block_mask(s), [s.spec.residual[f"S_{k}"] for k in range(3)]
+    for a, b in ((0, 1), (1, 2)):
+        for lam in (0.0, 0.5, 1.0):
+            v = (1 - lam) * vecs[a] + lam * vecs[b]
+            y_hat = TV.predicted_mixture(s, queries, np.array([v[blk][0] for blk in blocks]))
+            target = y_hat / y_hat.sum(1, keepdims=True)
+            probs = TV.patch(s, queries, 4, v, mask)[1]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                kl = np.where(target > 0, target * np.log(target / probs), 0.0).sum(1)
+            assert kl.max() <= bound, (a, b, lam, kl.max(), bound)
+
+
+def test_the_constructed_models_patched_readout_is_the_predicted_mixture(subjects):
+    check_the_constructed_models_patched_readout_is_the_predicted_mixture(subjects["constructed"])
 
 
 @pytest.mark.parametrize("name", ["constructed", "lookup"])
@@ -126,6 +195,15 @@ def test_task_vectors_cli(tmp_path, capsys):
     assert result["command"] == "task-vectors" and "device" in result
     assert set(result["contexts"]) == {"zero-shot", "random-label context"}
     assert len(result["geometry"]["mixture_fit"]["50/50"]) == 4  # embedding + 3 layers
+    # numbers a broken computation changes: the convex line's ends are the single-task patches
+    # scored on the same queries, and on real prompts of one task the shipped model answers it
+    for c in result["contexts"].values():
+        (a, b), ends = c["convex_two"]["tasks"], c["convex_two"]["points"]
+        assert ends[0]["p"][a] == pytest.approx(c["held_out"][a], abs=1e-9)
+        assert ends[-1]["p"][b] == pytest.approx(c["held_out"][b], abs=1e-9)
+    real = result["real_mixed"]
+    assert real[0]["lambda"] == 0.0 and real[0]["p"][a] > 0.9 and real[0]["p"][b] < 0.3
+    assert real[-1]["lambda"] == 1.0 and real[-1]["p"][b] > 0.9 and real[-1]["p"][a] < 0.3
     assert (tmp_path / "task_vectors_lookup.png").is_file()
     assert "mixture fit" in capsys.readouterr().out
 

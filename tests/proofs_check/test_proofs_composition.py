@@ -10,12 +10,13 @@ import os
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given, reject, settings
 from hypothesis import strategies as st
 
 from construction import construct, continuous_task, lookup_task
 from proofs_check import attention_leak, end_to_end, indicator_exactness, readout_kl, score_gap, width
 from proofs_check.report import default_case
+from tests.construction.strategies import checked
 
 #: Model-building examples are expensive (one XLA compile per shape): a few in CI, more on
 #: the GPU machine's "thorough" profile.
@@ -83,6 +84,7 @@ def test_end_to_end_within_composed_bound_discrete(K, V, n, M, beta, seed, data)
         r = check(model, m, tokens=tokens, trace=trace)
         assert r.holds, (r.lemma, r.details)
     assert width(model).holds
+    checked()
 
 
 @settings(deadline=None, max_examples=max(2, MODEL_EXAMPLES // 2))
@@ -99,8 +101,9 @@ def test_end_to_end_within_composed_bound_continuous(K, d, pieces, beta, seed):
         r = end_to_end(model, 6, batch=4, seed=seed)
     except ValueError as e:  # the random tasks are too close for the margin: not a valid case
         assert "margin" in str(e)
-        return
+        reject()
     assert r.holds, r.details
+    checked()
 
 
 # ----- mutation tests: broken constructions must be caught ---------------------------------
