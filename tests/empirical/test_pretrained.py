@@ -17,9 +17,10 @@ from empirical import runs, training
 from empirical import sweep as sweep_lib
 
 SHIPPED = {"copy": ("copy:1", "copy:5"), "add": ("add:2", "add:6"), "lookup": ("lookup:0", "lookup:1"),
-           "like-construction": ("lookup:0", "lookup:1"), "like-construction-nonorm": ("lookup:0", "lookup:1")}
+           "like-construction": ("lookup:0", "lookup:1"), "like-construction-nonorm": ("lookup:0", "lookup:1"),
+           "like-construction-mix": ("lookup:0", "lookup:1")}
 #: the family of each shipped model (its name, except for the construction-shaped lookup models)
-FAMILY = {"like-construction": "lookup", "like-construction-nonorm": "lookup"}
+FAMILY = {"like-construction": "lookup", "like-construction-nonorm": "lookup", "like-construction-mix": "lookup"}
 
 
 def test_every_family_has_a_shipped_checkpoint():
@@ -67,6 +68,7 @@ def test_shipped_checkpoint_reproduces_its_recorded_accuracy_on_fresh_sequences(
     "lookup",
     "like-construction",
     "like-construction-nonorm",
+    "like-construction-mix",
     "copy",
 ])
 def test_shipped_checkpoint_meets_the_95_percent_target(name, fresh):
