@@ -35,9 +35,9 @@ def _max_diff(a, b) -> float:
 
 
 def test_vmapped_models_match_separate_runs(tmp_path):
-    cfgs = [micro(seed=0), micro(seed=1), micro(seed=2, lr=3e-3), micro(seed=0, p_mix=1.0)]
+    cfgs = [micro(seed=0), micro(seed=1, lr=3e-3), micro(seed=0, p_mix=1.0)]
     many = training.train_many(cfgs, [tmp_path / f"g{i}" for i in range(len(cfgs))], progress=False)
-    assert [m["group"]["index"] for m in many] == [0, 1, 2, 3] and many[0]["group"]["size"] == 4
+    assert [m["group"]["index"] for m in many] == [0, 1, 2] and many[0]["group"]["size"] == 3
     for i, cfg in enumerate(cfgs):
         one = training.train(cfg, tmp_path / f"one{i}", progress=False)
         a = training.read_metrics(tmp_path / f"g{i}")
@@ -50,7 +50,7 @@ def test_vmapped_models_match_separate_runs(tmp_path):
         assert cfg_a == cfg and step_a == cfg.steps == one["step"]
         assert _max_diff(p_a, p_b) < VMAP_ATOL
     # the members really differ: other seed, other learning rate, other data
-    for j in (1, 2, 3):
+    for j in (1, 2):
         assert _max_diff(training.load_run(tmp_path / "g0")[1], training.load_run(tmp_path / f"g{j}")[1]) > 1e-3
 
 
@@ -83,18 +83,18 @@ def test_a_group_must_share_everything_but_seed_rate_and_data(tmp_path):
 
 def test_cli_trains_seeds_and_a_data_grid_into_run_directories(tmp_path, capsys):
     out = tmp_path / "runs"
-    code = cli.main(["train", "--family", "add", "--steps", "2", "--seeds", "0,1", "--p-mix", "0,0.5",
+    code = cli.main(["train", "--family", "add", "--steps", "2", "--seeds", "1", "--p-mix", "0,0.5",
                      "--mix-tasks", "2,3", "--out", str(out), "--quiet", "--json", str(tmp_path / "r.json")])
     assert code == 0
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["p_mix0-seed0", "p_mix0-seed1", "p_mix0.5-seed0", "p_mix0.5-seed1"]
+    assert names == ["p_mix0-seed1", "p_mix0.5-seed1"]
     for name in names:
         cfg = training.load_config(out / name)
         assert cfg.seed == int(name[-1]) and cfg.p_mix == float(name.split("-")[0][5:]) and cfg.mix_tasks == (2, 3)
     doc = json.loads((tmp_path / "r.json").read_text())
-    assert len(doc["runs"]) == 4 and {r["group"]["size"] for r in doc["runs"]} == {4}
+    assert len(doc["runs"]) == 2 and {r["group"]["size"] for r in doc["runs"]} == {2}
     # resume the grid to a later step
-    assert cli.main(["train", "--family", "add", "--steps", "3", "--seeds", "0,1", "--p-mix", "0,0.5",
+    assert cli.main(["train", "--family", "add", "--steps", "3", "--seeds", "1", "--p-mix", "0,0.5",
                      "--mix-tasks", "2,3", "--out", str(out), "--quiet", "--resume"]) == 0
     assert training.load_run(out / "p_mix0.5-seed1")[2] == 3
 
