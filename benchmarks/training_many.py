@@ -18,8 +18,9 @@ against a float32 matmul peak measured in that process:
 
 Sides alternate over ``--rounds``; ratios are of the median rates. A measurement is refused
 (exit 1, the reasons printed) when a utilisation is not in (0, 1], a figure is not finite, a
-loss does not fall over the timed steps, the sides' parameter counts differ, or the load on
-the machine before a side was above ``--max-load`` (another job would slow one side alone).
+loss does not fall over the timed steps, the sides' parameter counts differ, or other
+processes kept more than ``--max-load`` cores busy just before a side (contention would slow
+one side alone).
 
     python benchmarks/training_many.py                       # N = 1, 4, 8, CPU
     python benchmarks/training_many.py --models 1,4 --rounds 1
@@ -229,6 +230,19 @@ def side_torchfunc(cfg, n_models: int, steps: int, warmup: int, matmul_n: int) -
 # --------------------------------------------------------------------------- the orchestrator
 
 
+def busy_cores(seconds: float = 1.0) -> float:
+    """Cores kept busy by other processes over ``seconds`` (from /proc/stat): the contention a
+    side would start under. The load average would count the previous side's own work."""
+    def sample():
+        with open("/proc/stat") as f:
+            fields = [float(x) for x in f.readline().split()[1:]]
+        return sum(fields), fields[3] + fields[4]  # total, idle + iowait
+
+    (t0, i0), _ = sample(), time.sleep(seconds)
+    t1, i1 = sample()
+    return (os.cpu_count() or 1) * (1.0 - (i1 - i0) / max(t1 - t0, 1e-9))
+
+
 def _run_side(side: str, n_models: int, argv: list[str]) -> dict:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     out = subprocess.run([sys.executable, __file__, "--side", side, "--n", str(n_models), *argv],
@@ -240,8 +254,8 @@ def _run_side(side: str, n_models: int, argv: list[str]) -> dict:
 
 def sanity(rows: list[dict], max_load: float) -> list[str]:
     """The reasons a measurement is impossible or contended (empty when it is plausible).
-    ``rows``: every finished side's record (``mfu``, ``tokens_per_s``, losses, ``load_before``,
-    ``params_per_model``, ``n_models``)."""
+    ``rows``: every finished side's record (``mfu``, ``tokens_per_s``, losses, ``busy_before``,
+    ``params_per_model``, ``n_models``, ``busy_before``)."""
     problems = []
     for r in rows:
         name = f"{r['side']} N={r['n_models']}"
@@ -253,8 +267,8 @@ def sanity(rows: list[dict], max_load: float) -> list[str]:
             problems.append(f"{name}: utilisation {r['mfu']:.2f} of its own measured peak is impossible")
         if r["last_loss"] >= r["first_loss"]:
             problems.append(f"{name}: the loss did not fall ({r['first_loss']:.3f} -> {r['last_loss']:.3f})")
-        if r.get("load_before") is not None and r["load_before"] > max_load:
-            problems.append(f"{name}: load {r['load_before']:.2f} before it ran (another job was running)")
+        if r.get("busy_before") is not None and r["busy_before"] > max_load:
+            problems.append(f"{name}: {r['busy_before']:.2f} cores busy before it ran (another job was running)")
     counts = {r["params_per_model"] for r in rows if "params_per_model" in r}
     if len(counts) > 1:
         problems.append(f"the sides train models of different sizes: {sorted(counts)} parameters")
@@ -270,7 +284,8 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=3, help="untimed steps (compilation)")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--matmul-n", type=int, default=1024)
-    p.add_argument("--max-load", type=float, default=1.0, help="refuse a side started under a higher load")
+    p.add_argument("--max-load", type=float, default=0.3,
+                   help="refuse a side started while other processes kept more cores busy than this")
     p.add_argument("--json", default=None)
     p.add_argument("--side", choices=SIDES, default=None, help=argparse.SUPPRESS)
     p.add_argument("--n", type=int, default=1, help=argparse.SUPPRESS)
@@ -297,19 +312,18 @@ def main(argv=None) -> int:
             for side in SIDES:
                 if side in skipped:
                     continue
-                time.sleep(2)
-                load = os.getloadavg()[0]
+                load = busy_cores()
                 res = _run_side(side, n, child)
                 if "error" in res:
                     skipped[side] = res["error"]
                     print(f"{side}: skipped ({res['error']})", flush=True)
                     continue
-                res.update(n_models=n, round=r + 1, load_before=load)
+                res.update(n_models=n, round=r + 1, busy_before=load)
                 res["tokens_per_s"] = n * args.steps * tokens_per_step / res["seconds"]
                 res["mfu"] = fpt * res["tokens_per_s"] / res["peak_flops_per_s"]
                 rows.append(res)
                 print(f"round {r + 1} N={n} {side:10s}: {res['tokens_per_s']:9.0f} tokens/s, "
-                      f"MFU {res['mfu']:.1%}, load before {load:.2f}", flush=True)
+                      f"MFU {res['mfu']:.1%}, cores busy before {load:.2f}", flush=True)
     problems = sanity(rows, args.max_load)
     if problems:
         print("refusing to write a result:\n  " + "\n  ".join(problems), file=sys.stderr)
