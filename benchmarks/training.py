@@ -78,6 +78,19 @@ def _config(args):
 # --------------------------------------------------------------------------- one side, in its own process
 
 
+def llama_config(cfg):
+    """The ``transformers`` LlamaConfig of ``cfg``'s model (the reference side's architecture)."""
+    from transformers import LlamaConfig
+
+    m = cfg.model
+    return LlamaConfig(
+        vocab_size=m.input_vocab, hidden_size=m.d_model, intermediate_size=m.mlp_dims[0],
+        num_hidden_layers=m.num_layers, num_attention_heads=m.num_heads, num_key_value_heads=m.num_heads,
+        head_dim=m.qk_dim, max_position_embeddings=cfg.seq_len + 1, rms_norm_eps=1e-6, rope_theta=m.rope_theta,
+        tie_word_embeddings=m.tie_embeddings, attention_bias=False, mlp_bias=False,
+    )
+
+
 def peak_jax(n: int, dtype: str = "float32") -> float:
     """FLOP/s of the best of 5 square n x n matmuls in JAX (this process's peak)."""
     import jax
@@ -125,7 +138,7 @@ def side_ours(cfg, steps: int, warmup: int, matmul_n: int) -> dict:
 def side_reference(cfg, steps: int, warmup: int, matmul_n: int) -> dict:
     import numpy as np
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
     from empirical import training
 
@@ -146,12 +159,7 @@ def side_reference(cfg, steps: int, warmup: int, matmul_n: int) -> dict:
     peak = 2.0 * matmul_n**3 / best
 
     m = cfg.model
-    lcfg = LlamaConfig(
-        vocab_size=m.input_vocab, hidden_size=m.d_model, intermediate_size=m.mlp_dims[0],
-        num_hidden_layers=m.num_layers, num_attention_heads=m.num_heads, num_key_value_heads=m.num_heads,
-        head_dim=m.qk_dim, max_position_embeddings=cfg.seq_len + 1, rms_norm_eps=1e-6, rope_theta=m.rope_theta,
-        tie_word_embeddings=m.tie_embeddings, attention_bias=False, mlp_bias=False,
-    )
+    lcfg = llama_config(cfg)
     torch.manual_seed(cfg.seed)
     model = LlamaForCausalLM(lcfg).to(device)
     model.train()

@@ -103,15 +103,10 @@ def side_ours(cfg, n_models: int, steps: int, warmup: int, matmul_n: int) -> dic
 
 def _torch_models(cfg, n_models: int):
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from training import llama_config
+    from transformers import LlamaForCausalLM
 
-    m = cfg.model
-    lcfg = LlamaConfig(
-        vocab_size=m.input_vocab, hidden_size=m.d_model, intermediate_size=m.mlp_dims[0],
-        num_hidden_layers=m.num_layers, num_attention_heads=m.num_heads, num_key_value_heads=m.num_heads,
-        head_dim=m.qk_dim, max_position_embeddings=cfg.seq_len + 1, rms_norm_eps=1e-6, rope_theta=m.rope_theta,
-        tie_word_embeddings=m.tie_embeddings, attention_bias=False, mlp_bias=False,
-    )
+    lcfg = llama_config(cfg)
     models = []
     for s in range(n_models):
         torch.manual_seed(s)
