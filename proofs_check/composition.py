@@ -13,11 +13,17 @@ from __future__ import annotations
 import numpy as np
 
 from construction import bounds as cb
-from construction import reference_trace, sample_prompts, superposition_target
+from construction import reference_trace, retrieval_task, sample_prompts, shift_task, superposition_target
 from construction.layout import Layout
 from construction.reference import averaging_targets, task_head_targets
 from construction.spec import width_formula
 from proofs_check.results import LemmaResult, within
+
+def check_tasks(vocab_size: int = 5):
+    """The three-task discrete set the checks use at defaults: add 1 at 0, copy at 1, add 2 at 2."""
+    V = vocab_size
+    return (shift_task(0, 1, V), retrieval_task(1, V), shift_task(2, 2, V))
+
 
 #: Prompt proportions the end-to-end checks always include (besides random ones).
 N_RANDOM_PROPORTIONS = 3

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from construction import construct, continuous_task, lookup_task, retrieval_task, shift_task
-from proofs_check import composition, lemmas
+from construction import construct, continuous_task, lookup_task, retrieval_task
+from proofs_check import composition, lemmas, sweeps
+from proofs_check.composition import check_tasks
 from proofs_check.results import LemmaResult
 
 
@@ -25,14 +27,8 @@ class ModelCase:
         return construct(**{**self.kwargs, **overrides})
 
 
-def default_tasks(vocab_size: int = 5):
-    """The three-task discrete set used at defaults: add 1 at 0, copy at 1, add 2 at 2."""
-    V = vocab_size
-    return (shift_task(0, 1, V), retrieval_task(1, V), shift_task(2, 2, V))
-
-
 def default_case(dtype: str = "float64", beta: float = 30.0, max_examples: int = 12) -> ModelCase:
-    kw = dict(tasks=default_tasks(5), vocab_size=5, example_len=4, max_examples=max_examples, beta=beta, dtype=dtype)
+    kw = dict(tasks=check_tasks(5), vocab_size=5, example_len=4, max_examples=max_examples, beta=beta, dtype=dtype)
     return ModelCase("discrete K=3 V=5 n=4", kw, (max_examples,))
 
 
@@ -50,7 +46,7 @@ def model_cases(grid: str, seed: int = 0) -> list[ModelCase]:
         ModelCase("discrete K=1 V=3 n=2", dict(tasks=(retrieval_task(0, 3),), vocab_size=3, example_len=2, max_examples=4, dtype="float64"), (1, 4)),
         ModelCase(
             "discrete K=3 V=5 n=4",
-            dict(tasks=default_tasks(5), vocab_size=5, example_len=4, max_examples=12, dtype="float64"),
+            dict(tasks=check_tasks(5), vocab_size=5, example_len=4, max_examples=12, dtype="float64"),
             (5, 12) if grid == "full" else (12,),
         ),
         ModelCase(
@@ -174,10 +170,6 @@ def check(grid: str = "quick", *, seed: int = 0, plots_dir=None, progress=None) 
     """Every lemma over ``grid`` ("quick" or "full"), then (with ``plots_dir``) the beta and
     prompt-length sweeps and their plots: ``{"results", "all_hold", "beta_sweep",
     "length_sweep", "plots", "seconds"}`` (what ``superpose check`` writes)."""
-    from pathlib import Path
-
-    from proofs_check import sweeps
-
     say = progress or (lambda label: None)
     start = time.perf_counter()
     results = run_all(grid, seed=seed, progress=say)

@@ -13,8 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from construction import construct, superposition_target
-from proofs_check.composition import adversarial_prompts
-from proofs_check.report import default_tasks
+from proofs_check.composition import adversarial_prompts, check_tasks
 
 #: Values below this are drawn at this height on log plots (an exact 0 has no logarithm).
 PLOT_FLOOR = 1e-17
@@ -26,7 +25,7 @@ LENGTHS_FULL = (1, 2, 4, 8, 16, 32, 64, 128)
 
 
 def _model_kwargs(max_examples: int) -> dict:
-    return dict(tasks=default_tasks(5), vocab_size=5, example_len=4, max_examples=max_examples)
+    return dict(tasks=check_tasks(5), vocab_size=5, example_len=4, max_examples=max_examples)
 
 
 def _measure(model, tokens) -> float:
