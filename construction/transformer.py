@@ -302,7 +302,3 @@ def run(
     tap = Tap(capture, edits)
     logits = Transformer(config).apply({"params": params}, inputs, tap, last_only)
     return logits, tap.cache
-
-
-def as_numpy_tree(params) -> dict:
-    return jax.tree_util.tree_map(np.asarray, params)

@@ -40,8 +40,6 @@ from construction.primitives import BLOCK_KINDS, Capture, Edits, activation_name
 from construction.primitives import rms_normalize, rope_tables as _rope_tables
 from empirical.llm.config import LlamaConfig
 
-LAYER_KINDS = BLOCK_KINDS
-
 
 def capture_names(capture: Capture, n_layers: int) -> frozenset[str]:
     """Resolve a capture filter (callable or collection of names) to the set of names kept."""
@@ -121,7 +119,7 @@ class Block(nn.Module):
     Gemma 3's sandwich-normed block (q/k norms, post-norms, GELU-tanh MLP, local layers)."""
 
     cfg: LlamaConfig
-    kinds: frozenset[str]  # which of LAYER_KINDS to emit (for every layer; filtered after scan)
+    kinds: frozenset[str]  # which of BLOCK_KINDS to emit (for every layer; filtered after scan)
     edits: tuple = ()  # (layer, kind, function) triples: edits of this block's activations
 
     @nn.compact
@@ -267,7 +265,7 @@ class Llama(nn.Module):
         captured: dict[str, jax.Array] = {}
         if "embed" in capture:
             captured["embed"] = x
-        kinds = frozenset(k for k in LAYER_KINDS
+        kinds = frozenset(k for k in BLOCK_KINDS
                           if any(f"blocks.{l}.{k}" in capture for l in range(cfg.n_layers)))
         block_edits = tuple((int(name.split(".")[1]), name.split(".", 2)[2], fn) for name, fn in edits.items()
                             if name.startswith("blocks."))

@@ -23,7 +23,7 @@ Presets: :func:`tiny` (a 2-core CPU, 3 to 15 minutes per family) and :func:`pape
 Llama-style ~14M-parameter model, THEORY.md section 6).
 """
 
-from empirical.training.checkpoints import fork, load_config, load_run, provenance, restore_state, write_json_atomic
+from empirical.training.checkpoints import fork, load_config, load_run, provenance, restore_state
 from empirical.training.config import (
     PRESETS,
     TINY,
@@ -60,5 +60,5 @@ __all__ = [
     "PRESETS", "TINY", "TrainConfig", "batch_rng", "eval_rng", "evaluate", "evaluate_tasks", "flops_per_token",
     "init_state", "like_construction", "load_config", "load_run", "make_batch", "make_eval_fn", "make_train_step",
     "optimizer", "paper", "param_count", "plot_eval", "plot_learning_curves", "provenance", "read_metrics",
-    "restore_state", "schedule", "tasks_at", "tiny", "train", "write_json_atomic",
+    "restore_state", "schedule", "tasks_at", "tiny", "train",
 ]

@@ -23,10 +23,6 @@ def provenance(cfg: TrainConfig) -> dict:
     return results_lib.provenance(cfg.to_dict())
 
 
-#: JSON written to a temporary file then os.replace'd (never half-written).
-write_json_atomic = results_lib.write_json
-
-
 def _manager(out: Path, read_only: bool = False):
     import orbax.checkpoint as ocp
 
@@ -96,9 +92,10 @@ def fork(src: str | os.PathLike, step: int, dst: str | os.PathLike, **changes) -
 
     src, dst = Path(src), Path(dst)
     cfg = load_config(src)
-    bad = sorted(set(changes) - (set(MEMBER_FIELDS) - {"seed", "curriculum"}))
+    bad = sorted(set(changes) - (set(MEMBER_FIELDS) - {"seed", "curriculum"}) - {"target"})
     if bad:
-        raise ValueError(f"a fork may change only the data settings and learning rate, not {', '.join(bad)}")
+        raise ValueError(f"a fork may change only the data settings, the target and the learning rate, "
+                         f"not {', '.join(bad)}")
     new = cfg.replace(**changes)
     for s in sorted({1, step, *[until for until, _ in cfg.curriculum if until <= step]}):
         a, b = make_batch(cfg, s), make_batch(new, s)
@@ -111,7 +108,7 @@ def fork(src: str | os.PathLike, step: int, dst: str | os.PathLike, **changes) -
     if state is None:
         raise FileNotFoundError(f"{src} has no checkpoint at step {step}")
     dst.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(dst / "config.json", new.to_dict())
+    results_lib.write_json(dst / "config.json", new.to_dict())
     mngr = _manager(dst)
     mngr.save(step, args=ocp.args.StandardSave(state), force=True)
     mngr.wait_until_finished()
@@ -119,5 +116,5 @@ def fork(src: str | os.PathLike, step: int, dst: str | os.PathLike, **changes) -
     lines = [line for line in (src / "metrics.jsonl").read_text().splitlines()
              if line.strip() and json.loads(line)["step"] <= step] if (src / "metrics.jsonl").is_file() else []
     results_lib.write_atomic(dst / "metrics.jsonl", lambda f: f.write("".join(line + "\n" for line in lines).encode()))
-    write_json_atomic(dst / "fork.json", {"from": src.name, "step": step, "changes": changes})
+    results_lib.write_json(dst / "fork.json", {"from": src.name, "step": step, "changes": changes})
     return new

@@ -13,7 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from empirical import synthetic
-from empirical.training.checkpoints import _manager, load_config, provenance, restore_state, write_json_atomic
+from empirical.results import write_json
+from empirical.training.checkpoints import _manager, load_config, provenance, restore_state
 from empirical.training.config import TrainConfig, param_count
 from empirical.training.evaluation import evaluate
 from empirical.training.step import (
@@ -128,7 +129,7 @@ def train_many(
     states = [init_state(cfg) if st is None else st for cfg, st in zip(cfgs, saved)]
     for cfg, out in zip(cfgs, outs):
         out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out / "config.json", cfg.to_dict())
+        write_json(out / "config.json", cfg.to_dict())
         # Keep the metrics of steps up to the checkpoint; a resumed run rewrites the rest.
         kept = _read_metrics(out / "metrics.jsonl", start)
         tmp = out / ".metrics.jsonl.tmp"
@@ -211,7 +212,7 @@ def train_many(
         }
         if n > 1:
             summary["group"] = {"size": n, "index": i, "tokens_per_s": rate, "runs": [str(o) for o in outs]}
-        write_json_atomic(out / "result.json", summary)
+        write_json(out / "result.json", summary)
         summaries.append(summary)
     return summaries
 

@@ -16,6 +16,7 @@ import pytest
 
 from empirical import sweep as sweep_lib
 from empirical import cli, synthetic, training
+from empirical.results import write_json
 from construction.transformer import param_shapes
 
 
@@ -244,7 +245,7 @@ def test_cli_bad_input_is_one_line_and_nonzero(argv, message, tmp_path, capsys):
 
 def test_cli_refuses_to_overwrite_a_run(tmp_path, capsys):
     (tmp_path / "r").mkdir()
-    training.write_json_atomic(tmp_path / "r" / "config.json", training.tiny().to_dict())
+    write_json(tmp_path / "r" / "config.json", training.tiny().to_dict())
     assert _cli(["train", "--out", str(tmp_path / "r"), "--quiet"]) == 2
     assert "--resume" in capsys.readouterr().err
 
@@ -368,11 +369,11 @@ def test_corrupted_or_mismatched_runs_give_one_clear_error(tmp_path):
     # 2. a config of another shape beside the weights
     runs.export(tmp_path / "r", shipped)
     other = micro(model=cfg.model.replace(d_model=48))
-    training.write_json_atomic(shipped / "config.json", other.to_dict())
+    write_json(shipped / "config.json", other.to_dict())
     with pytest.raises(ValueError, match="does not match its config.json"):
         runs.load(shipped)
     # 3. the orbax run with a config of another shape
-    training.write_json_atomic(tmp_path / "r" / "config.json", other.to_dict())
+    write_json(tmp_path / "r" / "config.json", other.to_dict())
     with pytest.raises(ValueError, match="cannot be restored with its config.json|does not match"):
         runs.load(tmp_path / "r")
     # 4. a config.json that is not one
