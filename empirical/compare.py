@@ -409,19 +409,35 @@ def _rows(resid: np.ndarray, layout: Layout, where: str) -> np.ndarray:
     return resid[:, pos].reshape(-1, resid.shape[-1])
 
 
+def averaging_heads(patterns: dict[str, np.ndarray], layout: Layout) -> list[dict]:
+    """Every head's averaging number, best first: at the query's last token, the attention
+    mass on the label positions times its uniformity over them (exp(entropy) / m), with both
+    factors (means over prompts). ``patterns``: ``blocks.{l}.attn.pattern`` [P, H, L, L]."""
+    m, labels = layout.n_examples, layout.label_positions
+    heads = []
+    for name in patterns:
+        layer = int(name.split(".")[1])
+        on_labels = patterns[name][:, :, -1, labels].astype(np.float64)  # [P, H, m]
+        mass = on_labels.sum(-1)  # [P, H]
+        share = on_labels / np.maximum(mass[..., None], 1e-12)
+        uniformity = np.exp(-(share * np.log(np.maximum(share, 1e-300))).sum(-1)) / m
+        for h in range(on_labels.shape[1]):
+            heads.append({"score": float((mass[:, h] * uniformity[:, h]).mean()), "layer": layer + 1, "head": h,
+                          "label_mass": float(mass[:, h].mean()), "uniformity": float(uniformity[:, h].mean())})
+    return sorted(heads, key=lambda e: (-e["score"], -e["layer"], -e["head"]))  # ties: the later head
+
+
 def attention_roles(patterns: dict[str, np.ndarray], layout: Layout, task_set: TaskSet) -> dict:
     """The attention roles' numbers from every head's pattern [P, H, L, L]:
 
     * ``task heads``/``query heads`` per task k: the best head's mean attention from the
       label positions (from the query's last token) to input p_k of the same example;
-    * ``averaging``: per head at the query's last token, the attention mass on label
-      positions times its uniformity over them (exp(entropy) / m); the best head's value.
+    * ``averaging``: the best head of :func:`averaging_heads`.
     """
     n, m = layout.example_len, layout.n_examples
     labels = layout.label_positions
     own = {}
     query = {}
-    avg = []
     for name in sorted(patterns, key=lambda s: int(s.split(".")[1])):
         layer = int(name.split(".")[1])
         pat = patterns[name].astype(np.float64)  # [P, H, L, L]
@@ -431,26 +447,15 @@ def attention_roles(patterns: dict[str, np.ndarray], layout: Layout, task_set: T
             for h in range(pat.shape[1]):
                 own.setdefault(k, []).append((float(to_pk[h]), layer, h))
                 query.setdefault(k, []).append((float(q[h]), layer, h))
-        last = pat[:, :, -1, :]  # [P, H, L]
-        on_labels = last[:, :, labels]
-        mass = on_labels.sum(-1)  # [P, H]
-        share = on_labels / np.maximum(mass[..., None], 1e-12)
-        ent = -(share * np.log(np.maximum(share, 1e-300))).sum(-1)
-        uniformity = np.exp(ent) / m
-        for h in range(pat.shape[1]):
-            avg.append((float((mass[:, h] * uniformity[:, h]).mean()), layer, h, float(mass[:, h].mean()),
-                        float(uniformity[:, h].mean())))
 
     def best(entries):
         score, layer, head = max(entries)[:3]
         return {"score": score, "layer": layer + 1, "head": head}
 
-    top = max(avg)
     return {
         "task heads": {task_set.names[k]: best(v) for k, v in own.items()},
         "query heads": {task_set.names[k]: best(v) for k, v in query.items()},
-        "averaging": {"score": top[0], "layer": top[1] + 1, "head": top[2], "label_mass": top[3],
-                      "uniformity": top[4]},
+        "averaging": averaging_heads(patterns, layout)[0],
     }
 
 
@@ -605,6 +610,43 @@ def causal_check(constructed: Constructed, learned: Subject, task_set: TaskSet, 
             **effect(learned, name, data_direction),
             "move_over_residual_norm": float(np.linalg.norm(data_direction) / resid_norm)},
     }
+
+
+# --------------------------------------------------------------------------- head ablation
+
+
+@partial(jax.jit, static_argnames=("config", "heads"))
+def _ablated(config: TransformerConfig, params, tokens, heads: tuple[tuple[int, int], ...]):
+    """Next-token distributions with every (layer index, head) of ``heads`` silenced at the
+    last position: its attention row there set to zero, so it adds nothing to that residual."""
+    edits = {}
+    for layer in sorted({l for l, _ in heads}):
+        hs = jnp.asarray([h for l, h in heads if l == layer])
+        edits[f"blocks.{layer}.attn.pattern"] = lambda x, hs=hs: x.at[:, hs, -1].set(0)
+    logits, _ = run(config, params, tokens, edits=edits)
+    return jax.nn.softmax(logits[:, -1].astype(jnp.float32), axis=-1)
+
+
+def ablated_probs(subject: Subject, heads, batch: int = 50):
+    """``probs(tokens [P, L]) -> [P, V]`` of ``subject`` with ``heads`` ((layer, head) pairs,
+    layers numbered from 1 as in :func:`averaging_heads`) silenced at the query's last token."""
+    key = tuple(sorted((int(l) - 1, int(h)) for l, h in heads))
+    bad = [(l + 1, h) for l, h in key if not (0 <= l < subject.num_layers and 0 <= h < subject.config.num_heads)]
+    if bad:
+        raise ValueError(f"no such heads in {subject.name}: {bad} (layers 1..{subject.num_layers}, "
+                         f"heads 0..{subject.config.num_heads - 1})")
+
+    def probs(tokens: np.ndarray) -> np.ndarray:
+        out = []
+        for i in range(0, len(tokens), batch):
+            chunk = tokens[i : i + batch]
+            real = len(chunk)
+            if real < batch:  # one compiled shape
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - real, axis=0)])
+            out.append(np.asarray(_ablated(subject.config, subject.params, chunk, key))[:real])
+        return np.concatenate(out).astype(np.float64)
+
+    return probs
 
 
 # --------------------------------------------------------------------------- weights

@@ -22,19 +22,13 @@ with every seed.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from empirical import superposition, training
 
-#: The recipe every arm shares (``training.like_construction`` changes).
-RECIPE = dict(steps=4000, mix_from=1500, mix_tasks=(2, 3), mix_concentration=1.0)
-#: The step the dose arms fork at (the end of the single-task stage).
-FORK = RECIPE["mix_from"]
-SEEDS = (0, 1, 2)
-#: The doses: share of mixed sequences after the single-task stage.
-DOSES = (0.0, 0.2, 1.0)
 #: The two tasks of the lambda grid and signatures (lookup: copy x0 and copy x2).
 TASKS = (0, 1)
 #: Targets fixed before measuring (issue: a superposing trained model). ``second`` is the mean
@@ -46,18 +40,92 @@ TASKS = (0, 1)
 TARGETS = {"second": (">=", 0.30), "tv": ("<=", 0.10), "a_last": ("<=", 0.10), "accuracy": (">=", 0.95)}
 
 
-def config(p_mix: float, seed: int) -> training.TrainConfig:
+@dataclass(frozen=True)
+class Study:
+    """One dose study: a preset of the lookup family, the recipe every arm shares (TrainConfig
+    changes; ``mix_from`` ends the single-task stage, where the arms fork), the doses
+    (``p_mix`` after that stage), the seeds, and contrast arms (name -> TrainConfig changes
+    acting after the fork, e.g. soft targets or label noise)."""
+
+    name: str
+    prefix: str  # of the run directory names
+    recipe: tuple[tuple[str, object], ...]
+    doses: tuple[float, ...] = (0.0, 0.2, 1.0)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    contrasts: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] = ()
+    references: tuple[str, ...] = ()
+
+    @property
+    def fork(self) -> int:
+        """The step the arms fork at (the end of the single-task stage)."""
+        return int(dict(self.recipe)["mix_from"])
+
+    @property
+    def steps(self) -> int:
+        return int(dict(self.recipe)["steps"])
+
+    @property
+    def arms(self) -> tuple[str, ...]:
+        """Every arm's key: the doses (``"0"``, ``"0.2"``, ``"1"``), then the contrasts."""
+        return tuple(f"{p:g}" for p in self.doses) + tuple(name for name, _ in self.contrasts)
+
+    def changes(self, arm: str | float) -> dict:
+        """The TrainConfig changes of ``arm`` (a dose or a contrast's name) beyond the recipe."""
+        contrasts = dict(self.contrasts)
+        if isinstance(arm, str) and arm in contrasts:
+            return dict(contrasts[arm])
+        return {"p_mix": float(arm)}
+
+    def config(self, arm: str | float, seed: int) -> training.TrainConfig:
+        """The configuration of ``arm`` for ``seed``."""
+        changes = {**dict(self.recipe), **self.changes(arm), "seed": seed}
+        if self.name == "like-construction":
+            return training.like_construction(**changes)
+        return training.tiny("lookup", **changes)
+
+    def run_name(self, arm: str | float, seed: int) -> str:
+        """The run directory of an arm and seed (``lc-mix-seed0``, ``lc-p0.2-seed0``,
+        ``lc-single1500-seed0``, ``lc-soft-seed0``)."""
+        if isinstance(arm, str) and arm in dict(self.contrasts):
+            return f"{self.prefix}-{arm}-seed{seed}"
+        p = float(arm)
+        if p == 1.0:
+            return f"{self.prefix}-mix-seed{seed}"
+        if p == 0.0:
+            return f"{self.prefix}-single{self.fork}-seed{seed}"
+        return f"{self.prefix}-p{p:g}-seed{seed}"
+
+
+#: The construction-shaped model (``training.like_construction``: the construction's own
+#: architecture, 20 examples per sequence, its two-task curriculum to step 800), 1500
+#: single-task steps, then mixed sequences of 2-3 tasks with Dirichlet(1) weights to step 4000.
+LIKE_CONSTRUCTION = Study(
+    "like-construction", "lc", (("steps", 4000), ("mix_from", 1500), ("mix_tasks", (2, 3)), ("mix_concentration", 1.0)),
+    references=("like-construction", "lookup"))
+#: The tiny preset of the lookup family (3 layers, width 64, 4 heads, RoPE; its two-task
+#: curriculum to step 400): 1000 single-task steps, then mixed sequences to step 3000; with the
+#: contrasts THEORY.md section 7 predicts: soft targets (the in-context shares' posterior
+#: predictive) on mixed sequences, and label noise (10% random labels) on single-task ones.
+TINY = Study(
+    "tiny", "tiny", (("steps", 3000), ("mix_from", 1000), ("mix_tasks", (2, 3)), ("mix_concentration", 1.0)),
+    contrasts=(("soft", (("p_mix", 1.0), ("target", "shares"))), ("noise0.1", (("p_mix", 0.0), ("label_noise", 0.1)))),
+    references=("lookup",))
+STUDIES = {s.name: s for s in (LIKE_CONSTRUCTION, TINY)}
+#: The construction-shaped study's recipe, seeds and doses (the shipped ``like-construction-mix``).
+RECIPE = dict(LIKE_CONSTRUCTION.recipe)
+FORK = LIKE_CONSTRUCTION.fork
+SEEDS = LIKE_CONSTRUCTION.seeds
+DOSES = LIKE_CONSTRUCTION.doses
+
+
+def config(p_mix: float | str, seed: int, study: Study = LIKE_CONSTRUCTION) -> training.TrainConfig:
     """The arm ``p_mix``'s configuration for ``seed``."""
-    return training.like_construction(seed=seed, p_mix=float(p_mix), **RECIPE)
+    return study.config(p_mix, seed)
 
 
-def run_name(p_mix: float, seed: int) -> str:
-    """The run directory name of an arm and seed (``lc-mix-seed0``, ``lc-p0.2-seed0``, ``lc-single1500-seed0``)."""
-    if p_mix == 1.0:
-        return f"lc-mix-seed{seed}"
-    if p_mix == 0.0:
-        return f"lc-single{FORK}-seed{seed}"
-    return f"lc-p{p_mix:g}-seed{seed}"
+def run_name(p_mix: float | str, seed: int, study: Study = LIKE_CONSTRUCTION) -> str:
+    """The run directory name of an arm and seed (:meth:`Study.run_name`)."""
+    return study.run_name(p_mix, seed)
 
 
 def _done(run: Path, step: int) -> bool:
@@ -67,28 +135,33 @@ def _done(run: Path, step: int) -> bool:
         return False
 
 
-def train(runs: str | os.PathLike, *, seeds=SEEDS, doses=DOSES, progress: bool = True) -> list[Path]:
-    """Train every arm into ``runs`` (finished runs are kept): the ``p_mix = 1`` seeds in one
-    vmapped step, then each other dose forked from them at :data:`FORK` (its seeds in one
-    step); ``p_mix = 0`` is the fork point. Returns the run directories."""
+def train(runs: str | os.PathLike, *, study: Study = LIKE_CONSTRUCTION, seeds=None, arms=None,
+          progress: bool = True) -> list[Path]:
+    """Train every arm of ``study`` into ``runs`` (finished runs are kept): the ``p_mix = 1``
+    seeds straight through in one vmapped step, then each other arm forked from them at
+    :attr:`Study.fork` (its seeds in one step); ``p_mix = 0`` is the fork point. Returns the
+    run directories."""
     runs = Path(runs)
-    straight = [runs / run_name(1.0, s) for s in seeds]
-    todo = [(s, out) for s, out in zip(seeds, straight) if not _done(out, RECIPE["steps"])]
+    seeds = tuple(study.seeds if seeds is None else seeds)
+    arms = tuple(study.arms if arms is None else arms)
+    straight = [runs / study.run_name(1.0, s) for s in seeds]
+    todo = [(s, out) for s, out in zip(seeds, straight) if not _done(out, study.steps)]
     if todo:
-        training.train_many([config(1.0, s) for s, _ in todo], [out for _, out in todo],
+        training.train_many([study.config(1.0, s) for s, _ in todo], [out for _, out in todo],
                             resume=all((out / "config.json").exists() for _, out in todo), progress=progress)
     made = list(straight)
-    for p in doses:
-        if p == 1.0:
+    for arm in arms:
+        changes = study.changes(arm)
+        if changes == {"p_mix": 1.0}:
             continue
-        outs = [runs / run_name(p, s) for s in seeds]
+        outs = [runs / study.run_name(arm, s) for s in seeds]
         for s, src, out in zip(seeds, straight, outs):
             if not (out / "config.json").exists():
-                training.fork(src, FORK, out, p_mix=p)
-        if p > 0:
-            todo = [(s, out) for s, out in zip(seeds, outs) if not _done(out, RECIPE["steps"])]
+                training.fork(src, study.fork, out, **changes)
+        if changes != {"p_mix": 0.0}:
+            todo = [(s, out) for s, out in zip(seeds, outs) if not _done(out, study.steps)]
             if todo:
-                training.train_many([config(p, s) for s, _ in todo], [out for _, out in todo], resume=True,
+                training.train_many([study.config(arm, s) for s, _ in todo], [out for _, out in todo], resume=True,
                                     progress=progress)
         made += outs
     return made
@@ -121,13 +194,14 @@ def measure(cfg: training.TrainConfig, params, *, n_prompts: int = 200, sequence
     }
 
 
-def evaluate(runs: str | os.PathLike, *, seeds=SEEDS, doses=DOSES, n_prompts: int = 200, sequences: int = 200,
-             seed: int = 0, references: tuple[str, ...] = ("like-construction", "lookup"),
+def evaluate(runs: str | os.PathLike, *, study: Study = LIKE_CONSTRUCTION, seeds=None, arms=None,
+             n_prompts: int = 200, sequences: int = 200, seed: int = 0, ablate: tuple[str, ...] = ("1",),
              progress: bool = True) -> dict:
-    """Measure every arm and seed in ``runs`` (:func:`measure`), the constructed model and the
-    shipped single-task ``references`` on the same prompts. Returns a JSON-ready dict:
-    ``arms[p_mix][seed]`` (with each run's weight fingerprint and training step),
-    ``constructed``, ``references`` and the recipe and targets."""
+    """Measure every arm and seed of ``study`` in ``runs`` (:func:`measure`; the arms in
+    ``ablate`` also get :func:`ablation`), the constructed model and the study's shipped
+    single-task references on the same prompts. Returns a JSON-ready dict: ``arms[arm][seed]``
+    (with each run's weight fingerprint and training step), ``constructed``, ``references``,
+    the recipe and the targets."""
     from tqdm.auto import tqdm
 
     from construction import construct
@@ -135,30 +209,90 @@ def evaluate(runs: str | os.PathLike, *, seeds=SEEDS, doses=DOSES, n_prompts: in
     from empirical.scaling import fingerprint
 
     runs = Path(runs)
-    arms: dict[str, dict] = {}
-    jobs = [(p, s) for p in doses for s in seeds]
-    for p, s in tqdm(jobs, disable=not progress, desc="mixture study", unit="model"):
-        cfg, params, step = training.load_run(runs / run_name(p, s))
+    seeds = tuple(study.seeds if seeds is None else seeds)
+    arms = tuple(study.arms if arms is None else arms)
+    out: dict[str, dict] = {}
+    jobs = [(a, s) for a in arms for s in seeds]
+    for arm, s in tqdm(jobs, disable=not progress, desc="mixture study", unit="model"):
+        cfg, params, step = training.load_run(runs / study.run_name(arm, s))
+        if cfg != study.config(arm, s):
+            raise ValueError(f"{runs / study.run_name(arm, s)} was not trained with the {study.name} study's "
+                             f"arm {arm} for seed {s}")
         entry = measure(cfg, params, n_prompts=n_prompts, sequences=sequences, seed=seed)
-        entry.update(run=run_name(p, s), step=step, fingerprint=fingerprint(params), p_mix=cfg.p_mix)
-        arms.setdefault(f"{p:g}", {})[str(s)] = entry
-    base = training.like_construction()
+        entry.update(run=study.run_name(arm, s), step=step, fingerprint=fingerprint(params), p_mix=cfg.p_mix,
+                     changes=study.changes(arm))
+        if arm in ablate:
+            entry["ablation"] = ablation(cfg, params, n_prompts=n_prompts, seed=seed)
+        out.setdefault(arm, {})[str(s)] = entry
+    base = study.config(1.0, 0)
     ts = base.fam.task_set
     constructed = construct(ts.tasks, vocab_size=ts.vocab_size, example_len=ts.example_len, max_examples=64, beta=30.0)
     rep = superposition.report(constructed.probabilities, base.fam, TASKS, n_train_examples=base.n_examples,
                                n_prompts=n_prompts, seed=seed)
     refs = {}
-    for name in references:
+    for name in study.references:
         cfg, params, step = runs_lib.load(name)
         refs[name] = {**measure(cfg, params, n_prompts=n_prompts, sequences=sequences, seed=seed), "step": step}
     return {
-        "recipe": {**RECIPE, "fork": FORK, "seeds": list(seeds), "doses": list(doses), "tasks": list(TASKS),
-                   "preset": "like-construction"},
+        "study": study.name,
+        "recipe": {**dict(study.recipe), "fork": study.fork, "seeds": list(seeds), "arms": list(arms),
+                   "contrasts": {name: dict(c) for name, c in study.contrasts}, "tasks": list(TASKS),
+                   "preset": base.preset, "lr": base.lr},
         "targets": {k: list(v) for k, v in TARGETS.items()},
         "n_prompts": n_prompts, "sequences": sequences, "seed": seed,
-        "arms": arms,
+        "arms": out,
         "constructed": {"headline": superposition.headline(rep), "report": rep},
         "references": refs,
+    }
+
+
+#: Lambdas of the ablation: both single-task ends and the even mixture.
+ABLATION_LAMBDAS = (0.0, 0.5, 1.0)
+#: How many heads the cumulative ablations silence at once.
+ABLATION_COUNTS = (1, 2, 3, 4, 6, 9)
+
+
+def ablation(cfg: training.TrainConfig, params, *, n_prompts: int = 200, seed: int = 0,
+             counts=ABLATION_COUNTS) -> dict:
+    """Which heads the model's mixing needs (THEORY.md section 7's averaging step). Every head
+    is ranked by :func:`compare.averaging_heads` on lambda-0.5 prompts of :data:`TASKS`; the
+    lambda 0 / 0.5 / 1 prompts are then measured with heads silenced at the query's last token
+    (:func:`compare.ablated_probs`): each head alone (``single``), and the k best averaging
+    heads together against the k worst (``cumulative``, k in ``counts``: the control silences
+    as many heads that do not average). Per ablation: mean TV(q, D) and second-largest task
+    probability at lambda 0.5 (mixing; the chooser's and the 1/K mixer's TV beside them), and
+    the answer's mean probability with each task alone (lambda 1 for A, 0 for B: can the model
+    still do the task?). The same prompts for every ablation (``default_rng([seed, i])``)."""
+    from construction.layout import Layout
+    from empirical import compare, synthetic
+    from empirical.sweep import trained_probs
+
+    subject = compare.Subject("model", cfg.model, params, "learned")
+    fam, m = cfg.fam, cfg.n_examples - 1
+    prompts = synthetic.mixed_prompts(fam, np.random.default_rng([seed, 1]), n_prompts, m, list(TASKS), [0.5, 0.5])
+    patterns = compare.capture(subject, prompts["tokens"], patterns=True)
+    heads = compare.averaging_heads({k: v for k, v in patterns.items() if k.endswith("attn.pattern")},
+                                    Layout.from_length(prompts["tokens"].shape[1], fam.example_len))
+
+    def measured(silenced) -> dict:
+        probs = (compare.ablated_probs(subject, silenced) if silenced else trained_probs(cfg.model, params))
+        grid = superposition.lambda_grid(probs, fam, TASKS, n_prompts=n_prompts, n_examples=m,
+                                         lambdas=ABLATION_LAMBDAS, seed=seed)
+        mid, b_alone, a_alone = (superposition.at_lambda(grid, lam) for lam in (0.5, 0.0, 1.0))
+        return {"silenced": [list(h) for h in silenced], "tv@0.5": mid["tv"]["mean"],
+                "second@0.5": mid["second"]["mean"], "p_task_alone": [a_alone["p"][0]["mean"], b_alone["p"][1]["mean"]],
+                "tv_chooser@0.5": mid["tv_chooser"]["mean"], "tv_uniform@0.5": mid["tv_uniform"]["mean"]}
+
+    ranked = [(h["layer"], h["head"]) for h in heads]
+    counts = [k for k in counts if k <= len(ranked)]
+    return {
+        "n_prompts": n_prompts, "n_examples": m, "seed": seed, "tasks": [fam.task(t) for t in TASKS],
+        "heads": heads,
+        "intact": measured([]),
+        "single": [measured([h]) for h in ranked],
+        "cumulative": {"averaging first": [measured(ranked[:k]) for k in counts],
+                       "averaging last": [measured(ranked[::-1][:k]) for k in counts]},
+        "counts": counts,
     }
 
 
@@ -166,6 +300,23 @@ def evaluate(runs: str | os.PathLike, *, seeds=SEEDS, doses=DOSES, n_prompts: in
 _PANELS = (("second@0.5", "2nd-largest task prob. (lambda 0.5)"), ("tv@0.5", "TV(q, D) per prompt (lambda 0.5)"),
            ("var_ratio@0.5", "var P(A) / (m(1-m)) (lambda 0.5)"), ("a_last_abs_delta", "|dP(A)|, A examples last"),
            ("slope_grid", "slope of P_k on share_k"), ("accuracy", "single-task accuracy (2nd half)"))
+
+
+def _arm_order(result: dict) -> list[str]:
+    """The arms of a result: the doses in increasing order, then the contrasts."""
+    def key(arm):
+        try:
+            return (0, float(arm), "")
+        except ValueError:
+            return (1, 0.0, arm)
+    return sorted(result["arms"], key=key)
+
+
+def _arm_label(arm: str) -> str:
+    try:
+        return f"p_mix {float(arm):g}"
+    except ValueError:
+        return {"soft": "soft target", "noise0.1": "label noise 0.1"}.get(arm, arm)
 
 
 def _value(entry: dict, key: str) -> float:
@@ -180,7 +331,7 @@ def plot(result: dict, path: str | os.PathLike) -> Path:
 
     from empirical.results import save_figure
 
-    doses = sorted(result["arms"], key=float)
+    doses = _arm_order(result)
     fig = Figure(figsize=(12, 6.4), dpi=150)
     FigureCanvasAgg(fig)
     target_of = {"second@0.5": "second", "tv@0.5": "tv", "a_last_abs_delta": "a_last", "accuracy": "accuracy"}
@@ -200,15 +351,60 @@ def plot(result: dict, path: str | os.PathLike) -> Path:
             ax.axhline(result["targets"][target_of[key]][1], color="tab:red", ls=":", lw=1, label="target")
         for name, ref in result.get("references", {}).items():
             ax.scatter([-0.35], [_value(ref, key)], marker="x", s=30, label=f"shipped {name} (1 task/seq.)")
-        ax.set_xticks(xs, [f"p_mix {d}" for d in doses], fontsize=8)
+        ax.set_xticks(xs, [_arm_label(d) for d in doses], fontsize=7)
         ax.set_title(label, fontsize=9)
         ax.grid(alpha=0.3)
         if i == 0:
             handles, labels = ax.get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
-    fig.suptitle(f"Mixed training sequences (construction-shaped model, {len(next(iter(result['arms'].values())))} "
-                 f"seeds per dose, {result['n_prompts']} fresh prompts per setting)", fontsize=10)
+    model = {"like-construction": "construction-shaped model"}.get(result["recipe"].get("preset"),
+                                                                  f"{result['recipe'].get('preset')} preset")
+    fig.suptitle(f"Mixed training sequences ({model}, lr {result['recipe'].get('lr', 3e-3):g}, "
+                 f"{len(next(iter(result['arms'].values())))} seeds per arm, {result['n_prompts']} fresh prompts "
+                 "per setting)", fontsize=10)
     fig.tight_layout(rect=(0, 0.07, 1, 0.96))
+    return save_figure(fig, path)
+
+
+def plot_ablation(result: dict, path: str | os.PathLike) -> Path:
+    """Mixing (TV(q, D) at lambda 0.5) and each task alone (mean answer probability) against
+    the number of heads silenced at the query, the best averaging heads first and the worst
+    first, one line per ablated model (arm and seed)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from empirical.results import save_figure
+
+    fig = Figure(figsize=(10, 3.8), dpi=150)
+    FigureCanvasAgg(fig)
+    ax_tv, ax_task = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    styles = {"averaging first": ("tab:blue", "-"), "averaging last": ("tab:orange", "--")}
+    refs = None
+    for dose in _arm_order(result):
+        arm = result["arms"][dose]
+        for s, e in arm.items():
+            ab = e.get("ablation")
+            if ab is None:
+                continue
+            ks = [0] + list(ab["counts"])
+            refs = ab["intact"]
+            for order, rows in ab["cumulative"].items():
+                color, ls = styles[order]
+                label = f"{order} ({_arm_label(dose)})" if s == next(iter(arm)) else None
+                ax_tv.plot(ks, [ab["intact"]["tv@0.5"]] + [r["tv@0.5"] for r in rows], color=color, ls=ls,
+                           marker="o", ms=3, alpha=0.8, label=label)
+                ax_task.plot(ks, [np.mean(ab["intact"]["p_task_alone"])] + [np.mean(r["p_task_alone"]) for r in rows],
+                             color=color, ls=ls, marker="o", ms=3, alpha=0.8, label=label)
+    if refs is not None:
+        ax_tv.axhline(refs["tv_chooser@0.5"], color="tab:red", ls=":", lw=1, label="a majority chooser")
+        ax_tv.axhline(refs["tv_uniform@0.5"], color="gray", ls=":", lw=1, label="1/K mixer")
+    ax_tv.set(xlabel="heads silenced at the query", ylabel="TV(q, D) per prompt, lambda 0.5 (mean)")
+    ax_task.set(xlabel="heads silenced at the query", ylabel="P(answer), one task alone (mean)")
+    for ax in (ax_tv, ax_task):
+        ax.grid(alpha=0.3)
+    ax_tv.legend(fontsize=7)
+    fig.suptitle("Head ablation of the mixture-trained models (each line: one seed)", fontsize=10)
+    fig.tight_layout()
     return save_figure(fig, path)
 
 
@@ -227,10 +423,18 @@ def summary(result: dict) -> str:
                 f"{h['a_last_abs_delta']:6.3f} {h['order_abs_delta']:6.3f} {h['flip_delta']:+7.3f} "
                 f"{h['slope_grid']:6.2f} {flag}")
 
-    for d in sorted(result["arms"], key=float):
+    for d in _arm_order(result):
         for s, e in result["arms"][d].items():
-            lines.append(row(f"p_mix {d} seed {s}", e))
+            lines.append(row(f"{_arm_label(d)} seed {s}", e))
     lines.append(row("constructed", result["constructed"]))
+    for d in _arm_order(result):
+        for s, e in result["arms"][d].items():
+            ab = e.get("ablation")
+            if ab:
+                best = ab["cumulative"]["averaging first"][ab["counts"].index(3)] if 3 in ab["counts"] else None
+                lines.append(f"ablation {_arm_label(d)} seed {s}: TV {ab['intact']['tv@0.5']:.3f} intact"
+                             + (f", {best['tv@0.5']:.3f} with the 3 best averaging heads silenced "
+                                f"(task alone {np.mean(best['p_task_alone']):.2f})" if best else ""))
     for name, e in result.get("references", {}).items():
         lines.append(row(f"shipped {name}", e))
     return "\n".join(lines)

@@ -58,7 +58,8 @@ class TrainConfig:
     #: the loss target: "label" (next-token labels) or "shares" (the running in-context task
     #: shares' posterior predictive spread over the tasks' answers; soft targets).
     target: str = "label"
-    #: the share of labels replaced by a random answer in single-task sequences.
+    #: the share of labels replaced by a random answer in single-task sequences (from step
+    #: ``mix_from + 1`` on, like the mixing).
     label_noise: float = 0.0
     seed: int = 0
     log_every: int = 10
@@ -112,10 +113,12 @@ class TrainConfig:
             raise ValueError("invalid TrainConfig: " + "; ".join(problems))
 
     def mixing_at(self, step: int) -> synthetic.Mixing:
-        """How step ``step``'s training sequences mix tasks (none before ``mix_from``)."""
-        return synthetic.Mixing(p_mix=self.p_mix if step > self.mix_from else 0.0,
-                                concentration=self.mix_concentration, tasks=self.mix_tasks,
-                                label_noise=self.label_noise, soft=self.target == "shares")
+        """How step ``step``'s training sequences mix tasks (no mixing and no label noise up
+        to ``mix_from``)."""
+        after = step > self.mix_from
+        return synthetic.Mixing(p_mix=self.p_mix if after else 0.0, concentration=self.mix_concentration,
+                                tasks=self.mix_tasks, label_noise=self.label_noise if after else 0.0,
+                                soft=self.target == "shares")
 
     @property
     def fam(self) -> synthetic.Family:

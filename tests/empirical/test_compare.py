@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -184,3 +185,35 @@ def test_compare_cli_writes_the_report_and_its_plots(tmp_path, capsys):
         np.testing.assert_allclose(point["p_constructed"], point["target"], atol=np.sqrt(bound / 2))
     for end in (b["sweep"][0], b["sweep"][-1]):  # every example of one task: the shipped model answers it
         assert end["p_learned"][int(np.argmax(end["target"]))] > 0.9
+
+
+def test_averaging_heads_rank_uniform_attention_over_the_labels_first():
+    from construction.layout import Layout
+
+    layout = Layout(example_len=5, n_examples=4)
+    m, length = layout.n_examples, layout.length
+    pat = np.zeros((3, 2, length, length))
+    pat[:, 0, -1, layout.label_positions] = 1.0 / m  # head 0 averages the labels
+    pat[:, 1, -1, layout.label_positions[0]] = 1.0  # head 1 reads one label only
+    ranked = C.averaging_heads({"blocks.2.attn.pattern": pat}, layout)
+    assert [(h["layer"], h["head"]) for h in ranked] == [(3, 0), (3, 1)]
+    assert ranked[0]["score"] == pytest.approx(1.0) and ranked[1]["score"] == pytest.approx(1.0 / m)
+
+
+def test_a_head_silenced_at_the_query_is_that_heads_output_removed():
+    """In a one-layer model the query's logits read the layer's attention at the query only,
+    so silencing head h there equals zeroing h's output weights; other heads are untouched."""
+    from tests.empirical.test_training import micro
+
+    cfg = micro()
+    params = training.init_state(cfg)["params"]
+    subject = C.Subject("micro", cfg.model, params, "learned")
+    tokens = training.make_batch(cfg, 1)["tokens"][:, :-1]
+    zeroed = jax.tree_util.tree_map(np.array, params)
+    zeroed["block_0"]["attn"]["out"][1] = 0.0
+    silenced = C.ablated_probs(subject, [(1, 1)], batch=4)(tokens)
+    expect = C.probabilities(C.Subject("zeroed", cfg.model, zeroed, "learned"), tokens)
+    assert np.abs(silenced - expect).max() < 1e-5
+    assert np.abs(silenced - C.probabilities(subject, tokens)).max() > 1e-4  # the edit did something
+    with pytest.raises(ValueError, match="no such heads"):
+        C.ablated_probs(subject, [(2, 0)])

@@ -256,6 +256,36 @@ def test_fork_continues_as_the_straight_run(tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
+def test_label_noise_and_soft_targets_can_fork_after_the_single_task_stage(tmp_path):
+    cfg = micro(steps=6, ckpt_every=3, mix_from=3, mix_tasks=(2, 3))
+    noisy = cfg.replace(label_noise=0.5)
+    # no noise up to mix_from (the fork point), noise after it
+    for step in (1, 3):
+        assert all(np.array_equal(a, b) for a, b in zip(training.make_batch(cfg, step).values(),
+                                                         training.make_batch(noisy, step).values()))
+    assert not np.array_equal(training.make_batch(cfg, 4)["tokens"], training.make_batch(noisy, 4)["tokens"])
+    training.train(cfg, tmp_path / "src", progress=False)
+    assert training.fork(tmp_path / "src", 3, tmp_path / "noise", label_noise=0.5) == noisy
+    soft = cfg.replace(p_mix=1.0, target="shares")
+    assert training.fork(tmp_path / "src", 3, tmp_path / "soft", p_mix=1.0, target="shares") == soft
+    res = training.train(soft, tmp_path / "soft", resume=True, progress=False)
+    assert res["resumed_from"] == 3 and res["step"] == 6
+
+
+def test_a_study_names_and_configures_its_arms():
+    from empirical import mixture_study as ms
+
+    study = ms.TINY
+    assert study.arms == ("0", "0.2", "1", "soft", "noise0.1")
+    names = {study.run_name(arm, s) for arm in study.arms for s in study.seeds}
+    assert len(names) == len(study.arms) * len(study.seeds)  # one directory per arm and seed
+    soft, noise = study.config("soft", 1), study.config("noise0.1", 2)
+    assert (soft.p_mix, soft.target, soft.seed, soft.mix_from) == (1.0, "shares", 1, study.fork)
+    assert (noise.p_mix, noise.label_noise, noise.target) == (0.0, 0.1, "label")
+    assert study.config("0.2", 0).p_mix == 0.2 and study.config("0.2", 0).preset == "tiny"
+    assert ms.config(1.0, 0).preset == "like-construction" and ms.config(1.0, 0).steps == ms.RECIPE["steps"]
+
+
 @pytest.mark.slow
 def test_the_mixture_recipe_trains_a_model_that_superposes(tmp_path):
     """End to end (~10 minutes on 2 cores): the study's p_mix = 1 recipe, one seed, trained

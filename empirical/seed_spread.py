@@ -1,0 +1,166 @@
+"""The shipped single-task families (tiny presets of ``add``, ``copy`` and ``lookup``) at
+several seeds: do their single-task accuracy and their Figure 3 sweeps hold beyond seed 0?
+
+Seed 0 is the shipped model itself; the other seeds of a family train in one vmapped step
+(:func:`empirical.training.train_many`) with exactly the shipped model's configuration but
+the seed.
+:func:`evaluate` measures every seed on the same fresh sequences and prompts: single-task
+accuracy (:func:`empirical.training.evaluate_tasks`), and the Figure 3 sweep of the family's
+two tasks (:func:`empirical.sweep.sweep`, ``n_prompts`` per lambda): per lambda the mean
+P(A) and P(B), the per-prompt variance ratio var / (m (1 - m)) of P(A) (1 for a chooser,
+~1/m for proportional mixing), and the mean second-largest task probability.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from empirical import training
+
+#: Each family's Figure 3 pair (the shipped sweeps': benchmarks/results/training/sweep_*.json).
+FIGURE3 = {"add": ("add:2", "add:6"), "copy": ("copy:1", "copy:5"), "lookup": ("lookup:0", "lookup:1")}
+SEEDS = (0, 1, 2)
+#: The sweep's lambdas (five points of the paper's grid).
+LAMBDAS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def config(family: str, seed: int) -> training.TrainConfig:
+    """The shipped model's configuration (``training.tiny(family)``) with ``seed``."""
+    if family not in FIGURE3:
+        raise ValueError(f"family must be one of {', '.join(FIGURE3)}, got {family!r}")
+    return training.tiny(family, seed=int(seed))
+
+
+def run_name(family: str, seed: int) -> str:
+    return f"{family}-seed{seed}"
+
+
+def _done(run: Path, step: int) -> bool:
+    try:
+        return training.load_run(run)[2] >= step
+    except (FileNotFoundError, ValueError):
+        return False
+
+
+def train(runs: str | os.PathLike, families=tuple(FIGURE3), seeds=SEEDS, *, progress: bool = True) -> list[Path]:
+    """Train every family's seeds but 0 (the shipped model) into ``runs`` (one vmapped step per
+    family; finished runs are kept, unfinished ones resumed). Returns the run directories."""
+    runs, made = Path(runs), []
+    seeds = [s for s in seeds if s != 0]
+    for fam in families:
+        cfgs = [config(fam, s) for s in seeds]
+        outs = [runs / run_name(fam, s) for s in seeds]
+        todo = [(c, o) for c, o in zip(cfgs, outs) if not _done(o, c.steps)]
+        if todo:
+            training.train_many([c for c, _ in todo], [o for _, o in todo],
+                                resume=all((o / "config.json").exists() for _, o in todo), progress=progress)
+        made += outs
+    return made
+
+
+def measure(cfg: training.TrainConfig, params, *, n_prompts: int = 200, sequences: int = 200, seed: int = 0) -> dict:
+    """One model: single-task accuracy and its Figure 3 sweep's per-lambda numbers."""
+    from empirical import sweep as sweep_lib
+    from empirical import synthetic
+
+    acc = training.evaluate_tasks(cfg, params, sequences=sequences, seed=seed)
+    fam, tasks = synthetic.parse_tasks(list(FIGURE3[cfg.family]), cfg.tasks)
+    result = sweep_lib.sweep(sweep_lib.trained_probs(cfg.model, params), cfg.fam, tasks, n_prompts=n_prompts,
+                             n_examples=cfg.n_examples - 1, lambdas=LAMBDAS, seed=seed, progress=False)
+    points = []
+    for pt in result["points"]:
+        pp = np.stack([pt["per_prompt"]["p_a"], pt["per_prompt"]["p_b"]], axis=1)
+        points.append({"lambda": pt["lambda"], "p_a": pt["p_a"]["mean"], "p_b": pt["p_b"]["mean"],
+                       "p_other": pt["p_other"]["mean"], "variance_ratio_a": pt["variance_ratio"]["a"],
+                       "second": float(np.sort(pp, axis=1)[:, -2].mean()),
+                       "follows_last": pt["follows_last"]["mean"]})
+    return {"accuracy": {k: acc[k] for k in ("answer_acc", "answer_acc_late", "worst_task_late")},
+            "tasks": list(result["tasks"]), "points": points}
+
+
+def evaluate(runs: str | os.PathLike, families=tuple(FIGURE3), seeds=SEEDS, *, n_prompts: int = 200,
+             sequences: int = 200, seed: int = 0, progress: bool = True) -> dict:
+    """Measure every family and seed (seed 0: the shipped model; the others from ``runs``) with
+    :func:`measure` on the same sequences and prompts, with each model's weight fingerprint."""
+    from tqdm.auto import tqdm
+
+    from empirical import runs as runs_lib
+    from empirical.scaling import fingerprint
+
+    runs = Path(runs)
+    out: dict[str, dict] = {}
+    jobs = [(f, s) for f in families for s in seeds]
+    for fam, s in tqdm(jobs, disable=not progress, desc="seeds", unit="model"):
+        cfg, params, step = runs_lib.load(fam) if s == 0 else training.load_run(runs / run_name(fam, s))
+        if cfg.seed != s or cfg.replace(seed=0) != config(fam, 0):
+            raise ValueError(f"{fam} seed {s}: the model's configuration is not the shipped one with seed {s}")
+        entry = measure(cfg, params, n_prompts=n_prompts, sequences=sequences, seed=seed)
+        entry.update(run=f"shipped {fam}" if s == 0 else run_name(fam, s), step=step, fingerprint=fingerprint(params))
+        out.setdefault(fam, {})[str(s)] = entry
+    return {"families": out, "seeds": list(seeds), "lambdas": list(LAMBDAS), "n_prompts": n_prompts,
+            "sequences": sequences, "seed": seed, "figure3_tasks": {f: list(FIGURE3[f]) for f in families}}
+
+
+def spread(values) -> dict:
+    """Mean, min and max over seeds."""
+    v = np.asarray(values, dtype=np.float64)
+    return {"mean": float(v.mean()), "lo": float(v.min()), "hi": float(v.max()), "n": int(v.size)}
+
+
+def table(doc: dict) -> list[dict]:
+    """Per family: the accuracy and the lambda-0.5 numbers as mean and range over seeds."""
+    rows = []
+    for fam, seeds in doc["families"].items():
+        mid = [next(p for p in e["points"] if abs(p["lambda"] - 0.5) < 1e-9) for e in seeds.values()]
+        rows.append({"family": fam, "seeds": len(seeds),
+                     "accuracy": spread([e["accuracy"]["answer_acc_late"] for e in seeds.values()]),
+                     "p_a@0.5": spread([m["p_a"] for m in mid]), "p_b@0.5": spread([m["p_b"] for m in mid]),
+                     "variance_ratio@0.5": spread([m["variance_ratio_a"] for m in mid]),
+                     "second@0.5": spread([m["second"] for m in mid])})
+    return rows
+
+
+def summary(doc: dict) -> str:
+    lines = [f"{'family':8s} {'seeds':>5s} {'accuracy':>20s} {'P(A)@0.5':>20s} {'var ratio@0.5':>20s} "
+             f"{'second@0.5':>20s}"]
+    fmt = lambda s: f"{s['mean']:.3f} [{s['lo']:.3f}, {s['hi']:.3f}]"  # noqa: E731
+    for r in table(doc):
+        lines.append(f"{r['family']:8s} {r['seeds']:5d} {fmt(r['accuracy']):>20s} {fmt(r['p_a@0.5']):>20s} "
+                     f"{fmt(r['variance_ratio@0.5']):>20s} {fmt(r['second@0.5']):>20s}")
+    return "\n".join(lines)
+
+
+def plot(doc: dict, path: str | os.PathLike) -> Path:
+    """Per family, P(A), P(B) and the variance ratio against lambda, one line per seed."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from empirical.results import save_figure
+
+    fams = list(doc["families"])
+    fig = Figure(figsize=(4 * len(fams), 6.4), dpi=150)
+    FigureCanvasAgg(fig)
+    for j, fam in enumerate(fams):
+        ax, ax_v = fig.add_subplot(2, len(fams), j + 1), fig.add_subplot(2, len(fams), len(fams) + j + 1)
+        for i, (s, e) in enumerate(doc["families"][fam].items()):
+            lam = [p["lambda"] for p in e["points"]]
+            ax.plot(lam, [p["p_a"] for p in e["points"]], color="tab:blue", alpha=0.8, marker="o", ms=3,
+                    label="P(A)" if i == 0 else None)
+            ax.plot(lam, [p["p_b"] for p in e["points"]], color="tab:orange", alpha=0.8, marker="o", ms=3,
+                    label="P(B)" if i == 0 else None)
+            ax_v.plot(lam, [p["variance_ratio_a"] for p in e["points"]], color="tab:green", alpha=0.8, marker="o",
+                      ms=3, label="a seed" if i == 0 else None)
+        a, b = doc["figure3_tasks"][fam]
+        ax.set(title=f"{fam}: A = {a}, B = {b}", xlabel="lambda (A's share)", ylabel="mean probability", ylim=(0, 1))
+        ax_v.set(xlabel="lambda", ylabel="var P(A) / (m (1 - m))", ylim=(0, 1.05))
+        ax_v.axhline(1.0, color="tab:red", ls=":", lw=1, label="a per-prompt chooser")
+        for x in (ax, ax_v):
+            x.grid(alpha=0.3)
+            x.legend(fontsize=7)
+    fig.suptitle(f"Shipped single-task families, {len(doc['seeds'])} seeds each "
+                 f"({doc['n_prompts']} prompts per lambda)", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)
