@@ -366,46 +366,66 @@ def plot(result: dict, path: str | os.PathLike) -> Path:
     return save_figure(fig, path)
 
 
+def ablations_of(result: dict) -> dict[str, dict]:
+    """``{label: ablation}`` of a ``mixture eval`` result (arms with an ``ablation``) or of a
+    ``mixture ablate`` result (its ``models``)."""
+    if "models" in result:
+        return dict(result["models"])
+    return {f"{_arm_label(arm)} seed {s}": e["ablation"] for arm in _arm_order(result)
+            for s, e in result["arms"][arm].items() if "ablation" in e}
+
+
 def plot_ablation(result: dict, path: str | os.PathLike) -> Path:
     """Mixing (TV(q, D) at lambda 0.5) and each task alone (mean answer probability) against
     the number of heads silenced at the query, the best averaging heads first and the worst
-    first, one line per ablated model (arm and seed)."""
+    first, one line per ablated model."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     from empirical.results import save_figure
 
+    models = ablations_of(result)
+    if not models:
+        raise ValueError("the result holds no head ablation")
     fig = Figure(figsize=(10, 3.8), dpi=150)
     FigureCanvasAgg(fig)
     ax_tv, ax_task = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     styles = {"averaging first": ("tab:blue", "-"), "averaging last": ("tab:orange", "--")}
-    refs = None
-    for dose in _arm_order(result):
-        arm = result["arms"][dose]
-        for s, e in arm.items():
-            ab = e.get("ablation")
-            if ab is None:
-                continue
-            ks = [0] + list(ab["counts"])
-            refs = ab["intact"]
-            for order, rows in ab["cumulative"].items():
-                color, ls = styles[order]
-                label = f"{order} ({_arm_label(dose)})" if s == next(iter(arm)) else None
-                ax_tv.plot(ks, [ab["intact"]["tv@0.5"]] + [r["tv@0.5"] for r in rows], color=color, ls=ls,
-                           marker="o", ms=3, alpha=0.8, label=label)
-                ax_task.plot(ks, [np.mean(ab["intact"]["p_task_alone"])] + [np.mean(r["p_task_alone"]) for r in rows],
-                             color=color, ls=ls, marker="o", ms=3, alpha=0.8, label=label)
-    if refs is not None:
-        ax_tv.axhline(refs["tv_chooser@0.5"], color="tab:red", ls=":", lw=1, label="a majority chooser")
-        ax_tv.axhline(refs["tv_uniform@0.5"], color="gray", ls=":", lw=1, label="1/K mixer")
+    for i, (label, ab) in enumerate(models.items()):
+        ks = [0] + list(ab["counts"])
+        for order, rows in ab["cumulative"].items():
+            color, ls = styles[order]
+            ax_tv.plot(ks, [ab["intact"]["tv@0.5"]] + [r["tv@0.5"] for r in rows], color=color, ls=ls, marker="o",
+                       ms=3, alpha=0.8, label=f"{order}" if i == 0 else None)
+            ax_task.plot(ks, [np.mean(ab["intact"]["p_task_alone"])] + [np.mean(r["p_task_alone"]) for r in rows],
+                         color=color, ls=ls, marker="o", ms=3, alpha=0.8, label=f"{order}" if i == 0 else None)
+    ref = next(iter(models.values()))["intact"]
+    ax_tv.axhline(ref["tv_chooser@0.5"], color="tab:red", ls=":", lw=1, label="a majority chooser")
+    ax_tv.axhline(ref["tv_uniform@0.5"], color="gray", ls=":", lw=1, label="1/K mixer")
     ax_tv.set(xlabel="heads silenced at the query", ylabel="TV(q, D) per prompt, lambda 0.5 (mean)")
-    ax_task.set(xlabel="heads silenced at the query", ylabel="P(answer), one task alone (mean)")
+    ax_task.set(xlabel="heads silenced at the query", ylabel="P(answer), one task alone (mean)", ylim=(0, 1))
     for ax in (ax_tv, ax_task):
         ax.grid(alpha=0.3)
-    ax_tv.legend(fontsize=7)
-    fig.suptitle("Head ablation of the mixture-trained models (each line: one seed)", fontsize=10)
-    fig.tight_layout()
+    handles, labels = ax_tv.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
+    fig.suptitle(f"Head ablation of mixture-trained models ({', '.join(models)}; one line per model)", fontsize=9)
+    fig.tight_layout(rect=(0, 0.08, 1, 0.95))
     return save_figure(fig, path)
+
+
+def ablation_lines(result: dict) -> list[str]:
+    """One line per ablated model: TV intact and with the 3 best / 3 worst averaging heads silenced."""
+    lines = []
+    for label, ab in ablations_of(result).items():
+        if 3 not in ab["counts"]:
+            continue
+        i = ab["counts"].index(3)
+        best, worst = ab["cumulative"]["averaging first"][i], ab["cumulative"]["averaging last"][i]
+        lines.append(f"ablation {label}: TV {ab['intact']['tv@0.5']:.3f} intact (task alone "
+                     f"{np.mean(ab['intact']['p_task_alone']):.2f}); 3 best averaging heads silenced: TV "
+                     f"{best['tv@0.5']:.3f} (task alone {np.mean(best['p_task_alone']):.2f}); 3 worst: TV "
+                     f"{worst['tv@0.5']:.3f} (task alone {np.mean(worst['p_task_alone']):.2f})")
+    return lines
 
 
 def summary(result: dict) -> str:
@@ -427,14 +447,7 @@ def summary(result: dict) -> str:
         for s, e in result["arms"][d].items():
             lines.append(row(f"{_arm_label(d)} seed {s}", e))
     lines.append(row("constructed", result["constructed"]))
-    for d in _arm_order(result):
-        for s, e in result["arms"][d].items():
-            ab = e.get("ablation")
-            if ab:
-                best = ab["cumulative"]["averaging first"][ab["counts"].index(3)] if 3 in ab["counts"] else None
-                lines.append(f"ablation {_arm_label(d)} seed {s}: TV {ab['intact']['tv@0.5']:.3f} intact"
-                             + (f", {best['tv@0.5']:.3f} with the 3 best averaging heads silenced "
-                                f"(task alone {np.mean(best['p_task_alone']):.2f})" if best else ""))
+    lines += ablation_lines(result)
     for name, e in result.get("references", {}).items():
         lines.append(row(f"shipped {name}", e))
     return "\n".join(lines)

@@ -20,7 +20,7 @@ many examples), a model superposes as Theorem 1 says when, on a mixture's 32 pro
 Controls: the constructed model and the proportional oracle pass all three; the majority
 chooser and the last-example follower (``empirical.superposition.oracle_probs``, which read
 the tokens only) must fail the first, and the follower the second, on fixed balanced
-mixtures. The mixture-trained ``like-construction-mix`` must pass; the single-task models
+mixtures. The mixture-trained models (``like-construction-mix``, ``lookup-mix``) must pass; the single-task models
 (``lookup``, ``like-construction``) are choosers and are expected to fail the first
 (``xfail(strict=True, raises=AssertionError)``: a crash is not the finding).
 """
@@ -47,7 +47,8 @@ ALLOWED = 2
 #: weighs ~K a / (m + K a) and fades with m); at most the shipped models' 19
 MIN_EXAMPLES, MAX_EXAMPLES = 8, 19
 LENGTHS = (MIN_EXAMPLES, 12, 16, MAX_EXAMPLES)
-MIXED = "like-construction-mix"
+#: the shipped mixture-trained models: the construction-shaped and the tiny lookup preset
+MIXED = ("like-construction-mix", "lookup-mix")
 CHOOSES = ("a single-task model chooses one task per prompt (README, superposition within a prompt): "
            "its distance to the theorem's mixture is a chooser's")
 
@@ -127,10 +128,11 @@ SINGLE_TASK = [pytest.param(name, marks=pytest.mark.xfail(strict=True, raises=As
                for name in ("lookup", "like-construction")]
 
 
+@pytest.mark.parametrize("name", MIXED)
 @pytest.mark.parametrize("check", list(CHECKS))
 @given(data=st.data())
-def test_the_mixture_trained_model_superposes_as_the_theorem_says(check, data):
-    probs, ts = _model(MIXED)
+def test_the_mixture_trained_models_superpose_as_the_theorem_says(check, name, data):
+    probs, ts = _model(name)
     CHECKS[check](probs, ts, data.draw(mixtures(len(ts.tasks))))
 
 
@@ -163,12 +165,13 @@ def test_choosers_fail_the_properties(kind, failing):
     check_argmax_in_prompt(probs, ts, BALANCED[0])  # a chooser's answer is a task in the prompt
 
 
-def test_the_shipped_mixture_model_meets_the_targets_on_fresh_prompts():
+@pytest.mark.parametrize("name", MIXED)
+def test_the_shipped_mixture_models_meet_the_targets_on_fresh_prompts(name):
     """The study's targets (fixed before measuring: empirical.mixture_study.TARGETS) on prompts
     and sequences of a seed the study did not use."""
     from empirical import mixture_study
 
-    cfg, params, _ = runs.load(MIXED)
+    cfg, params, _ = runs.load(name)
     result = mixture_study.measure(cfg, params, n_prompts=100, sequences=50, seed=7)
     missed = {k: t for k, t in result["targets"].items() if not t["met"]}
     assert not missed, missed

@@ -18,9 +18,10 @@ from empirical import sweep as sweep_lib
 
 SHIPPED = {"copy": ("copy:1", "copy:5"), "add": ("add:2", "add:6"), "lookup": ("lookup:0", "lookup:1"),
            "like-construction": ("lookup:0", "lookup:1"), "like-construction-nonorm": ("lookup:0", "lookup:1"),
-           "like-construction-mix": ("lookup:0", "lookup:1")}
+           "like-construction-mix": ("lookup:0", "lookup:1"), "lookup-mix": ("lookup:0", "lookup:1")}
 #: the family of each shipped model (its name, except for the construction-shaped lookup models)
-FAMILY = {"like-construction": "lookup", "like-construction-nonorm": "lookup", "like-construction-mix": "lookup"}
+FAMILY = {"like-construction": "lookup", "like-construction-nonorm": "lookup", "like-construction-mix": "lookup",
+          "lookup-mix": "lookup"}
 
 
 def test_every_family_has_a_shipped_checkpoint():
@@ -69,6 +70,7 @@ def test_shipped_checkpoint_reproduces_its_recorded_accuracy_on_fresh_sequences(
     "like-construction",
     "like-construction-nonorm",
     "like-construction-mix",
+    "lookup-mix",
     "copy",
 ])
 def test_shipped_checkpoint_meets_the_95_percent_target(name, fresh):
