@@ -108,7 +108,7 @@ figure3: $(STAMP)
 # The probe results of the within-prompt summary; AUTHORS=<checkout of JackCai1206/icl-pretraining>
 # adds the authors' logged per-lambda variance ratios (make figure3 AUTHORS=...).
 WITHIN_PROMPT_PROBES = smollm2_letter_100 smollm2_letter_rare_100 smollm2_at_100 smollm2_country_100 smollm2_add_100 \
-	gemma3_letter_100 gemma3_letter_rare_50 gemma3_at_100 gemma3_country_50 gemma3_add_100
+	gemma3_letter_100 gemma3_letter_rare_100 gemma3_at_100 gemma3_country_100 gemma3_add_100
 
 # Scaling, capacity and calibration (issue 11): trains the two add families (8 models,
 # ~75 minutes on one core; finished runs are kept), evaluates them on K-task mixtures with the

@@ -137,22 +137,68 @@ def mixture_prompts(fam: synthetic.Family, k: int, *, n_prompts: int, n_examples
     return out
 
 
-def prompt_metrics(p: np.ndarray, answers: np.ndarray, example_task: np.ndarray, k: int) -> dict:
+def prompt_metrics(p: np.ndarray, answers: np.ndarray, example_task: np.ndarray, k: int,
+                   p_next: np.ndarray | None = None, beam: int = 8) -> dict:
     """Per-prompt metrics from next-token distributions ``p`` [P, V], the K tasks' answers
     [P, K] and each example's task (index into the K) [P, m]: the realised proportions D, the
-    answer probabilities P, KL(D || P) and r (:func:`empirical.llm.metrics.r_metric` with every
-    token as a complete continuation: each answer is one token, then the newline)."""
-    from empirical.llm.metrics import kl_divergence, r_metric
+    answer probabilities P, KL(D || P) and three r's over continuations of one token (every
+    answer is one token, then the newline):
+
+    * ``r`` (the authors' rule, :func:`empirical.llm.metrics.r_paper`): the pool holds the
+      ``beam`` most probable tokens after which the newline is the most probable next token
+      (and the empty continuation if the newline is the most probable token at once), each
+      with its own probability (the newline's left out);
+    * ``r_complete`` (ours, :func:`empirical.llm.metrics.r_complete`): every token of the
+      ``beam`` most probable, and every answer, with the newline's probability multiplied in;
+    * ``r_next_token``: the answers among the K most likely next tokens (THEORY.md section 6;
+      the study's r before the split);
+    * ``r_strict``: ``r`` without the authors' tolerance (an answer 1e-5 below the K-th
+      completion counts for them; when that completion is itself below 1e-5, every answer does).
+
+    ``p_next`` [P, V, V] (``p_next[i, t]``: the distribution after prompt i and token t;
+    :func:`next_after`) is needed for ``r`` and ``r_complete``; without it they are None."""
+    from empirical.llm.metrics import kl_divergence, r_complete, r_metric, r_paper
 
     d = np.stack([(example_task == j).mean(axis=1) for j in range(k)], axis=1)
     p_ans = np.take_along_axis(p, answers, axis=1)
     logp = np.log(np.maximum(p, 1e-30))
-    kl, r = [], []
+    kl, r_tok, r_a, r_c, r_s = [], [], [], [], []
+    nl = synthetic.NEWLINE
     for i in range(len(p)):
         kl.append(kl_divergence(d[i], p_ans[i]))
         pool = {str(t): float(v) for t, v in enumerate(logp[i])}
-        r.append(r_metric(logp[i, answers[i]], pool, [str(a) for a in answers[i]])[0])
-    return {"d": d, "p": p_ans, "kl": np.array(kl), "r": np.array(r)}
+        names = [str(a) for a in answers[i]]
+        r_tok.append(r_metric(logp[i, answers[i]], pool, names)[0])
+        if p_next is None:
+            continue
+        top = np.argsort(-p[i], kind="stable")[:beam]
+        done = {"": 1.0} if int(np.argmax(p[i])) == nl else {}
+        done.update({str(t): float(p[i, t]) for t in top if t != nl and int(np.argmax(p_next[i, t])) == nl})
+        r_a.append(r_paper(p_ans[i], done, names)[0])
+        r_s.append(r_paper(p_ans[i], done, names, tol=0.0)[0])
+        with_nl = np.log(np.maximum(p[i] * p_next[i, :, nl], 1e-30))
+        r_c.append(r_complete(with_nl[answers[i]], {str(t): float(with_nl[t]) for t in top if t != nl}, names)[0])
+    return {"d": d, "p": p_ans, "kl": np.array(kl), "r_next_token": np.array(r_tok),
+            "r": np.array(r_a) if p_next is not None else None,
+            "r_complete": np.array(r_c) if p_next is not None else None,
+            "r_strict": np.array(r_s) if p_next is not None else None}
+
+
+def next_after(probs: Callable[[np.ndarray], np.ndarray], tokens: np.ndarray, p: np.ndarray,
+               answers: np.ndarray, beam: int = 8) -> np.ndarray:
+    """``[P, V, V]``: the next-token distribution after each prompt followed by each of its
+    ``beam`` most probable tokens and each of its answers (rows of other tokens are zero):
+    one batched call of ``probs`` on the prompts extended by one token."""
+    P, V = p.shape
+    want = [sorted(set(np.argsort(-p[i], kind="stable")[:beam].tolist()) | set(answers[i].tolist()))
+            for i in range(P)]
+    rows = np.array([i for i in range(P) for _ in want[i]])
+    toks = np.array([t for i in range(P) for t in want[i]])
+    ext = np.concatenate([tokens[rows], toks[:, None].astype(tokens.dtype)], axis=1)
+    q = np.asarray(probs(ext), dtype=np.float64)
+    out = np.zeros((P, V, q.shape[1]))
+    out[rows, toks] = q
+    return out
 
 
 def evaluate_mixtures(probs: Callable[[np.ndarray], np.ndarray], fam: synthetic.Family, *,
@@ -169,30 +215,124 @@ def evaluate_mixtures(probs: Callable[[np.ndarray], np.ndarray], fam: synthetic.
 
     out = []
     for k in tqdm(ks, disable=not progress, desc="mixtures", unit="K"):
-        groups, kl, r, p_all = [], [], [], []
+        groups, kl, p_all = [], [], []
+        rs: dict[str, list] = {"r": [], "r_complete": [], "r_next_token": [], "r_strict": []}
         for group in mixture_prompts(fam, k, n_prompts=n_prompts, n_examples=n_examples, skewed=skewed, seed=seed):
             fn = make_probs(group["tasks"]) if make_probs is not None else probs
-            m = prompt_metrics(np.asarray(fn(group["tokens"]), dtype=np.float64), group["answers"],
-                               group["example_task"], k)
+            p = np.asarray(fn(group["tokens"]), dtype=np.float64)
+            nxt = next_after(fn, group["tokens"], p, group["answers"]) if fam.end is not None else None
+            m = prompt_metrics(p, group["answers"], group["example_task"], k, p_next=nxt)
+            if nxt is None:  # no newline token (the construction's layout): the label token is the continuation
+                m["r"] = m["r_complete"] = m["r_strict"] = m["r_next_token"]
             kl.extend(m["kl"].tolist())
-            r.extend(m["r"].tolist())
+            for key in rs:
+                if m[key] is not None:
+                    rs[key].extend(m[key].tolist())
             p_all.append(m["p"])
             groups.append({"tasks": group["tasks"], "mixture": np.round(group["mixture"], 4).tolist(),
                            "d": np.round(m["d"], 4).tolist(), "p": np.round(m["p"], 5).tolist(),
-                           "kl": np.round(m["kl"], 4).tolist(), "r": m["r"].tolist()})
+                           "kl": np.round(m["kl"], 4).tolist(),
+                           **{key: m[key].tolist() for key in rs if m[key] is not None}})
         p_ans = np.concatenate(p_all)
         out.append({
             "k": int(k),
             "skewed": bool(skewed),
             "n_prompts": len(p_ans),
             "kl": wp.mean_ci(kl),
-            "r": wp.mean_ci(r),
-            "r_histogram": np.bincount(r, minlength=k + 1).tolist(),
+            **{key: wp.mean_ci(v) for key, v in rs.items() if v},
+            **{f"{key}_histogram": np.bincount(v, minlength=k + 1).tolist() for key, v in rs.items() if v},
             "other": wp.mean_ci(1.0 - p_ans.sum(axis=1)),
             "second": wp.mean_ci(np.sort(p_ans, axis=1)[:, -2]),
-            # per prompt, by group (its tasks and mixture): D, P, KL and r
+            # P(answer of the k-th task in the prompt's order) over prompts: var / (m (1 - m))
+            "variance_ratio": wp.variance_ratio(p_ans),
+            # per prompt, by group (its tasks and mixture): D, P, KL and the r's
             "groups": groups,
         })
+    return out
+
+
+def refresh_r(doc: dict, *, progress: bool = True, report: Callable[[str], None] = print,
+              names: Sequence[str] | None = None, parts: Sequence[str] = ("uniform", "skewed")) -> dict:
+    """A saved study whose trained members get ``r`` (the authors' rule) and ``r_complete``
+    (ours) per prompt, re-measured on the shipped weights (checked against each entry's
+    fingerprint) on the study's own prompts (rebuilt from its seed); the answer probabilities,
+    KL and the study's earlier r (kept as ``r_next_token``) stay as saved, and are checked
+    against the re-measured ones. Nothing is trained. Members whose weights are not found or
+    differ are left as they are and reported. The constructed model has no newline token (its
+    layout has none), so its r's stay the next-token r."""
+    from empirical import runs
+    from empirical import within_prompt as wp
+    from empirical.sweep import trained_probs
+
+    cfg = doc["config"]
+    fam = synthetic.family("add")
+    out = dict(doc)
+    out["models"] = []
+    for entry in doc["models"]:
+        def with_ratio(block: dict) -> dict:  # var / (m (1 - m)) from the saved per-prompt P
+            return {**block, "variance_ratio": wp.variance_ratio(np.concatenate([np.asarray(g["p"])
+                                                                              for g in block["groups"]]))}
+
+        if entry.get("kind") == "constructed":  # no newline token: every r is the next-token r
+            same = ("r_complete", "r_next_token", "r_strict")
+            out["models"].append({**entry, **{part: [with_ratio({**b, **{key: b["r"] for key in same},
+                                                                 "groups": [{**g, **{key: g["r"] for key in same}}
+                                                                            for g in b["groups"]]})
+                                                     for b in entry[part]]
+                                              for part in ("uniform", "skewed") if part in entry}})
+            continue
+        if entry.get("kind") != "trained" or (names is not None and entry["name"] not in names):
+            # not re-measured: "r" stays what it was (the next-token r unless r_complete is there)
+            out["models"].append({**entry, **{part: [with_ratio({**b, "r_next_token": b.get("r_next_token", b["r"])})
+                                                     for b in entry[part]]
+                                              for part in ("uniform", "skewed") if part in entry}})
+            continue
+        try:
+            mcfg, params, _ = runs.load(entry["name"])
+        except (FileNotFoundError, ValueError) as err:
+            report(f"{entry['name']}: not re-measured ({err})")
+            out["models"].append(entry)
+            continue
+        if fingerprint(params) != entry.get("fingerprint"):
+            report(f"{entry['name']}: the shipped weights are not the measured ones; not re-measured")
+            out["models"].append(entry)
+            continue
+        probs = trained_probs(mcfg.model, params)
+        new = dict(entry)
+        for part, skewed in (("uniform", False), ("skewed", True)):
+            if part not in entry or part not in parts:
+                continue
+            fresh = []
+            for block in entry[part]:
+                k = block["k"]
+                gs = mixture_prompts(fam, k, n_prompts=cfg["n_prompts"], n_examples=cfg["n_examples"], skewed=skewed,
+                                     seed=cfg["seed"], groups=cfg.get("groups", GROUPS))
+                rs: dict[str, list] = {"r": [], "r_complete": [], "r_next_token": [], "r_strict": []}
+                groups = []
+                for g, saved in zip(gs, block["groups"]):
+                    p = np.asarray(probs(g["tokens"]), dtype=np.float64)
+                    m = prompt_metrics(p, g["answers"], g["example_task"], k,
+                                       p_next=next_after(probs, g["tokens"], p, g["answers"]))
+                    if np.abs(np.round(m["p"], 5) - np.asarray(saved["p"])).max() > 2e-4:
+                        raise ValueError(f"{entry['name']} K={k}: re-measured answer probabilities differ from the saved")
+                    old_r = saved.get("r_next_token", saved["r"])
+                    if m["r_next_token"].tolist() != list(old_r):
+                        report(f"{entry['name']} K={k}: next-token r differs from the saved in "
+                               f"{int(np.sum(m['r_next_token'] != np.asarray(old_r)))} prompts (float ties)")
+                    groups.append({**saved, "r": m["r"].tolist(), "r_complete": m["r_complete"].tolist(),
+                                   "r_strict": m["r_strict"].tolist(), "r_next_token": list(old_r)})
+                    for key in rs:
+                        rs[key].extend(groups[-1][key])
+                p_ans = np.concatenate([np.asarray(g["p"]) for g in groups])
+                fresh.append({**block, **{key: wp.mean_ci(v) for key, v in rs.items()},
+                              **{f"{key}_histogram": np.bincount(v, minlength=k + 1).tolist() for key, v in rs.items()},
+                              "variance_ratio": wp.variance_ratio(p_ans), "groups": groups})
+            new[part] = fresh
+        out["models"].append(new)
+        u = new["uniform"]
+        report(f"{entry['name']}: " + ", ".join(f"K={x['k']}: r={x['r']['mean']:.2f} r_complete="
+                                                f"{x['r_complete']['mean']:.2f} (next-token {x['r_next_token']['mean']:.2f})"
+                                                for x in u))
     return out
 
 
@@ -358,16 +498,19 @@ def plot_family(doc: dict, which: str, path: str | os.PathLike) -> Path:
     axes[3].axhline(0.1, color="gray", ls=":", lw=1)
     axes[3].set_ylim(0, 1.02)
     axes[3].legend(fontsize=7, loc="center right")
-    keys = (("r", "r (tasks among the top K)"), ("kl", "KL(D || P)"), ("second", "mean 2nd-largest task prob."))
+    # r as the answers among the K most likely next tokens (the study's first r; saved studies
+    # before the split carry it as "r"); the authors' r and ours are in the JSON
+    keys = (("r_next_token", "r (tasks among the top K next tokens)"), ("kl", "KL(D || P)"),
+            ("second", "mean 2nd-largest task prob."))
     ks = [m["k"] for m in models[0]["uniform"]]
     for j, k in enumerate(ks):
         color = f"C{j}"
         for ax, (key, _) in zip(axes, keys):
-            pts = [next(m for m in e["uniform"] if m["k"] == k)[key] for e in models]
+            pts = [_stat(next(m for m in e["uniform"] if m["k"] == k), key) for e in models]
             ax.errorbar(x, [p["mean"] for p in pts], yerr=[p["ci95"] for p in pts], fmt="o-", color=color,
                         markersize=4, capsize=2, label=f"K={k}")
             if ref is not None:
-                rv = next(m for m in ref["uniform"] if m["k"] == k)[key]["mean"]
+                rv = _stat(next(m for m in ref["uniform"] if m["k"] == k), key)["mean"]
                 ax.axhline(rv, color=color, ls=":", lw=1)
         # r of a model that ranks the ten digits at random: K answers among K of 10 places
         axes[0].axhline(k * k / 10, color=color, ls="-.", lw=0.8, alpha=0.6)
@@ -395,6 +538,11 @@ def plot_family(doc: dict, which: str, path: str | os.PathLike) -> Path:
                  "dotted: the constructed model with K heads", fontsize=9)
     fig.tight_layout(rect=(0, 0, 0.93, 1))
     return results.save_figure(fig, path)
+
+
+def _stat(block: dict, key: str) -> dict:
+    """``block[key]``; the next-token r is ``"r"`` in studies saved before r was split."""
+    return block[key] if key in block else block["r"] if key == "r_next_token" else block[key]
 
 
 def calibration_entries(doc: dict, llm_documents: Sequence[dict] = ()) -> list[dict]:

@@ -91,6 +91,8 @@ def _point(lam: float, p: np.ndarray, prompts: dict, fam: synthetic.Family) -> d
         "acc_b": mean_ci(top == answers[:, 1]),
         "kl": mean_ci(kl),
         **wp.summary(p_ans),
+        # var / (m (1 - m)) of P(A) and P(B) over prompts: 1 for a per-prompt chooser
+        "variance_ratio": dict(zip(("a", "b"), wp.variance_ratio(p_ans))),
         "reference": wp.reference([lam, 1.0 - lam]),
         "family_tasks": _family_answers(fam, p, prompts["query"]),
         # the share of prompts whose larger answer is the task of their LAST example (a model
@@ -174,6 +176,20 @@ def sweep_run(model: TransformerConfig, params, fam: synthetic.Family, tasks: Se
         constructed["model"] = {"kind": "constructed", "beta": beta, "spec": constructed_model.spec.to_dict()}
         result["constructed"] = constructed
     return result
+
+
+def variance_ratios(result: dict) -> dict[float, dict]:
+    """Per lambda, var / (m (1 - m)) of P(A) and P(B) over the prompts
+    (:func:`empirical.within_prompt.variance_ratio`): the saved value, or for a sweep saved
+    before it was recorded, recomputed from the per-prompt values (kept to 5 decimals)."""
+    out = {}
+    for pt in result["points"]:
+        if "variance_ratio" in pt:
+            out[float(pt["lambda"])] = pt["variance_ratio"]
+        else:
+            pp = pt["per_prompt"]
+            out[float(pt["lambda"])] = dict(zip(("a", "b"), wp.variance_ratio(np.stack([pp["p_a"], pp["p_b"]], axis=1))))
+    return out
 
 
 def series(result: dict, key: str, stat: str = "mean") -> np.ndarray:

@@ -13,6 +13,12 @@ task's answer) and summarise them over prompts:
   tasks (0 for a chooser, H(lambda) for proportional mixing; at most log2 K);
 * ``several``: whether at least two tasks each get at least ``threshold`` (0.1).
 
+and, per task, :func:`variance_ratio`: var / (m (1 - m)) of the task's answer probability
+over prompts (m its mean): 1 for a pure per-prompt chooser (every prompt gives the answer 0
+or 1), near 0 for proportional mixing (every prompt gives about the same probability). The
+authors' training runs logged the mean and variance of P(answer) per lambda, so their models
+can be read the same way.
+
 :func:`reference` gives the values of the two pure strategies for given proportions, so
 every result can be read against them.
 """
@@ -59,6 +65,22 @@ def per_prompt(p, threshold: float = THRESHOLD) -> dict[str, np.ndarray]:
     }
 
 
+def variance_ratio(x, *, floor: float = 1e-9) -> list[float | None]:
+    """var / (m (1 - m)) of each column of ``x`` [prompts, K] (or of a 1-d ``x``, as a list of
+    one), with m the column's mean and var its population variance over prompts: 1 when every
+    value is 0 or 1 (a per-prompt chooser), 0 when every prompt gives the same value (e.g.
+    proportional mixing at equal shares). None where m (1 - m) < ``floor`` (m is 0 or 1:
+    the ratio is undefined)."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2 or len(x) < 1:
+        raise ValueError(f"need values of shape [prompts] or [prompts, K], got {x.shape}")
+    m, v = x.mean(axis=0), x.var(axis=0)
+    den = m * (1.0 - m)
+    return [float(vi / di) if di >= floor else None for vi, di in zip(v, den)]
+
+
 def summary(p, threshold: float = THRESHOLD) -> dict:
     """Means (with 95% intervals) over prompts of :func:`per_prompt`'s statistics."""
     return {name: mean_ci(values) for name, values in per_prompt(p, threshold).items()}
@@ -90,13 +112,19 @@ def from_sweep(result: dict, lam: float = 0.5, *, constructed: bool = False) -> 
     shares of task A's examples (below min(lambda, 1 - lambda): the shares scatter around lambda)."""
     if not 0.0 <= lam <= 1.0:
         raise ValueError(f"lambda must lie in [0, 1], got {lam}")
+    from empirical.sweep import variance_ratios
+
     res = result["constructed"] if constructed else result
+    ratios = variance_ratios(res)
     for pt in res["points"]:
         if abs(pt["lambda"] - lam) < 1e-9:
             share = np.asarray(pt["per_prompt"]["share_a"], dtype=np.float64)
             return {"second": pt["second"], "several": pt["several"],
                     "proportional": float(np.minimum(share, 1.0 - share).mean()), "setting": f"lambda = {lam}",
-                    "tasks": result["tasks"], "prompts": result["n_prompts"]}
+                    "tasks": result["tasks"], "prompts": result["n_prompts"],
+                    "variance_ratio": ratios[float(pt["lambda"])],
+                    "variance_ratio_by_lambda": {f"{k:g}": v for k, v in ratios.items() if 0.0 < k < 1.0},
+                    "variance_ratio_range": ratio_range(ratios)}
     raise ValueError(f"the sweep has no lambda {lam} (it has {result['lambdas']})")
 
 
@@ -107,15 +135,96 @@ def from_probe(result: dict) -> dict:
     if "within_prompt" not in s:
         raise ValueError(f"the probe result for {result.get('family')!r} has no within-prompt statistics: "
                          "recompute it with `superpose probe --refresh`")
+    ratios = s.get("variance_ratio")
+    if ratios is None:  # a result saved before the ratio was recorded
+        ratios = variance_ratio(np.array([r["probs"] for r in result["per_prompt"]]))
     return {"second": s["within_prompt"]["second"], "several": s["within_prompt"]["several"],
             "proportional": s["within_prompt_reference"]["proportional"]["second"],
             "setting": f"{len(s['tasks'])} tasks, 1/{len(s['tasks'])} each", "tasks": list(s["tasks"]),
-            "prompts": len(result["per_prompt"])}
+            "prompts": len(result["per_prompt"]),
+            "variance_ratio": dict(zip(s["tasks"], ratios))}
+
+
+def ratio_range(ratios: dict[float, dict], lo: float = 0.1, hi: float = 0.9) -> list[float] | None:
+    """[min, max] of every defined variance ratio over lambda in [lo, hi] (both tasks), from
+    ``{lambda: {"a": ratio, "b": ratio}}``; None if none is defined."""
+    vals = [v for lam, d in ratios.items() if lo - 1e-9 <= lam <= hi + 1e-9 for v in d.values() if v is not None]
+    return [float(min(vals)), float(max(vals))] if vals else None
+
+
+#: Where the authors' logged training runs are: ``run_summaries.json`` (the final wandb summary
+#: of each run, with ``eval/<lambda>_ans_prob_mean_<i>`` and ``..._var_<i>``, i = 0 the task
+#: of share lambda) and ``run_configs.json`` (the runs' configs, in the same order).
+AUTHORS_RUNS = "JackCai1206/icl-pretraining"
+
+
+def load_authors(folder) -> dict:
+    """The authors' per-lambda variance ratios (:func:`authors_ratios`) from a folder holding
+    ``run_summaries.json`` and ``run_configs.json`` of :data:`AUTHORS_RUNS` (a checkout of that
+    repository), with the repository and each file's SHA-256 (not the folder's path)."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    folder = Path(folder)
+    docs, digests = {}, {}
+    for name in ("run_summaries.json", "run_configs.json"):
+        path = folder / name
+        try:
+            raw = path.read_bytes()
+            docs[name] = json.loads(raw)
+        except FileNotFoundError:
+            raise ValueError(f"{path} does not exist (give a checkout of {AUTHORS_RUNS})") from None
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} is not JSON ({err})") from None
+        if not isinstance(docs[name], list):
+            raise ValueError(f"{path} is not a list of runs")
+        digests[name] = hashlib.sha256(raw).hexdigest()
+    return {"repository": AUTHORS_RUNS, "sha256": digests,
+            "runs": authors_ratios(docs["run_summaries.json"], docs["run_configs.json"])}
+
+
+def authors_ratios(summaries: Sequence[dict], configs: Sequence[dict]) -> dict[str, dict]:
+    """var / (m (1 - m)) of P(answer) per lambda in the authors' logged runs (see
+    :data:`AUTHORS_RUNS`), from the mean and variance they logged over their evaluation
+    prompts; one entry per run, named by its task (``copy``, ``bias_add_simple``, ...), with
+    ``{lambda: {"a", "b"}}``, the range over lambda 0.1-0.9, and P(A) + P(B) per lambda."""
+    import re
+
+    if len(summaries) != len(configs):
+        raise ValueError(f"{len(summaries)} run summaries but {len(configs)} run configs")
+    out: dict[str, dict] = {}
+    pat = re.compile(r"^eval/([0-9.]+)_ans_prob_(mean|var)_([01])$")
+    for summ, cfg in zip(summaries, configs):
+        vals: dict[float, dict] = {}
+        for key, v in summ.items():
+            m = pat.match(key)
+            if m:
+                vals.setdefault(float(m.group(1)), {})[(m.group(2), int(m.group(3)))] = float(v)
+        if not vals:
+            raise ValueError(f"run {cfg.get('run_name')!r} has no eval/<lambda>_ans_prob_* entries")
+        ratios, total = {}, {}
+        for lam in sorted(vals):
+            d = vals[lam]
+            ratios[lam] = {}
+            for i, name in ((0, "a"), (1, "b")):
+                m, v = d[("mean", i)], d[("var", i)]
+                ratios[lam][name] = v / (m * (1 - m)) if m * (1 - m) >= 1e-9 else None
+            total[lam] = d[("mean", 0)] + d[("mean", 1)]
+        out[str(cfg.get("task", cfg.get("run_name")))] = {
+            "run_name": cfg.get("run_name"), "max_steps": cfg.get("max_steps"),
+            "batch": cfg.get("per_device_train_batch_size"), "layers": cfg.get("num_layers"),
+            "variance_ratio_by_lambda": {f"{k:g}": v for k, v in ratios.items() if 0.0 < k < 1.0},
+            "variance_ratio_range": ratio_range(ratios),
+            "p_a_plus_p_b_by_lambda": {f"{k:g}": v for k, v in total.items()},
+        }
+    return out
 
 
 def rows(sweeps: Sequence[dict] = (), probes: Sequence[dict] = (), lam: float = 0.5) -> dict[str, dict]:
     """One row of within-prompt numbers per model: every saved sweep (and its constructed
-    overlay) at ``lam``, every family of every saved probe result."""
+    overlay) at ``lam`` (with the variance ratios of every lambda), every family of every
+    saved probe result."""
     from pathlib import Path
 
     out: dict[str, dict] = {}

@@ -7,9 +7,10 @@ input is not among the examples' inputs. The in-context proportions D are unifor
 study).
 
     add      A+B->answer, A, B in [10, 99]: digits / English / French / Spanish words
-    country  France->Paris: capital / continent / UPPER-CASE name (168 countries)
+    country  France->Paris: capital / continent / UPPER-CASE name (the 193 UN member states)
     at       A@B=answer, A, B in [10, 99]: A / B / A+B
-    letter   word->letter: first / last letter, lower / upper case
+    letter   word->letter: first / last letter, lower / upper case (400 frequent words)
+    letter_rare  the same tasks on 400 rare dictionary words (mostly several tokens each)
 """
 
 from __future__ import annotations
@@ -96,9 +97,13 @@ FAMILIES: dict[str, Family] = {
                  inputs=_distinct_pairs,
                  render=lambda x: f"{x[0]}@{x[1]}", answer=_at_answer),
     "letter": Family(name="letter", tasks=("first_lower", "first_upper", "last_lower", "last_upper"),
-                     sep="->", description="word->first / last letter, lower / upper case",
+                     sep="->", description="word->first / last letter, lower / upper case (frequent words)",
                      inputs=lambda: list(data.load("words.json")["words"]), render=lambda w: w,
                      answer=_letter_answer),
+    "letter_rare": Family(name="letter_rare", tasks=("first_lower", "first_upper", "last_lower", "last_upper"),
+                          sep="->", description="word->first / last letter, lower / upper case (rare dictionary words)",
+                          inputs=lambda: list(data.load("rare_words.json")["words"]), render=lambda w: w,
+                          answer=_letter_answer),
 }
 
 

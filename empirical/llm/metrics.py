@@ -21,14 +21,45 @@ def other_mass(p: Sequence[float]) -> float:
     return float(1.0 - np.sum(p))
 
 
-def r_metric(answer_logprobs: Sequence[float], continuations: Mapping[str, float],
-             answers: Sequence[str], k: int | None = None) -> tuple[int, float]:
-    """Number of tasks whose answer is at least as probable as the k-th most probable complete
-    continuation (default k = number of tasks); returns ``(r, threshold_logprob)``.
+#: Tolerance of the authors' comparison ``P(answer) >= P(k-th completion) - 1e-5``.
+PAPER_TOLERANCE = 1e-5
 
-    ``continuations`` maps texts to log-probabilities found by beam enumeration; the answers
-    (scored exactly, newline included) are complete continuations too, so they join the set
-    and their scored values replace the beam's.
+
+def r_paper(answer_probs: Sequence[float], completions: Mapping[str, float], answers: Sequence[str],
+            k: int | None = None, *, tol: float = PAPER_TOLERANCE) -> tuple[int, float, list[float]]:
+    """r as the authors compute it (``is_topk`` in ``edixiong/task-superposition``'s
+    ``run_experiments.py``): the number of tasks whose answer probability is at least the
+    probability of the k-th most probable *completion* (default k = number of tasks), less
+    ``tol``. Returns ``(r, threshold, probs)``.
+
+    ``completions`` maps texts to probabilities from :func:`empirical.llm.scoring.enumerate_completions_paper`
+    (summed over tokenisations, the final newline's probability left out, complete only where
+    the newline is the most probable next token). Only completions the search reached form the
+    pool; an answer's probability is its completion's when the search reached it, otherwise
+    ``answer_probs`` (its scored probability, no newline). With fewer than k completions the
+    missing ones count as probability 0 (the original would fail), so every answer counts.
+    """
+    k = k or len(answers)
+    if len(answer_probs) != len(answers):
+        raise ValueError("one probability per answer is needed")
+    probs = [float(completions.get(a, p)) for a, p in zip(answers, answer_probs)]
+    vals = sorted((float(v) for v in completions.values()), reverse=True)
+    thr = vals[k - 1] if len(vals) >= k else 0.0
+    return int(sum(p >= thr - tol for p in probs)), float(thr), probs
+
+
+def r_complete(answer_logprobs: Sequence[float], continuations: Mapping[str, float],
+               answers: Sequence[str], k: int | None = None) -> tuple[int, float]:
+    """Our stricter r: the number of tasks whose answer *with its newline* is at least as
+    probable as the k-th most probable complete continuation (default k = number of tasks);
+    returns ``(r, threshold_logprob)``.
+
+    ``continuations`` maps texts to log-probabilities found by
+    :func:`empirical.llm.scoring.enumerate_continuations` (any newline-bearing token closes a
+    continuation and its probability counts; one text keeps its most probable tokenisation);
+    the answers (scored exactly, newline included) are complete continuations too, so they
+    always join the pool and their scored values replace the beam's. On the same model it is
+    usually at most :func:`r_paper`.
     """
     k = k or len(answers)
     pool = dict(continuations)
@@ -38,6 +69,10 @@ def r_metric(answer_logprobs: Sequence[float], continuations: Mapping[str, float
     thr = vals[k - 1] if len(vals) >= k else -np.inf
     r = int(sum(float(lp) >= thr for lp in answer_logprobs))
     return r, float(thr)
+
+
+#: The earlier name of :func:`r_complete` (kept for existing callers).
+r_metric = r_complete
 
 
 def collapse(token_ids: Sequence[Sequence[int]], token_logprobs: Sequence[Sequence[float]]) -> dict:

