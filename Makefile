@@ -122,7 +122,7 @@ scaling: $(STAMP)
 	$(VENV)/bin/superpose scaling calibration --study $(SCALING)/scaling.json --out $(SCALING) \
 	  $(foreach f,$(wildcard benchmarks/results/calibration/llm_*.json),--llm $(f))
 
-# Which training makes a model superpose within one prompt (THEORY.md section 7): the
+# Which training makes a model superpose within one prompt (docs/theory.md section 7): the
 # construction-shaped model on mixed training sequences, p_mix 0 / 0.2 / 1 after a 1500-step
 # single-task stage, 3 seeds each (the seeds of a dose in one vmapped step; ~100 minutes on
 # 2 cores; finished runs are kept), evaluated per prompt on fresh prompts, plotted, and the

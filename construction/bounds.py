@@ -1,4 +1,4 @@
-"""Explicit error bounds of the construction, composed layer by layer (THEORY.md section 5).
+"""Explicit error bounds of the construction, composed layer by layer (docs/theory.md section 5).
 
 Every attention layer leaks at most lemma 1's mass off its hard-attention target; every MLP
 step is Lipschitz with a known constant (exact ReLU identities in the discrete regime); the

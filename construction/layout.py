@@ -5,7 +5,7 @@ n-1. The query (example index m) follows with its n-1 inputs; the prediction is 
 very last position, the query's last input token.
 
 Positions carry, besides the token, structured features that the constructed model reads
-(THEORY.md section 4): a constant 1, the example index as a +-1 binary code, the offset
+(docs/theory.md section 4): a constant 1, the example index as a +-1 binary code, the offset
 inside the example (one-hot), and the flags "is a label" and "is the query's last token".
 """
 
@@ -32,7 +32,7 @@ def binary_code(index: np.ndarray, bits: int) -> np.ndarray:
     """The +-1 binary code of each index: shape ``index.shape + (bits,)``.
 
     Two codes have inner product ``bits - 2 * hamming``: equal codes score ``bits``, unequal
-    ones at least 2 less (THEORY.md, lemma 2).
+    ones at least 2 less (docs/theory.md, lemma 2).
     """
     index = np.asarray(index)
     if np.any(index < 0) or np.any(index >= 2**bits):

@@ -3,7 +3,7 @@
 A :class:`ReluSpline` is ``f(x) = const + sum_i coef_i * ReLU(x - knot_i)``: the linear
 interpolant of a function at the knots (flat below the first knot, continued linearly past
 the last). The construction uses two: the square (for products, continuous regime) and the
-logarithm (the optional readout). Their interpolation errors are lemma 6 of THEORY.md.
+logarithm (the optional readout). Their interpolation errors are lemma 6 of docs/theory.md.
 """
 
 from __future__ import annotations

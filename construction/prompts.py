@@ -77,7 +77,7 @@ def sample_prompts(
     independently (its training-from-scratch protocol). Inputs are uniform symbols (discrete)
     or uniform vectors in [-B, B]^d (continuous); labels are the example's task applied to them.
     Continuous prompts with ``margin`` are redrawn until every other task misses every label
-    by at least ``margin`` in L1 (THEORY.md's margin assumption).
+    by at least ``margin`` in L1 (docs/theory.md's margin assumption).
     """
     rng = _rng(rng)
     if n_examples < 1:

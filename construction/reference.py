@@ -44,7 +44,7 @@ def consistency(tokens, tasks: Sequence[Task], example_len: int, *, margin: floa
 
 
 def task_weights(tokens, tasks: Sequence[Task], example_len: int, *, margin: float | None = None) -> np.ndarray:
-    """alpha [batch, K]: the fraction of examples each task fits (THEORY.md section 2)."""
+    """alpha [batch, K]: the fraction of examples each task fits (docs/theory.md section 2)."""
     fits = consistency(tokens, tasks, example_len, margin=margin)
     if fits.shape[-2] == 0:
         raise ValueError("a prompt needs at least one example to define task weights")

@@ -16,7 +16,7 @@ from construction.layout import code_bits
 from construction.subspaces import Subspaces
 from construction.tasks import LinearTask, Task, validate_tasks
 
-#: The seven layers' roles, in order (THEORY.md section 4).
+#: The seven layers' roles, in order (docs/theory.md section 4).
 ROLES = ("task heads", "error", "indicator", "averaging", "query heads", "weighting", "readout")
 NUM_LAYERS = len(ROLES)
 

@@ -1,4 +1,4 @@
-"""Tasks of THEORY.md section 2: an input position p and a map T, with g(x) = T(x_p).
+"""Tasks of docs/theory.md section 2: an input position p and a map T, with g(x) = T(x_p).
 
 Discrete regime: ``T`` is a table on the vocabulary (``table[v]`` is the image of symbol v).
 Continuous regime: ``T`` is a d x d matrix acting on token vectors. Positions count from 0,

@@ -1,6 +1,6 @@
 """The one Flax transformer that constructed and trained models both run on.
 
-A decoder-only causal transformer whose options cover both uses (DESIGN.md, principle 3):
+A decoder-only causal transformer whose options cover both uses (one model class for constructed and trained weights):
 
 * the construction of Theorem 1: no normalisation, ReLU MLPs, structured positions (the
   layout features of :mod:`construction.layout` projected into the residual stream), the

@@ -1,4 +1,4 @@
-"""The seven layers' weights, one small numpy function per role (THEORY.md section 4).
+"""The seven layers' weights, one small numpy function per role (docs/theory.md section 4).
 
 Each function says what it reads and writes in named subspaces and returns plain float64
 arrays; :func:`assemble` is the one place that knows the Flax parameter tree.

@@ -1,4 +1,4 @@
-"""Which training makes a model superpose within one prompt (THEORY.md section 7): the
+"""Which training makes a model superpose within one prompt (docs/theory.md section 7): the
 construction's own architecture trained on mixed sequences, at several doses and seeds,
 measured per prompt against the construction and the single-task models.
 
@@ -104,7 +104,7 @@ LIKE_CONSTRUCTION = Study(
     references=("like-construction", "lookup"))
 #: The tiny preset of the lookup family (3 layers, width 64, 4 heads, RoPE; its two-task
 #: curriculum to step 400): 1000 single-task steps, then mixed sequences to step 3000; with the
-#: contrasts THEORY.md section 7 predicts: soft targets (the in-context shares' posterior
+#: contrasts docs/theory.md section 7 predicts: soft targets (the in-context shares' posterior
 #: predictive) on mixed sequences, and label noise (10% random labels) on single-task ones.
 TINY = Study(
     "tiny", "tiny", (("steps", 3000), ("mix_from", 1000), ("mix_tasks", (2, 3)), ("mix_concentration", 1.0)),
@@ -254,7 +254,7 @@ ABLATION_COUNTS = (1, 2, 3, 4, 6, 9)
 
 def ablation(cfg: training.TrainConfig, params, *, n_prompts: int = 200, seed: int = 0,
              counts=ABLATION_COUNTS) -> dict:
-    """Which heads the model's mixing needs (THEORY.md section 7's averaging step). Every head
+    """Which heads the model's mixing needs (docs/theory.md section 7's averaging step). Every head
     is ranked by :func:`compare.averaging_heads` on lambda-0.5 prompts of :data:`TASKS`; the
     lambda 0 / 0.5 / 1 prompts are then measured with heads silenced at the query's last token
     (:func:`compare.ablated_probs`): each head alone (``single``), and the k best averaging

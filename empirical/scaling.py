@@ -13,7 +13,7 @@ batches, seed 0), at learning rate ``3e-3 * min(1, sqrt(64 / width))``:
 
 :func:`evaluate_mixtures` draws prompts whose examples' tasks follow a mixture D of K tasks
 (uniform, and skewed ones) and records per prompt each task's answer probability, KL(D || P)
-and r (THEORY.md section 6: the number of the K tasks whose answer is among the K most likely
+and r (docs/theory.md section 6: the number of the K tasks whose answer is among the K most likely
 next tokens; here every answer is one token, followed by the newline). The constructed model
 (Theorem 1) with the same K tasks is the reference: it has K heads where they are needed and
 outputs the mixture itself.
@@ -150,7 +150,7 @@ def prompt_metrics(p: np.ndarray, answers: np.ndarray, example_task: np.ndarray,
       with its own probability (the newline's left out);
     * ``r_complete`` (ours, :func:`empirical.llm.metrics.r_complete`): every token of the
       ``beam`` most probable, and every answer, with the newline's probability multiplied in;
-    * ``r_next_token``: the answers among the K most likely next tokens (THEORY.md section 6;
+    * ``r_next_token``: the answers among the K most likely next tokens (docs/theory.md section 6;
       the study's r before the split);
     * ``r_strict``: ``r`` without the authors' tolerance (an answer 1e-5 below the K-th
       completion counts for them; when that completion is itself below 1e-5, every answer does).

@@ -1,4 +1,4 @@
-"""Per-prompt superposition measures and the behavioural signatures of THEORY.md section 7.
+"""Per-prompt superposition measures and the behavioural signatures of docs/theory.md section 7.
 
 Any model is a function ``probs(tokens [P, L]) -> [P, V]`` (the next-token distribution at
 the last position; :func:`empirical.sweep.trained_probs` makes one for a trained model, a
@@ -390,7 +390,7 @@ def _delta(before: np.ndarray, after: np.ndarray, keep: np.ndarray | None = None
 
 def signatures(probs: Probs, fam, tasks: Sequence[int], *, n_prompts: int = 200, n_examples: int,
                n_long: int | None = None, seed: int = 0) -> dict:
-    """THEORY.md section 7's behavioural signatures: the SAME prompts (two tasks, A-share
+    """docs/theory.md section 7's behavioural signatures: the SAME prompts (two tasks, A-share
     lambda = 0.5, ``n_examples`` examples, from ``default_rng(seed)``) under a transformation,
     compared per prompt through P(A) = the probability of task A's answer to the query:
 

@@ -4,7 +4,7 @@ For lambda in {0, 0.1, ..., 1}, ``n_prompts`` prompts whose examples follow task
 probability lambda and task B otherwise (i.i.d. per example), then a query whose A and B
 answers differ. At the query's last position the model's next-token distribution is read:
 P(answer of A), P(answer of B), the rest, the argmax hit rates, KL(D || P) with D the
-prompt's actual task proportions (THEORY.md section 6), and the within-prompt statistics of
+prompt's actual task proportions (docs/theory.md section 6), and the within-prompt statistics of
 :mod:`empirical.within_prompt` (second-largest task probability, entropy of the task
 distribution, share of prompts giving both tasks >= 0.1). Means come with 95% normal
 confidence intervals over prompts; the per-prompt values are kept in the result.

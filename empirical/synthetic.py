@@ -1,4 +1,4 @@
-"""In-context task families for training from scratch (THEORY.md section 6, Fig. 3).
+"""In-context task families for training from scratch (docs/theory.md section 6, Fig. 3).
 
 Three families, each a plain entry of :data:`FAMILIES`; a task is named ``"family:h"``:
 
@@ -312,7 +312,7 @@ def answer_positions(fam: Family, n_examples: int) -> np.ndarray:
 
 @dataclass(frozen=True, kw_only=True)
 class Mixing:
-    """How training sequences mix tasks (THEORY.md section 7); the default is one task per sequence.
+    """How training sequences mix tasks (docs/theory.md section 7); the default is one task per sequence.
 
     ``p_mix``: the share of sequences that mix tasks. A mixed sequence draws ``k`` tasks
     (uniform in ``tasks[0]..tasks[1]``, at most the tasks available) without replacement,

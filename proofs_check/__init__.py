@@ -1,4 +1,4 @@
-"""Theorem 1's lemmas and bounds (THEORY.md section 5) as executable float64 checks.
+"""Theorem 1's lemmas and bounds (docs/theory.md section 5) as executable float64 checks.
 
 Each check takes a configuration (or a built model) and returns a :class:`LemmaResult`: the
 analytic bound (from the construction's own formulas), the worst value measured on

@@ -1,4 +1,4 @@
-"""Lemma 7 of THEORY.md section 5, checked against real ``construct`` models.
+"""Lemma 7 of docs/theory.md section 5, checked against real ``construct`` models.
 
 The bound is the construction's own composition (:meth:`ConstructedModel.bounds`, with the
 rounding allowance of the model's dtype); the measurement is independent of it: the model is

@@ -1,4 +1,4 @@
-"""Lemmas 1-6 of THEORY.md section 5, each as a function that measures the claim in float64.
+"""Lemmas 1-6 of docs/theory.md section 5, each as a function that measures the claim in float64.
 
 Every function takes a configuration, computes the analytic bound with the construction's
 own formula (:mod:`construction.bounds`, :mod:`construction.piecewise`,
@@ -41,7 +41,7 @@ def softmax_hard_attention(
 ) -> LemmaResult:
     """Lemma 1: with every other score at least ``gap`` below every target score, the softmax
     mass off the target set is at most the construction's ``leaked_mass`` (which is itself at
-    most THEORY.md's (L - |S|) e^{-beta gap} / |S|).
+    most docs/theory.md's (L - |S|) e^{-beta gap} / |S|).
 
     Adversarial rows (all targets tied, all others exactly ``gap`` below, at several offsets)
     attain the bound; random rows spread the targets above and the others further below.

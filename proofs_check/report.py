@@ -91,7 +91,7 @@ GRIDS = {
 
 
 def run_all(grid: str = "quick", *, seed: int = 0, progress=None) -> list[LemmaResult]:
-    """Every lemma of THEORY.md section 5 over ``grid`` ("quick" or "full"), in lemma order.
+    """Every lemma of docs/theory.md section 5 over ``grid`` ("quick" or "full"), in lemma order.
 
     ``progress``, if given, is called with a short label before each group of checks.
     """

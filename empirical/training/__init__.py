@@ -20,7 +20,7 @@ Files: ``config`` (TrainConfig, presets), ``step`` (optimiser, batches, the jitt
 ``loop`` (:func:`train`), ``checkpoints`` (the run directory), ``evaluation``, ``plots``.
 
 Presets: :func:`tiny` (a 2-core CPU, 3 to 15 minutes per family) and :func:`paper` (the authors'
-Llama-style ~14M-parameter model, THEORY.md section 6).
+Llama-style ~14M-parameter model, docs/theory.md section 6).
 """
 
 from empirical.training.checkpoints import fork, load_config, load_run, provenance, restore_state

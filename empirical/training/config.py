@@ -47,7 +47,7 @@ class TrainConfig:
     #: task curriculum: stages ``(until_step, tasks)``; a step s <= until_step (of the first
     #: such stage) draws its sequences' tasks from ``tasks`` only; later steps from all tasks.
     curriculum: tuple[tuple[int, tuple[int, ...]], ...] = ()
-    #: mixed training sequences (THEORY.md section 7; :class:`empirical.synthetic.Mixing`): the
+    #: mixed training sequences (docs/theory.md section 7; :class:`empirical.synthetic.Mixing`): the
     #: share of sequences that mix tasks (0: one task per sequence), from step ``mix_from + 1``
     #: on (a single-task stage first), with Dirichlet(``mix_concentration``) weights over
     #: ``mix_tasks`` = (lo, hi) tasks drawn per mixed sequence.
@@ -215,7 +215,7 @@ def tiny(family: str = "copy", *, tasks: TaskSet | None = None, **changes) -> Tr
 
 
 def paper(family: str = "copy", *, tasks: TaskSet | None = None, **changes) -> TrainConfig:
-    """The authors' model (THEORY.md section 6): Llama-style, 6 layers, width 384, 6 heads,
+    """The authors' model (docs/theory.md section 6): Llama-style, 6 layers, width 384, 6 heads,
     SwiGLU 1536, RMSNorm, RoPE (~14M parameters); AdamW lr 5e-4, b2 0.98, wd 0.01, clip 1,
     10% warm-up then warm-up-stable-decay, 5000 steps, batch 400 sequences of 100 examples,
     bf16 compute with float32 parameters, gradients accumulated over microbatches of 25

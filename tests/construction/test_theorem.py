@@ -136,7 +136,7 @@ def test_single_task_prompt_puts_its_answer_on_top(group, which):
 
 
 def test_ambiguous_examples_add_weights_beyond_one():
-    """Two tasks that agree on every example both get weight 1: y_hat sums to 2 (THEORY 2)."""
+    """Two tasks that agree on every example both get weight 1: y_hat sums to 2 (docs/theory.md section 2)."""
     V, n = 7, 3
     tasks = [retrieval_task(0, V, name="copy0"), retrieval_task(1, V, name="copy1"), shift_task(0, 2, V)]
     rng = np.random.default_rng(3)

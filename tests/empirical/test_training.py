@@ -45,7 +45,7 @@ def test_config_json_round_trip_and_presets():
             assert training.TrainConfig.from_dict(json.loads(cfg.to_json())) == cfg
     paper = training.paper()
     n = training.param_count(param_shapes(paper.model, 8))
-    assert 13.5e6 < n < 14.5e6, n  # "~14M parameters" (THEORY.md section 6)
+    assert 13.5e6 < n < 14.5e6, n  # "~14M parameters" (docs/theory.md section 6)
     m = paper.model
     assert (m.num_layers, m.d_model, m.num_heads, m.mlp_dims[0]) == (6, 384, 6, 1536)
     assert (m.norm, m.mlp, m.positions) == ("rms", "swiglu", "rope")

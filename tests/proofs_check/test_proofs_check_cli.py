@@ -20,7 +20,7 @@ def test_check_quick_every_lemma_holds(tmp_path, capsys):
     assert data["all_hold"] is True
     assert {"config", "package_version", "device", "date"} <= set(data)
     lemmas = {r["lemma"].split(" ")[0] for r in data["results"]}
-    assert lemmas == {"1", "2", "3", "4", "5", "6", "7"}  # every lemma of THEORY.md section 5
+    assert lemmas == {"1", "2", "3", "4", "5", "6", "7"}  # every lemma of docs/theory.md section 5
     assert all(r["holds"] for r in data["results"])
     e2e = [r for r in data["results"] if r["lemma"] == "7 end-to-end composition"]
     assert e2e and min(r["bound"] for r in e2e if r["config"]["regime"] == "discrete") < 1e-6

@@ -1,4 +1,4 @@
-"""Lemmas 1-6 (THEORY.md section 5): the measured value stays within its bound over
+"""Lemmas 1-6 (docs/theory.md section 5): the measured value stays within its bound over
 hypothesis-generated configurations, and the checks fail when the claim is false."""
 
 from __future__ import annotations
