@@ -217,8 +217,11 @@ def _top(row: np.ndarray, k: int) -> np.ndarray:
 
 
 def _greedy_streams(st: Streams, firsts: Sequence[int], first_lp: Sequence[float], stop: np.ndarray,
-                    max_tokens: int, c: _Counter) -> list[tuple[tuple[int, ...], float, bool]]:
-    """Continue each first token greedily (one batch) until it ends or ``max_tokens``."""
+                    max_tokens: int, c: _Counter, choose=None,
+                    log: bool = True) -> list[tuple[tuple[int, ...], float, bool]]:
+    """Continue each first token (one batch) until it ends or ``max_tokens``: greedily, or by
+    ``choose(logprob row) -> token`` (sampling); ``log`` keeps every step's log-probabilities."""
+    choose = choose or (lambda row: int(np.argmax(row)))
     seqs = [[int(t)] for t in firsts]
     lps = [float(x) for x in first_lp]
     done = [bool(stop[t]) for t in firsts]
@@ -228,10 +231,11 @@ def _greedy_streams(st: Streams, firsts: Sequence[int], first_lp: Sequence[float
         lp = st.step(prev_rows, tokens=[seqs[i][-1] for i in active])
         c.tokens += len(active)
         c.steps += 1
-        c.log.append(lp)
+        if log:
+            c.log.append(lp)
         still = []
         for r, i in enumerate(active):
-            t = int(np.argmax(lp[r]))
+            t = choose(lp[r])
             seqs[i].append(t)
             lps[i] += float(lp[r, t])
             if stop[t]:
@@ -250,27 +254,9 @@ def _sample(st: Streams, k: int, stop: np.ndarray, max_tokens: int, seed: int, c
         p = np.exp(row - row.max())
         return int(rng.choice(row.shape[0], p=p / p.sum()))
 
-    seqs = [[draw(st.first)] for _ in range(k)]
-    lps = [float(st.first[s[0]]) for s in seqs]
-    done = [bool(stop[s[0]]) for s in seqs]
-    active = [i for i in range(k) if not done[i]]
-    prev_rows = [0] * len(active)
-    while active and len(seqs[active[0]]) < max_tokens:
-        lp = st.step(prev_rows, tokens=[seqs[i][-1] for i in active])
-        c.tokens += len(active)
-        c.steps += 1
-        still = []
-        for r, i in enumerate(active):
-            t = draw(lp[r])
-            seqs[i].append(t)
-            lps[i] += float(lp[r, t])
-            if stop[t]:
-                done[i] = True
-            else:
-                still.append((r, i))
-        prev_rows = [r for r, _ in still]
-        active = [i for _, i in still]
-    return [(tuple(s), lp, d) for s, lp, d in zip(seqs, lps, done)]
+    firsts = [draw(st.first) for _ in range(k)]
+    return _greedy_streams(st, firsts, [float(st.first[t]) for t in firsts], stop, max_tokens, c, choose=draw,
+                           log=False)
 
 
 def _beam(st: Streams, k: int, stop: np.ndarray, max_tokens: int, c: _Counter):
