@@ -128,13 +128,6 @@ def run_name(p_mix: float | str, seed: int, study: Study = LIKE_CONSTRUCTION) ->
     return study.run_name(p_mix, seed)
 
 
-def _done(run: Path, step: int) -> bool:
-    try:
-        return training.load_run(run)[2] >= step
-    except (FileNotFoundError, ValueError):
-        return False
-
-
 def train(runs: str | os.PathLike, *, study: Study = LIKE_CONSTRUCTION, seeds=None, arms=None,
           progress: bool = True) -> list[Path]:
     """Train every arm of ``study`` into ``runs`` (finished runs are kept): the ``p_mix = 1``
@@ -145,7 +138,7 @@ def train(runs: str | os.PathLike, *, study: Study = LIKE_CONSTRUCTION, seeds=No
     seeds = tuple(study.seeds if seeds is None else seeds)
     arms = tuple(study.arms if arms is None else arms)
     straight = [runs / study.run_name(1.0, s) for s in seeds]
-    todo = [(s, out) for s, out in zip(seeds, straight) if not _done(out, study.steps)]
+    todo = [(s, out) for s, out in zip(seeds, straight) if not training.finished(out, study.steps)]
     if todo:
         training.train_many([study.config(1.0, s) for s, _ in todo], [out for _, out in todo],
                             resume=all((out / "config.json").exists() for _, out in todo), progress=progress)
@@ -159,7 +152,7 @@ def train(runs: str | os.PathLike, *, study: Study = LIKE_CONSTRUCTION, seeds=No
             if not (out / "config.json").exists():
                 training.fork(src, study.fork, out, **changes)
         if changes != {"p_mix": 0.0}:
-            todo = [(s, out) for s, out in zip(seeds, outs) if not _done(out, study.steps)]
+            todo = [(s, out) for s, out in zip(seeds, outs) if not training.finished(out, study.steps)]
             if todo:
                 training.train_many([study.config(arm, s) for s, _ in todo], [out for _, out in todo], resume=True,
                                     progress=progress)

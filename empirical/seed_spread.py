@@ -38,13 +38,6 @@ def run_name(family: str, seed: int) -> str:
     return f"{family}-seed{seed}"
 
 
-def _done(run: Path, step: int) -> bool:
-    try:
-        return training.load_run(run)[2] >= step
-    except (FileNotFoundError, ValueError):
-        return False
-
-
 def train(runs: str | os.PathLike, families=tuple(FIGURE3), seeds=SEEDS, *, progress: bool = True) -> list[Path]:
     """Train every family's seeds but 0 (the shipped model) into ``runs`` (one vmapped step per
     family; finished runs are kept, unfinished ones resumed). Returns the run directories."""
@@ -53,7 +46,7 @@ def train(runs: str | os.PathLike, families=tuple(FIGURE3), seeds=SEEDS, *, prog
     for fam in families:
         cfgs = [config(fam, s) for s in seeds]
         outs = [runs / run_name(fam, s) for s in seeds]
-        todo = [(c, o) for c, o in zip(cfgs, outs) if not _done(o, c.steps)]
+        todo = [(c, o) for c, o in zip(cfgs, outs) if not training.finished(o, c.steps)]
         if todo:
             training.train_many([c for c, _ in todo], [o for _, o in todo],
                                 resume=all((o / "config.json").exists() for _, o in todo), progress=progress)

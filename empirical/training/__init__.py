@@ -23,7 +23,7 @@ Presets: :func:`tiny` (a 2-core CPU, 3 to 15 minutes per family) and :func:`pape
 Llama-style ~14M-parameter model, docs/theory.md section 6).
 """
 
-from empirical.training.checkpoints import fork, load_config, load_run, provenance, restore_state
+from empirical.training.checkpoints import finished, fork, load_config, load_run, provenance, restore_state
 from empirical.training.config import (
     PRESETS,
     TINY,
@@ -56,7 +56,7 @@ from empirical.training.step import (
 )
 
 __all__ = [
-    "MEMBER_FIELDS", "check_group", "fork", "device_batch", "make_group_step", "shared_config", "train_many", "unit_schedule",
+    "MEMBER_FIELDS", "check_group", "finished", "fork", "device_batch", "make_group_step", "shared_config", "train_many", "unit_schedule",
     "PRESETS", "TINY", "TrainConfig", "batch_rng", "eval_rng", "evaluate", "evaluate_tasks", "flops_per_token",
     "init_state", "like_construction", "load_config", "load_run", "make_batch", "make_eval_fn", "make_train_step",
     "optimizer", "paper", "param_count", "plot_eval", "plot_learning_curves", "provenance", "read_metrics",

@@ -69,6 +69,15 @@ def restore_state(cfg: TrainConfig, out: str | os.PathLike, step: int | None = N
     return state
 
 
+def finished(run: str | os.PathLike, step: int) -> bool:
+    """Whether run directory ``run`` holds a checkpoint at ``step`` or later (False where it
+    holds no run yet): what a study that keeps finished runs asks before training one."""
+    try:
+        return load_run(run)[2] >= step
+    except (FileNotFoundError, ValueError):
+        return False
+
+
 def load_run(out: str | os.PathLike, step: int | None = None) -> tuple[TrainConfig, dict, int]:
     """(config, params, step) of the latest (or given) checkpoint of run directory ``out``."""
     cfg = load_config(out)
