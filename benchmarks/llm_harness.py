@@ -379,12 +379,12 @@ def run_gpu(args) -> dict:
     import transformers
 
     from empirical.llm import llama3_8b, model_from_params
-    from empirical.llm.model import Llama
+    from empirical.llm.model import Decoder
 
     if jax.devices()[0].platform != "gpu" or not torch.cuda.is_available():
         raise SystemExit("--mode gpu needs a CUDA GPU visible to both JAX and torch")
     cfg = llama3_8b(dtype="bfloat16", n_layers=args.layers or 32)
-    shapes = jax.eval_shape(lambda: Llama(cfg).init(jax.random.key(0), jnp.zeros((1, 2), jnp.int32))["params"])
+    shapes = jax.eval_shape(lambda: Decoder(cfg).init(jax.random.key(0), jnp.zeros((1, 2), jnp.int32))["params"])
     leaves, tree = jax.tree_util.tree_flatten(shapes)
     keys = jax.random.split(jax.random.key(0), len(leaves))
     params = jax.tree_util.tree_unflatten(tree, [

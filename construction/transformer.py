@@ -30,7 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from construction.layout import binary_code, structured_features
-from construction.primitives import Array, Capture, Edits, Tap, apply_rope, rms_normalize, rope_tables
+from construction.parts import MLP, Attention, Norm
+from construction.primitives import Array, Capture, Edits, Tap
 
 
 #: The allowed values of the configuration's string options.
@@ -118,88 +119,11 @@ class TransformerConfig:
         return replace(self, **changes)
 
 
-def rope(x: Array, positions: Array, theta: float) -> Array:
-    """Rotary position embedding on the last axis of x [..., length, dim] (half-split), with
-    ``positions`` [length]. Attention calls it heads-major ([batch, heads, length, dim]): on
-    the CPU, XLA fuses it into the score matmul badly in the [batch, length, heads, dim]
-    layout (3x slower forward)."""
-    cos, sin = rope_tables(positions, x.shape[-1], theta)
-    return apply_rope(x, cos, sin)
-
-
-class Norm(nn.Module):
-    kind: str
-    dtype: jnp.dtype
-
-    @nn.compact
-    def __call__(self, x):
-        if self.kind == "none":
-            return x
-        d = x.shape[-1]
-        y = rms_normalize(x, 1e-6, center=self.kind == "layer")
-        y = y * self.param("scale", nn.initializers.ones, (d,))
-        if self.kind == "layer":
-            y = y + self.param("bias", nn.initializers.zeros, (d,))
-        return y.astype(self.dtype)
-
-
-class Attention(nn.Module):
-    config: TransformerConfig
-
-    @nn.compact
-    def __call__(self, x, tap: Tap, prefix: str, last_only: bool = False):
-        c, dt = self.config, self.config.jnp_dtype
-        init = nn.initializers.normal(0.02)
-        wq = self.param("query", init, (c.d_model, c.num_heads, c.qk_dim)).astype(dt)
-        wk = self.param("key", init, (c.d_model, c.num_heads, c.qk_dim)).astype(dt)
-        wv = self.param("value", init, (c.d_model, c.num_heads, c.v_dim)).astype(dt)
-        wo = self.param("out", init, (c.num_heads, c.v_dim, c.d_model)).astype(dt)
-        length = x.shape[1]
-        key_pos = jnp.arange(length)
-        query_pos = key_pos[-1:] if last_only else key_pos
-        # Heads-major [batch, heads, length, dim] throughout (see ``rope``).
-        q = jnp.einsum("bld,dhk->bhlk", x[:, -1:] if last_only else x, wq)
-        k = jnp.einsum("bld,dhk->bhlk", x, wk)
-        v = jnp.einsum("bld,dhk->bhlk", x, wv)
-        if c.positions == "rope":
-            q, k = rope(q, query_pos, c.rope_theta), rope(k, key_pos, c.rope_theta)
-        scale = c.attn_scale if c.attn_scale is not None else c.qk_dim**-0.5
-        acc = jnp.promote_types(dt, jnp.float32)  # scores and softmax in at least float32
-        if acc == dt:
-            scores = jnp.einsum("bhqk,bhsk->bhqs", q, k)
-        else:
-            scores = jnp.einsum("bhqk,bhsk->bhqs", q, k, preferred_element_type=acc)
-        scores = scores * jnp.asarray(scale, acc)
-        causal = key_pos[None, :] <= query_pos[:, None]
-        scores = jnp.where(causal, scores, jnp.finfo(acc).min)
-        pattern = tap(f"{prefix}.attn.pattern", jax.nn.softmax(scores, axis=-1).astype(dt))
-        z = jnp.einsum("bhqs,bhsk->bhqk", pattern, v)
-        return jnp.einsum("bhqk,hkd->bqd", z, wo)
-
-
-class MLP(nn.Module):
-    config: TransformerConfig
-    width: int
-
-    @nn.compact
-    def __call__(self, x, tap: Tap, prefix: str):
-        c, dt = self.config, self.config.jnp_dtype
-        init = nn.initializers.normal(0.02)
-        w_in = self.param("w_in", init, (c.d_model, self.width)).astype(dt)
-        w_out = self.param("w_out", init, (self.width, c.d_model)).astype(dt)
-        h = x @ w_in
-        if c.mlp_bias:
-            h = h + self.param("b_in", nn.initializers.zeros, (self.width,)).astype(dt)
-        if c.mlp == "swiglu":
-            gate = self.param("w_gate", init, (c.d_model, self.width)).astype(dt)
-            h = jax.nn.silu(x @ gate) * h
-        else:
-            h = jax.nn.relu(h)
-        h = tap(f"{prefix}.mlp.hidden", h)
-        out = h @ w_out
-        if c.mlp_bias:
-            out = out + self.param("b_out", nn.initializers.zeros, (c.d_model,)).astype(dt)
-        return out
+def _attention(c: TransformerConfig) -> Attention:
+    """The block's attention (every head its own keys and values)."""
+    return Attention(c.num_heads, c.num_heads, c.qk_dim, c.v_dim,
+                     c.attn_scale if c.attn_scale is not None else c.qk_dim**-0.5, c.jnp_dtype,
+                     c.rope_theta if c.positions == "rope" else None, name="attn")
 
 
 class Block(nn.Module):
@@ -210,12 +134,14 @@ class Block(nn.Module):
     def __call__(self, x, tap: Tap, last_only: bool = False):
         """One pre-norm block. ``last_only``: compute the output at the last position only."""
         c, prefix = self.config, f"blocks.{self.index}"
-        attn = Attention(c, name="attn")(Norm(c.norm, c.jnp_dtype, name="norm_attn")(x), tap, prefix, last_only)
+        kind_tap = lambda kind, value: tap(f"{prefix}.{kind}", value)  # noqa: E731
+        attn = _attention(c)(Norm(c.norm, c.jnp_dtype, name="norm_attn")(x), kind_tap, last_only)
         x = x[:, -1:] if last_only else x
         x = tap(f"{prefix}.resid_mid", x + tap(f"{prefix}.attn.out", attn))
         if not c.mlp_dims[self.index]:  # a layer without an MLP (the construction's attention-only roles)
             return tap(f"{prefix}.resid_post", x + tap(f"{prefix}.mlp.out", jnp.zeros_like(x)))
-        mlp = MLP(c, c.mlp_dims[self.index], name="mlp")(Norm(c.norm, c.jnp_dtype, name="norm_mlp")(x), tap, prefix)
+        mlp = MLP(c.mlp_dims[self.index], c.mlp, c.jnp_dtype, c.mlp_bias, name="mlp")(
+            Norm(c.norm, c.jnp_dtype, name="norm_mlp")(x), kind_tap)
         return tap(f"{prefix}.resid_post", x + tap(f"{prefix}.mlp.out", mlp))
 
 

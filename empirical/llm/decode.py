@@ -195,7 +195,7 @@ def mixed_embedding(model, params, ids, weights):
     cfg = model.config
     dt = jnp.dtype(cfg.dtype)
     e = jnp.take(params["embed"]["embedding"], ids, axis=0).astype(dt)
-    if cfg.gemma:
+    if cfg.arch.embed_scale:
         e = e * jnp.asarray(np.float32(np.sqrt(cfg.d_model)), dt)
     return jnp.sum(weights.astype(dt)[..., None] * e, axis=1)
 

@@ -8,8 +8,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from empirical.llm.config import LlamaConfig
-from empirical.llm.weights import GGUF_PERMUTED_QK, gguf_parts, permute_qk, state_dict_from_params
+from empirical.llm.config import DecoderConfig
+from empirical.llm.weights import gguf_name, permute_qk, state_dict_from_params
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,31 +57,23 @@ def tiny_bpe(merge_pairs: Sequence[tuple[str, str]], specials: Sequence[str] = (
                    bos_id=len(tokens) - 1, eos_id=len(tokens) - len(specials), add_bos=False)
 
 
-def write_gguf(path: str | Path, cfg: LlamaConfig, params: Mapping, *, tokenizer: BPESpec | None = None,
+def write_gguf(path: str | Path, cfg: DecoderConfig, params: Mapping, *, tokenizer: BPESpec | None = None,
                qtype: str = "F32") -> Path:
     """Write ``params`` as a GGUF file (2-D weights in ``qtype``, e.g. F32, F16, Q8_0, Q4_0).
 
     Weights whose rows are not a whole number of quantisation blocks stay float32.
 
-    Q and K weights of the ``llama`` architecture are permuted as llama.cpp's converter does,
-    so the file reads back with llama.cpp's conventions. Gemma 3 (arch ``gemma3``) is laid out
-    as that converter does it too: norm weights stored as ``1 + weight`` (the factor), Q and K
-    unpermuted, the sliding window in the metadata (its layer pattern and local RoPE base are
+    The layout is the architecture's (:mod:`empirical.llm.architectures`), as llama.cpp's
+    converter lays it out: Q and K rows permuted where it permutes them (``llama``), norm
+    weights stored as the factor they multiply by (Gemma 3's ``1 + weight``), and the metadata
+    the architecture adds (Gemma 3's sliding window; its layer pattern and local RoPE base are
     llama.cpp's fixed ones, so the config must have them).
     """
     import gguf
 
-    arch = cfg.family
-    if cfg.gemma:
-        from empirical.llm.config import gemma3_layer_types
-
-        fixed = dict(local_layers=gemma3_layer_types(cfg.n_layers) if cfg.sliding_window else (False,) * cfg.n_layers,
-                     rope_local_theta=10000.0, query_scale=float(cfg.head_dim), rope_freq_factors=None)
-        odd = [k for k, v in fixed.items() if getattr(cfg, k) != v]
-        if odd:
-            raise ValueError(f"a Gemma 3 GGUF file cannot carry {', '.join(odd)} other than llama.cpp's fixed values")
+    arch = cfg.arch
     q = gguf.GGMLQuantizationType[qtype]
-    w = gguf.GGUFWriter(str(path), arch)
+    w = gguf.GGUFWriter(str(path), arch.gguf_archs[0])
     w.add_name("superpose-test")
     w.add_block_count(cfg.n_layers)
     w.add_context_length(cfg.max_len)
@@ -95,11 +87,7 @@ def write_gguf(path: str | Path, cfg: LlamaConfig, params: Mapping, *, tokenizer
     w.add_layer_norm_rms_eps(cfg.rms_eps)
     w.add_rope_freq_base(cfg.rope_theta)
     w.add_vocab_size(cfg.vocab_size)
-    if cfg.gemma:
-        if cfg.sliding_window:
-            w.add_sliding_window(cfg.sliding_window)
-        if cfg.final_softcap:
-            w.add_final_logit_softcapping(cfg.final_softcap)
+    arch.gguf_metadata(w, cfg)
     if tokenizer is not None:
         w.add_tokenizer_model("gpt2")
         w.add_tokenizer_pre(tokenizer.pre)
@@ -112,28 +100,17 @@ def write_gguf(path: str | Path, cfg: LlamaConfig, params: Mapping, *, tokenizer
             w.add_eos_token_id(tokenizer.eos_id)
         w.add_add_bos_token(tokenizer.add_bos)
     sd = state_dict_from_params(cfg, params, norm_shift=0.0)
-    parts = gguf_parts(cfg)
     for name, arr in sd.items():
         arr = np.ascontiguousarray(arr, np.float32)
-        if name == "model.embed_tokens.weight":
-            gname = "token_embd.weight"
-        elif name == "model.norm.weight":
-            gname = "output_norm.weight"
-        elif name == "lm_head.weight":
-            gname = "output.weight"
-        else:
-            _, _, l, rest = name.split(".", 3)
-            mod, kind = rest.rsplit(".", 1)
-            gname = f"blk.{l}.{parts[mod]}.{kind}"
-            if arch in GGUF_PERMUTED_QK and mod in ("self_attn.q_proj", "self_attn.k_proj"):
-                heads = cfg.n_heads if mod == "self_attn.q_proj" else cfg.n_kv_heads
-                arr = permute_qk(arr, heads)
+        gname = gguf_name(cfg, name)
+        if arch.gguf_permuted_qk and (".attn_q." in gname or ".attn_k." in gname):
+            arr = permute_qk(arr, cfg.n_heads if ".attn_q." in gname else cfg.n_kv_heads)
         block = gguf.GGML_QUANT_SIZES[q][0]
         if arr.ndim == 2 and q != gguf.GGMLQuantizationType.F32 and arr.shape[-1] % block == 0:
             w.add_tensor(gname, gguf.quants.quantize(arr, q), raw_dtype=q)
         else:
             w.add_tensor(gname, arr)
-    if cfg.rope_freq_factors is not None and not cfg.gemma:
+    if cfg.rope_freq_factors is not None and arch.gguf_rope_freqs:
         w.add_tensor("rope_freqs.weight", np.asarray(cfg.rope_freq_factors, np.float32))
     w.write_header_to_file()
     w.write_kv_data_to_file()

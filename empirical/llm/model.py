@@ -1,24 +1,30 @@
-"""The Llama-family and Gemma 3 decoders in Flax (linen), with a KV cache and the intermediates API.
+"""The decoder of every registered LLM architecture (:mod:`empirical.llm.architectures`:
+Llama incl. SmolLM2, Qwen2, Qwen3, Gemma 3) in Flax (linen), with a KV cache and the
+intermediates API. Its norms, MLP, rotary embeddings and attention math are the shared parts
+of :mod:`construction.parts`, which the constructed and trained transformer runs on too.
 
 Parameters are stacked over layers (``nn.scan``), so a 30-layer model compiles as fast as a
-one-layer one. Weight layout follows Hugging Face's, transposed to ``[in, out]`` kernels::
+one-layer one. Projections follow Hugging Face's layout, transposed to ``[in, out]`` kernels;
+the MLP is the shared one (gate, up and down projections as ``w_gate``, ``w_in``, ``w_out``)::
 
     embed/embedding                  [vocab, d]
     layers/attn_norm/scale           [L, d]
     layers/{q,k,v}/kernel (+ bias)   [L, d, heads * head_dim]
     layers/o/kernel                  [L, heads * head_dim, d]
     layers/mlp_norm/scale            [L, d]
-    layers/{gate,up}/kernel          [L, d, d_ff]
-    layers/down/kernel               [L, d_ff, d]
+    layers/mlp/{w_gate,w_in}         [L, d, d_ff]
+    layers/mlp/w_out                 [L, d_ff, d]
     final_norm/scale                 [d]
     lm_head/kernel                   [d, vocab]       (absent when embeddings are tied)
 
-Gemma 3 (``family="gemma3"``) adds ``layers/{q,k}_norm/scale`` [L, head_dim] (per-head RMS
-norms of queries and keys) and ``layers/post_attn_norm/scale``, ``layers/post_mlp_norm/scale``
-[L, d] (norms of the attention and MLP outputs before they join the residual stream);
-``attn_norm`` and ``mlp_norm`` are its input and pre-feed-forward norms. Every norm scale is
-the factor it multiplies by (Gemma's ``1 + weight``). ``attn.out`` and ``mlp.out`` are what
-joins the residual stream, i.e. after the post-norms; ``embed`` is the scaled embedding.
+What an architecture switches on: Q/K/V biases (Qwen2); ``layers/{q,k}_norm/scale``
+[L, head_dim], per-head RMS norms of queries and keys before RoPE (Qwen3, Gemma 3); and
+Gemma 3's ``layers/post_attn_norm/scale``, ``layers/post_mlp_norm/scale`` [L, d] (norms of
+the attention and MLP outputs before they join the residual stream; ``attn_norm`` and
+``mlp_norm`` are its input and pre-feed-forward norms), GELU-tanh MLP, scaled embedding and
+local layers. Every norm scale is the factor it multiplies by (Gemma's ``1 + weight``).
+``attn.out`` and ``mlp.out`` are what joins the residual stream, i.e. after the post-norms;
+``embed`` is the scaled embedding.
 
 Intermediates: the package's one contract (:mod:`construction.primitives`), the same names as
 the constructed and trained models (``embed``, ``blocks.{l}.attn.pattern`` / ``attn.out`` /
@@ -36,9 +42,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from construction.primitives import BLOCK_KINDS, Capture, Edits, activation_names, apply_rope as _rotate
-from construction.primitives import rms_normalize, rope_tables as _rope_tables
-from empirical.llm.config import LlamaConfig
+from construction import parts
+from construction.primitives import BLOCK_KINDS, Capture, Edits, activation_names, rope_tables as _rope_tables
+from empirical.llm.config import DecoderConfig
 
 
 def capture_names(capture: Capture, n_layers: int) -> frozenset[str]:
@@ -67,46 +73,35 @@ class KVCache(NamedTuple):
     length: jax.Array
 
 
-def rope_tables(cfg: LlamaConfig, positions: jax.Array) -> tuple[jax.Array, jax.Array]:
+def rope_tables(cfg: DecoderConfig, positions: jax.Array) -> tuple[jax.Array, jax.Array]:
     """cos and sin tables ``[..., head_dim]`` for integer ``positions`` (HF's rotate-half layout)."""
     return _rope_tables(positions, cfg.head_dim, cfg.rope_theta, cfg.rope_freq_factors)
 
 
-def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
-    """Rotate ``x`` [batch, length, heads, head_dim] by the tables [batch, length, head_dim]."""
-    return _rotate(x, cos[:, :, None, :], sin[:, :, None, :])
+def _folded(a: jax.Array, b: jax.Array, op) -> jax.Array:
+    """``op`` ([b, kv, n, x] . [1, kv, s, y]) with the batch folded into the rows: one
+    prefix cache serves every row, as a plain [kv, b*n, x] x [kv, s, y] product."""
+    nb, kv, n, x = a.shape
+    out = op(a.transpose(1, 0, 2, 3).reshape(1, kv, nb * n, x), b)
+    return out.reshape(kv, nb, n, -1).transpose(1, 0, 2, 3)
 
 
 def _scores(qh: jax.Array, keys: jax.Array, shared: bool) -> jax.Array:
     """``qh`` [b, kv, q, d] . ``keys`` [b or 1, s, kv, d] -> [b, kv, q, s]."""
-    if shared:  # fold the batch into the query rows: [kv, b*q, d] x [kv, s, d]
-        b, kv, nq, d = qh.shape
-        lhs = qh.transpose(1, 0, 2, 3).reshape(kv, b * nq, d)
-        out = jnp.einsum("kqd,ksd->kqs", lhs, keys[0].transpose(1, 0, 2))
-        return out.reshape(kv, b, nq, -1).transpose(1, 0, 2, 3)
-    return jnp.einsum("bkqd,bksd->bkqs", qh, keys.transpose(0, 2, 1, 3))
+    keys = keys.transpose(0, 2, 1, 3)
+    return _folded(qh, keys, parts.scores) if shared else parts.scores(qh, keys)
 
 
 def _mix(probs: jax.Array, values: jax.Array, shared: bool) -> jax.Array:
     """``probs`` [b, kv, q, s] . ``values`` [b or 1, s, kv, d] -> [b, kv, q, d]."""
-    if shared:
-        b, kv, nq, s = probs.shape
-        lhs = probs.transpose(1, 0, 2, 3).reshape(kv, b * nq, s)
-        out = jnp.einsum("kqs,ksd->kqd", lhs, values[0].transpose(1, 0, 2))
-        return out.reshape(kv, b, nq, -1).transpose(1, 0, 2, 3)
-    return jnp.einsum("bkqs,bksd->bkqd", probs, values.transpose(0, 2, 1, 3))
+    values = values.transpose(0, 2, 1, 3)
+    return _folded(probs, values, parts.mix) if shared else parts.mix(probs, values)
 
 
-class RMSNorm(nn.Module):
-    """RMS normalisation computed in float32, as Hugging Face's Llama does."""
-
-    eps: float
-    dtype: Any = jnp.float32
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        scale = self.param("scale", nn.initializers.ones, (x.shape[-1],), jnp.float32)
-        return scale.astype(self.dtype) * rms_normalize(x, self.eps).astype(self.dtype)
+def _norm(eps: float, dtype: Any, name: str) -> parts.Norm:
+    """The shared RMS norm as Hugging Face's Llama computes it (statistics in float32, the
+    normalised values rounded to ``dtype`` before the scale), float32 scale."""
+    return parts.Norm("rms", dtype, eps, round_first=True, param_dtype=jnp.float32, name=name)
 
 
 def _dense(features: int, name: str, dtype: Any, bias: bool = False) -> nn.Dense:
@@ -115,16 +110,17 @@ def _dense(features: int, name: str, dtype: Any, bias: bool = False) -> nn.Dense
 
 
 class Block(nn.Module):
-    """One pre-norm decoder block: GQA attention with RoPE, then a SwiGLU MLP (Llama), or
-    Gemma 3's sandwich-normed block (q/k norms, post-norms, GELU-tanh MLP, local layers)."""
+    """One pre-norm decoder block: GQA attention with RoPE over a KV cache, then the gated MLP,
+    with the parts its architecture switches on (biases, q/k norms, post-norms, local layers)."""
 
-    cfg: LlamaConfig
+    cfg: DecoderConfig
     kinds: frozenset[str]  # which of BLOCK_KINDS to emit (for every layer; filtered after scan)
     edits: tuple = ()  # (layer, kind, function) triples: edits of this block's activations
 
     @nn.compact
     def __call__(self, x, layer_cache, index, rope, mask, patch=None, patch_pos=None):
         cfg, dt = self.cfg, jnp.dtype(self.cfg.dtype)
+        arch = cfg.arch
         out: dict[str, jax.Array] = {}
 
         def tap(kind: str, value: jax.Array) -> jax.Array:
@@ -140,19 +136,19 @@ class Block(nn.Module):
         g = h // kv
         cos, sin = rope[0], rope[1]
         mask, mask_local = mask[0], mask[-1]
-        if len(rope) == 4:  # Gemma 3 with local layers: this layer's RoPE base and window
+        if len(rope) == 4:  # local (sliding-window) layers: this layer's RoPE base and window
             is_local = jnp.asarray(cfg.local_layers)[index]
             cos, sin = jnp.where(is_local, rope[2], cos), jnp.where(is_local, rope[3], sin)
             mask = jnp.where(is_local, mask_local, mask)
         pk, pv = layer_cache
-        a = RMSNorm(cfg.rms_eps, dt, name="attn_norm")(x)
+        a = _norm(cfg.rms_eps, dt, name="attn_norm")(x)
         q = _dense(h * hd, "q", dt, cfg.qkv_bias)(a).reshape(b, t, h, hd)
         k = _dense(kv * hd, "k", dt, cfg.qkv_bias)(a).reshape(b, t, kv, hd)
         v = _dense(kv * hd, "v", dt, cfg.qkv_bias)(a).reshape(b, t, kv, hd)
-        if cfg.gemma:
-            q = RMSNorm(cfg.rms_eps, dt, name="q_norm")(q)
-            k = RMSNorm(cfg.rms_eps, dt, name="k_norm")(k)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if arch.qk_norm:  # per-head RMS norms of queries and keys, before RoPE
+            q = _norm(cfg.rms_eps, dt, name="q_norm")(q)
+            k = _norm(cfg.rms_eps, dt, name="k_norm")(k)
+        q, k = parts.rotate(q, cos, sin), parts.rotate(k, cos, sin)
         scale = np.float32(cfg.attn_scale)
         # Head h uses KV head h // g (Hugging Face's repeat_kv order). Queries are laid out as
         # [b, kv, g*t, d] so every score/value product is a plain batched matmul (XLA:CPU runs
@@ -161,25 +157,22 @@ class Block(nn.Module):
         shared = pk.shape[0] == 1 and b != 1  # one prefix cache serves every row
         s_pre = _scores(qh, pk.astype(dt), shared)
         s_new = _scores(qh, k.astype(dt), False)
-        scores = jnp.concatenate([s_pre, s_new], axis=-1).astype(jnp.float32) * scale
-        scores = scores.reshape(b, kv, g, t, -1)
-        scores = jnp.where(mask[:, None, None], scores, jnp.finfo(jnp.float32).min)
-        probs = tap("attn.pattern", jax.nn.softmax(scores, axis=-1).reshape(b, h, t, -1)).reshape(b, kv, g, t, -1)
+        scores = jnp.concatenate([s_pre, s_new], axis=-1).reshape(b, kv, g, t, -1)
+        probs = parts.attention_probs(scores, mask[:, None, None], scale, jnp.float32)
+        probs = tap("attn.pattern", probs.reshape(b, h, t, -1)).reshape(b, kv, g, t, -1)
         plen = pk.shape[1]
         pr = probs.astype(dt).reshape(b, kv, g * t, -1)
         att = _mix(pr[..., :plen], pv.astype(dt), shared) + _mix(pr[..., plen:], v, False)
         att = att.reshape(b, kv, g, t, hd).transpose(0, 3, 1, 2, 4).reshape(b, t, h * hd)
         att = _dense(cfg.d_model, "o", dt)(att)
-        if cfg.gemma:
-            att = RMSNorm(cfg.rms_eps, dt, name="post_attn_norm")(att)
+        if arch.sandwich_norms:
+            att = _norm(cfg.rms_eps, dt, name="post_attn_norm")(att)
         x = tap("resid_mid", x + tap("attn.out", att))
         out.update(k=k, v=v)
-        m = RMSNorm(cfg.rms_eps, dt, name="mlp_norm")(x)
-        act = (lambda z: jax.nn.gelu(z, approximate=True)) if cfg.gemma else nn.silu
-        hidden = tap("mlp.hidden", act(_dense(cfg.d_ff, "gate", dt)(m)) * _dense(cfg.d_ff, "up", dt)(m))
-        mo = _dense(cfg.d_model, "down", dt)(hidden)
-        if cfg.gemma:
-            mo = RMSNorm(cfg.rms_eps, dt, name="post_mlp_norm")(mo)
+        m = _norm(cfg.rms_eps, dt, name="mlp_norm")(x)
+        mo = parts.MLP(cfg.d_ff, arch.mlp, dt, param_dtype=jnp.float32, name="mlp")(m, tap)
+        if arch.sandwich_norms:
+            mo = _norm(cfg.rms_eps, dt, name="post_mlp_norm")(mo)
         x = x + tap("mlp.out", mo)
         if patch is not None:  # replace this layer's output at patch_pos [b] where the flag is set
             x = _patched(x, patch, patch_pos)
@@ -195,8 +188,8 @@ def _patched(x: jax.Array, patch: tuple[jax.Array, jax.Array], pos: jax.Array) -
     return x.at[rows, pos].set(new)
 
 
-class Llama(nn.Module):
-    """Llama-family decoder. ``__call__`` returns ``(logits, new_kv, captured)``.
+class Decoder(nn.Module):
+    """The LLM decoder (any registered architecture). ``__call__`` returns ``(logits, new_kv, captured)``.
 
     ``new_kv`` holds the keys and values of ``tokens`` only (not of the prefix in ``cache``),
     with ``length`` set to the number of tokens; callers that right-pad set it themselves.
@@ -217,7 +210,7 @@ class Llama(nn.Module):
         ``embed`` / ``blocks.{l-1}.resid_post`` in :func:`construction.transformer.run`).
     """
 
-    cfg: LlamaConfig
+    cfg: DecoderConfig
 
     @nn.compact
     def __call__(self, tokens, positions=None, cache: KVCache | None = None, logit_index=None,
@@ -237,7 +230,7 @@ class Llama(nn.Module):
         mask = jnp.concatenate([prefix_ok, causal], axis=-1)
         rope = rope_tables(cfg, positions)
         masks = (mask,)
-        if cfg.gemma and any(cfg.local_layers):
+        if any(cfg.local_layers):
             # local layers see keys less than sliding_window positions back; prefix keys sit
             # at absolute positions 0..plen-1, new keys at ``positions``
             kpos = jnp.concatenate([jnp.broadcast_to(jnp.arange(plen), (b, plen)), positions], axis=1)
@@ -251,7 +244,7 @@ class Llama(nn.Module):
         if unknown:
             raise ValueError(f"unknown activation names to edit: {sorted(unknown)[:5]}")
         x = embed(tokens).astype(dt)
-        if cfg.gemma:  # Gemma scales the embedding by sqrt(d_model), rounded to float32 first
+        if cfg.arch.embed_scale:  # Gemma scales the embedding by sqrt(d_model), rounded to float32 first
             x = x * jnp.asarray(np.float32(np.sqrt(cfg.d_model)), dt)
         if "embed" in edits:
             x = edits["embed"](x)
@@ -278,7 +271,7 @@ class Llama(nn.Module):
             for l in range(cfg.n_layers):
                 if f"blocks.{l}.{kind}" in capture:
                     captured[f"blocks.{l}.{kind}"] = outs[kind][l]
-        x = RMSNorm(cfg.rms_eps, dt, name="final_norm")(x)
+        x = _norm(cfg.rms_eps, dt, name="final_norm")(x)
         if "final" in edits:
             x = edits["final"](x)
         if "final" in capture:
@@ -300,7 +293,8 @@ class Llama(nn.Module):
         return logits, new_kv, captured
 
 
-def init_params(cfg: LlamaConfig, key: jax.Array) -> dict:
+
+def init_params(cfg: DecoderConfig, key: jax.Array) -> dict:
     """Random parameters (normal(0.02) kernels, unit norms) for ``cfg``."""
     tokens = jnp.zeros((1, 2), jnp.int32)
-    return Llama(cfg).init(key, tokens)["params"]
+    return Decoder(cfg).init(key, tokens)["params"]

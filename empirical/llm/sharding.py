@@ -20,8 +20,8 @@ _MODEL_AXIS = {
     ("lm_head", "kernel"): 1,        # [D, V]
     ("q", "kernel"): 2, ("k", "kernel"): 2, ("v", "kernel"): 2,   # [L, D, out]
     ("q", "bias"): 1, ("k", "bias"): 1, ("v", "bias"): 1,         # [L, out]
-    ("gate", "kernel"): 2, ("up", "kernel"): 2,                   # [L, D, F]
-    ("o", "kernel"): 1, ("down", "kernel"): 1,                    # [L, in, D]
+    ("mlp", "w_gate"): 2, ("mlp", "w_in"): 2,                     # [L, D, F]
+    ("o", "kernel"): 1, ("mlp", "w_out"): 1,                      # [L, in, D]
 }
 
 

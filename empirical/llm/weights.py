@@ -15,37 +15,28 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from empirical.llm.config import LlamaConfig, config_from_hf, gemma3_layer_types
-
-# GGUF architectures whose Q/K weights llama.cpp's converter permutes for its rope layout.
-GGUF_PERMUTED_QK = frozenset({"llama", "mistral"})
-GGUF_ARCHS = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "gemma3": "gemma3"}
-
-# Our per-layer norms -> Hugging Face module names, per family.
-_NORMS = {
-    "llama": {"attn_norm": "input_layernorm", "mlp_norm": "post_attention_layernorm"},
-    "gemma3": {"attn_norm": "input_layernorm", "post_attn_norm": "post_attention_layernorm",
-               "mlp_norm": "pre_feedforward_layernorm", "post_mlp_norm": "post_feedforward_layernorm",
-               "q_norm": "self_attn.q_norm", "k_norm": "self_attn.k_norm"},
-}
+from empirical.llm import architectures
+from empirical.llm.architectures.base import GGUF_GLOBAL
+from empirical.llm.config import DecoderConfig, config_from_hf
 
 
-def layer_norms(cfg: LlamaConfig) -> dict[str, str]:
-    """Our per-layer norm names -> the Hugging Face module each one is, for ``cfg``'s family."""
-    return _NORMS["gemma3" if cfg.gemma else "llama"]
+def layer_norms(cfg: DecoderConfig) -> dict[str, str]:
+    """Our per-layer norm names -> the Hugging Face module each one is, for ``cfg``'s architecture."""
+    return dict(cfg.arch.norms)
 
 
-def hf_norm_shift(cfg: LlamaConfig) -> float:
+def hf_norm_shift(cfg: DecoderConfig) -> float:
     """What Hugging Face's norm weights lack of the factor they multiply by (Gemma: 1)."""
-    return 1.0 if cfg.gemma else 0.0
+    return cfg.arch.norm_shift
 
 
-def params_from_named(cfg: LlamaConfig, get: Callable[[str], np.ndarray], *,
+def params_from_named(cfg: DecoderConfig, get: Callable[[str], np.ndarray], *,
                       norm_shift: float | None = None) -> dict:
     """Assemble the parameter tree from Hugging Face tensor names (``[out, in]`` weights).
 
     ``get(name)`` returns a float numpy array for a Hugging Face tensor name such as
-    ``model.layers.3.self_attn.q_proj.weight``. ``norm_shift`` is added to every norm weight
+    ``model.layers.3.self_attn.q_proj.weight``; which names a layer has is its architecture's
+    map (:attr:`Architecture.hf_names`). ``norm_shift`` is added to every norm weight
     (default :func:`hf_norm_shift`: Gemma's norms multiply by ``1 + weight``; GGUF files
     store that sum already, so their reader passes 0).
     """
@@ -60,13 +51,14 @@ def params_from_named(cfg: LlamaConfig, get: Callable[[str], np.ndarray], *,
         return np.stack([a.T if transpose else a for a in arrs])
 
     pre = "model.layers.{}."
+    arch = cfg.arch
     layers: dict = {ours: {"scale": stack(pre + theirs + ".weight", False) + shift}
-                    for ours, theirs in layer_norms(cfg).items()}
-    for ours, theirs in (("q", "self_attn.q_proj"), ("k", "self_attn.k_proj"),
-                         ("v", "self_attn.v_proj"), ("o", "self_attn.o_proj"),
-                         ("gate", "mlp.gate_proj"), ("up", "mlp.up_proj"),
-                         ("down", "mlp.down_proj")):
-        layers[ours] = {"kernel": stack(pre + theirs + ".weight", True)}
+                    for ours, theirs in arch.norms.items()}
+    for ours, theirs in arch.hf_names.items():
+        if ours in arch.norms:
+            continue
+        group, _, leaf = ours.partition("/")
+        layers.setdefault(group, {})[leaf or "kernel"] = stack(pre + theirs + ".weight", True)
         if cfg.qkv_bias and ours in ("q", "k", "v"):
             layers[ours]["bias"] = stack(pre + theirs + ".bias", False)
     params = {
@@ -116,7 +108,7 @@ def read_safetensors(path: str | Path) -> dict[str, np.ndarray]:
     return out
 
 
-def load_hf_folder(folder: str | Path) -> tuple[LlamaConfig, dict]:
+def load_hf_folder(folder: str | Path) -> tuple[DecoderConfig, dict]:
     """Config and parameters from a Hugging Face folder (config.json + *.safetensors)."""
     folder = Path(folder)
     cfg_path = folder / "config.json"
@@ -132,9 +124,7 @@ def load_hf_folder(folder: str | Path) -> tuple[LlamaConfig, dict]:
     raw = json.loads(cfg_path.read_text())
     if "tie_word_embeddings" not in raw and "lm_head.weight" not in tensors:
         cfg = cfg.replace(tie_embeddings=True)  # the config is silent and there is no output head: tied
-    if cfg.gemma and "model.embed_tokens.weight" not in tensors:  # Gemma3ForConditionalGeneration
-        tensors = {n.replace("model.language_model.", "model."): t for n, t in tensors.items()
-                   if n.startswith("model.language_model.") or n == "lm_head.weight"}
+    tensors = cfg.arch.hf_tensors(tensors)  # e.g. Gemma3ForConditionalGeneration's text decoder
 
     def get(name: str) -> np.ndarray:
         if name not in tensors:
@@ -347,21 +337,17 @@ def gguf_field(reader, key: str, default=None):
 _GGUF_REQUIRED = ("attention.head_count", "embedding_length", "block_count", "feed_forward_length")
 
 
-def gguf_config(reader) -> LlamaConfig:
-    """Architecture from a GGUF file's metadata.
+def gguf_config(reader) -> DecoderConfig:
+    """Architecture from a GGUF file's metadata: the fields every architecture stores alike,
+    then what its architecture's ``gguf_fields`` adds (Gemma 3: its local layers, see
+    :mod:`empirical.llm.architectures.gemma3`)."""
+    name = gguf_field(reader, "general.architecture")
+    arch = architectures.for_gguf_arch(name)
 
-    Gemma 3 files do not store everything: like llama.cpp, the local layers' RoPE base is
-    10000, every 6th layer is global (unless ``gemma3.attention.sliding_window_pattern``
-    says otherwise) and queries are scaled by ``head_dim ** -0.5`` (the 27B model, d_model
-    5376, by ``(d_model / heads) ** -0.5``); linear rope scaling applies to global layers.
-    """
-    arch = gguf_field(reader, "general.architecture")
-    if arch not in GGUF_ARCHS:
-        raise ValueError(f"unsupported GGUF architecture {arch!r} (supported: {sorted(GGUF_ARCHS)})")
     def f(key: str, default=None):
-        value = gguf_field(reader, f"{arch}.{key}", default)
+        value = gguf_field(reader, f"{name}.{key}", default)
         if key in _GGUF_REQUIRED and not (isinstance(value, (int, np.integer)) and value > 0):
-            raise ValueError(f"GGUF metadata {arch}.{key} is {value!r}, not a positive integer")
+            raise ValueError(f"GGUF metadata {name}.{key} is {value!r}, not a positive integer")
         return value
 
     n_heads = int(f("attention.head_count"))
@@ -376,30 +362,16 @@ def gguf_config(reader) -> LlamaConfig:
     if vocab is None:
         vocab = len(gguf_field(reader, "tokenizer.ggml.tokens", ()))
     if not vocab:
-        raise ValueError(f"GGUF metadata has neither {arch}.vocab_size nor tokenizer.ggml.tokens")
-    gemma: dict = {}
-    if arch == "gemma3":
-        n_layers = int(f("block_count"))
-        pattern = f("attention.sliding_window_pattern", 6)
-        local = (tuple(bool(x) for x in pattern) if isinstance(pattern, (list, tuple))
-                 else gemma3_layer_types(n_layers, int(pattern)))
-        window = f("attention.sliding_window")
-        if f("rope.scaling.type", "none") == "linear" and factors is None:
-            factors = (float(f("rope.scaling.factor", 1.0)),) * (head_dim // 2)
-        gemma = dict(sliding_window=None if window is None else int(window),
-                     local_layers=local if window else (False,) * n_layers, rope_local_theta=10000.0,
-                     query_scale=float(d_model / n_heads if d_model == 5376 else head_dim),
-                     final_softcap=f("final_logit_softcapping"))
+        raise ValueError(f"GGUF metadata has neither {name}.vocab_size nor tokenizer.ggml.tokens")
+    fields = dict(
+        vocab_size=int(vocab), d_model=d_model, n_layers=int(f("block_count")), n_heads=n_heads,
+        n_kv_heads=int(f("attention.head_count_kv", n_heads)), head_dim=head_dim,
+        d_ff=int(f("feed_forward_length")),
+        rms_eps=float(f("attention.layer_norm_rms_epsilon", 1e-5)),
+        rope_theta=float(f("rope.freq_base", 10000.0)), rope_freq_factors=factors,
+        tie_embeddings="output.weight" not in names, max_len=int(f("context_length", 8192)))
     try:
-        return LlamaConfig(
-            vocab_size=int(vocab), d_model=d_model, n_layers=int(f("block_count")), n_heads=n_heads,
-            n_kv_heads=int(f("attention.head_count_kv", n_heads)), head_dim=head_dim,
-            d_ff=int(f("feed_forward_length")),
-            rms_eps=float(f("attention.layer_norm_rms_epsilon", 1e-5)),
-            rope_theta=float(f("rope.freq_base", 10000.0)), rope_freq_factors=factors,
-            tie_embeddings="output.weight" not in names, family=GGUF_ARCHS[arch],
-            max_len=int(f("context_length", 8192)), **gemma,
-        )
+        return DecoderConfig(family=arch.name, **arch.gguf_fields(f, fields, names))
     except ValueError as err:
         raise ValueError(f"GGUF metadata describes no valid model: {err}") from None
 
@@ -411,49 +383,35 @@ def dequantize_tensor(tensor) -> np.ndarray:
     return np.asarray(quants.dequantize(tensor.data, tensor.tensor_type), np.float32)
 
 
-_GGUF_PARTS = {
-    "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
-    "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
-    "mlp.down_proj": "ffn_down",
-    "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
-}
-_GGUF_GEMMA3_NORMS = {
-    "input_layernorm": "attn_norm", "post_attention_layernorm": "post_attention_norm",
-    "pre_feedforward_layernorm": "ffn_norm", "post_feedforward_layernorm": "post_ffw_norm",
-    "self_attn.q_norm": "attn_q_norm", "self_attn.k_norm": "attn_k_norm",
-}
-
-
-def gguf_parts(cfg: LlamaConfig) -> dict[str, str]:
+def gguf_parts(cfg: DecoderConfig) -> dict[str, str]:
     """Hugging Face per-layer module names -> llama.cpp's ``blk.N.<part>`` names."""
-    return {**_GGUF_PARTS, **_GGUF_GEMMA3_NORMS} if cfg.gemma else dict(_GGUF_PARTS)
+    return dict(cfg.arch.gguf_names)
 
 
-def load_gguf(path: str | Path) -> tuple[LlamaConfig, dict, object]:
+def gguf_name(cfg: DecoderConfig, name: str) -> str:
+    """llama.cpp's name of the tensor Hugging Face calls ``name`` (``model.layers.N.<mod>.<kind>``
+    or a whole-model tensor)."""
+    if name in GGUF_GLOBAL:
+        return GGUF_GLOBAL[name]
+    _, _, l, rest = name.split(".", 3)
+    mod, kind = rest.rsplit(".", 1)
+    return f"blk.{l}.{cfg.arch.gguf_names[mod]}.{kind}"
+
+
+def load_gguf(path: str | Path) -> tuple[DecoderConfig, dict, object]:
     """Config, parameters and the open ``GGUFReader`` (for the tokenizer) of a GGUF file."""
     reader = GGUFFile(path)
     cfg = gguf_config(reader)
     arch = gguf_field(reader, "general.architecture")
     by_name = {t.name: t for t in reader.tensors}
-    hf_to_gguf = {
-        "model.embed_tokens.weight": "token_embd.weight",
-        "model.norm.weight": "output_norm.weight",
-        "lm_head.weight": "output.weight",
-    }
-    parts = gguf_parts(cfg)
 
     def get(name: str) -> np.ndarray:
-        if name in hf_to_gguf:
-            gname = hf_to_gguf[name]
-        else:
-            _, _, l, rest = name.split(".", 3)
-            mod, kind = rest.rsplit(".", 1)
-            gname = f"blk.{l}.{parts[mod]}.{kind}"
+        gname = gguf_name(cfg, name)
         if gname not in by_name:
             raise ValueError(f"{path}: GGUF tensor {gname} missing")
         used.add(gname)
         w = dequantize_tensor(by_name[gname])
-        if arch in GGUF_PERMUTED_QK and ("attn_q." in gname or "attn_k." in gname):
+        if cfg.arch.gguf_permuted_qk and ("attn_q." in gname or "attn_k." in gname):
             heads = cfg.n_heads if "attn_q." in gname else cfg.n_kv_heads
             w = unpermute_qk(w, heads)
         return w
@@ -466,7 +424,7 @@ def load_gguf(path: str | Path) -> tuple[LlamaConfig, dict, object]:
     return cfg, params, reader
 
 
-def state_dict_from_params(cfg: LlamaConfig, params: Mapping, *,
+def state_dict_from_params(cfg: DecoderConfig, params: Mapping, *,
                            norm_shift: float | None = None) -> dict[str, np.ndarray]:
     """The inverse of :func:`params_from_named`: Hugging Face names -> ``[out, in]`` arrays
     (``norm_shift`` subtracted from every norm scale; 0 gives what a GGUF file stores)."""
@@ -476,15 +434,15 @@ def state_dict_from_params(cfg: LlamaConfig, params: Mapping, *,
     if not cfg.tie_embeddings:
         out["lm_head.weight"] = np.asarray(params["lm_head"]["kernel"]).T
     lay = params["layers"]
-    names = {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj",
-             "o": "self_attn.o_proj", "gate": "mlp.gate_proj", "up": "mlp.up_proj",
-             "down": "mlp.down_proj"}
+    norms = cfg.arch.norms
     for l in range(cfg.n_layers):
         pre = f"model.layers.{l}."
-        for ours, theirs in layer_norms(cfg).items():
-            out[pre + theirs + ".weight"] = np.asarray(lay[ours]["scale"][l]) - shift
-        for ours, theirs in names.items():
-            out[pre + theirs + ".weight"] = np.asarray(lay[ours]["kernel"][l]).T
-            if "bias" in lay[ours]:
-                out[pre + theirs + ".bias"] = np.asarray(lay[ours]["bias"][l])
+        for ours, theirs in cfg.arch.hf_names.items():
+            if ours in norms:
+                out[pre + theirs + ".weight"] = np.asarray(lay[ours]["scale"][l]) - shift
+                continue
+            group, _, leaf = ours.partition("/")
+            out[pre + theirs + ".weight"] = np.asarray(lay[group][leaf or "kernel"][l]).T
+            if not leaf and "bias" in lay[group]:
+                out[pre + theirs + ".bias"] = np.asarray(lay[group]["bias"][l])
     return out

@@ -28,6 +28,7 @@ import jax  # noqa: E402
 
 from empirical.llm import load_model  # noqa: E402
 from empirical.llm.loading import gemma3_chunks, gemma3_path  # noqa: E402
+from tests.tiny_llm import check_cached_scoring, precise_logits  # noqa: E402
 
 TOL = 1e-3
 
@@ -74,10 +75,6 @@ def _reference(variant: str):
     return model, ids, ref
 
 
-def _logits(m, ids):
-    with jax.default_matmul_precision("highest"):
-        return np.asarray(m.logits(ids))
-
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_hf_folder_matches_transformers(variant, tmp_path):
@@ -86,7 +83,7 @@ def test_hf_folder_matches_transformers(variant, tmp_path):
     m = load_model(tmp_path)
     assert m.config.family == "gemma3" and any(m.config.local_layers) and not all(m.config.local_layers)
     assert m.config.sliding_window == 5 < ids.shape[1]
-    diff = float(np.abs(_logits(m, ids) - ref).max())
+    diff = float(np.abs(precise_logits(m, ids) - ref).max())
     assert diff < TOL, f"{variant}: max |logit diff| {diff:.2e}"
 
 
@@ -108,7 +105,7 @@ def test_gguf_matches_transformers(tmp_path):
     assert "output.weight" not in stored and "blk.5.post_ffw_norm.weight" in stored
     m = load_model(path)
     assert m.config.replace(rms_eps=cfg.rms_eps) == cfg  # GGUF stores eps as float32
-    diff = float(np.abs(_logits(m, ids) - ref).max())
+    diff = float(np.abs(precise_logits(m, ids) - ref).max())
     assert diff < TOL, f"GGUF: max |logit diff| {diff:.2e}"
 
 
@@ -119,16 +116,10 @@ def test_kv_cache_scoring_equals_full_forward(tmp_path):
     model.save_pretrained(tmp_path, safe_serialization=True)
     m = load_model(tmp_path)
     seq = ids[0]
+    ref_lp = check_cached_scoring(m, seq)
     with jax.default_matmul_precision("highest"):
-        full = np.asarray(m.logits(seq))
-        last, cache = m.prefix([seq[:15].tolist(), seq[:9].tolist()])
-        np.testing.assert_allclose(np.asarray(last[0]), full[14], atol=1e-4)
-        np.testing.assert_allclose(np.asarray(last[1]), full[8], atol=1e-4)
-        cont = m.continuation_logprobs(cache, last, [0, 1], [seq[15:30], seq[9:12]])
+        _, cache = m.prefix([seq[:15].tolist()])
         nxt = m.next_logprobs(cache, [0], [seq[15:22]])
-    ref_lp = np.asarray(jax.nn.log_softmax(full, axis=-1))
-    np.testing.assert_allclose(cont[0], [ref_lp[14 + j, seq[15 + j]] for j in range(15)], atol=1e-4)
-    np.testing.assert_allclose(cont[1], [ref_lp[8 + j, seq[9 + j]] for j in range(3)], atol=1e-4)
     np.testing.assert_allclose(nxt[0], ref_lp[21], atol=1e-4)
     np.testing.assert_allclose(m.full_logprobs(seq.tolist()), [ref_lp[j, seq[j + 1]] for j in range(39)], atol=1e-4)
 
@@ -159,11 +150,11 @@ needs_gemma3 = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def real_prompts():
-    from empirical.llm.families import FAMILIES, make_prompts
+    from empirical.llm.families import PROBE_FAMILIES, make_prompts
 
     texts = ["Hello world", "  double  space\tand tab", "¿Qué tal? Ça va, dieciséis, quatre-vingt-dix",
              "ABC@12=ABC\n\nx->Y", "日本語 🤖 <start_of_turn>user"]
-    for f in FAMILIES:
+    for f in PROBE_FAMILIES:
         texts += [p.text + p.answers[1] for p in make_prompts(f, 2, seed=3, examples_per_task=3)]
     return texts
 

@@ -9,7 +9,6 @@ and our loader cannot cancel. SmolLM2 itself is compared on real prompts.
 
 from __future__ import annotations
 
-import math
 import os
 
 import numpy as np
@@ -18,28 +17,11 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import jax  # noqa: E402
-
 from empirical.llm import load_model, smollm2_path  # noqa: E402
 from tests.tiny_llm import (  # noqa: E402
-    params_of_torch, save_hf_folder, tiny_config, tiny_spec, torch_model,
+    params_of_torch, precise_logits, save_hf_folder, tiny_config, tiny_spec, tolerance,
+    torch_model,
 )
-
-#: float32's unit roundoff.
-U32 = 2.0 ** -24
-
-
-def tolerance(cfg, n_tokens: int, ref: np.ndarray) -> float:
-    """How far two correct float32 implementations' logits ``ref`` may lie apart. Each of the
-    S = 2 + 6L sequential matmul stages (embedding and head; per layer the Q/K/V projections, the
-    scores, the mix of values, the output projection, the gate/up and the down projections)
-    sums up to k = max(d_model, d_ff, tokens) products in an order of its own (XLA's against
-    MKL's), and the rounding differences grow like a random walk: about sqrt(S k) u relative
-    to the logits' size, u = 2^-24. The largest difference over ~10^4 logits lies within ~4.5
-    standard deviations; 8 leaves room for the norms and softmax that rescale errors. Tiny
-    models: ~1.2e-4 (measured 2e-5 to 3e-5); SmolLM2: ~9e-3 (measured 9e-5)."""
-    k = max(cfg.d_model, cfg.d_ff, n_tokens)
-    return 8.0 * math.sqrt((2 + 6 * cfg.n_layers) * k) * U32 * float(np.abs(ref).max())
 
 VARIANTS = {
     "llama-untied": (dict(family="llama", tie_embeddings=False), None),
@@ -69,10 +51,6 @@ def _reference(variant: str):
     return cfg, model, ids, ref
 
 
-def _logits(m, ids):
-    with jax.default_matmul_precision("highest"):
-        return np.asarray(m.logits(ids))
-
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_hf_folder_matches_transformers(variant, tmp_path):
@@ -82,10 +60,10 @@ def test_hf_folder_matches_transformers(variant, tmp_path):
     assert m.config.family == cfg.family and m.config.tie_embeddings == cfg.tie_embeddings
     if variant == "llama3-rope":  # read from config.json's rope parameters
         assert m.config.rope_freq_factors is not None and max(m.config.rope_freq_factors) == 8.0
-    diff, tol = np.abs(_logits(m, ids) - ref).max(), tolerance(cfg, ids.shape[-1], ref)
+    diff, tol = np.abs(precise_logits(m, ids) - ref).max(), tolerance(cfg, ids.shape[-1], ref)
     assert diff < tol, f"{variant}: max |logit diff| {diff:.2e} (tolerance {tol:.1e})"
     # 1-D input gives the same logits as its row of a batch.
-    np.testing.assert_allclose(_logits(m, ids[0]), _logits(m, ids)[0], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(precise_logits(m, ids[0]), precise_logits(m, ids)[0], rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
@@ -102,7 +80,7 @@ def test_gguf_matches_transformers(variant, tmp_path):
     cfg, model, ids, ref = _reference(variant)
     write_gguf(tmp_path / "m.gguf", cfg, params_of_torch(cfg, model), tokenizer=tiny_spec())
     m = load_model(tmp_path / "m.gguf")
-    diff, tol = np.abs(_logits(m, ids) - ref).max(), tolerance(cfg, ids.shape[-1], ref)
+    diff, tol = np.abs(precise_logits(m, ids) - ref).max(), tolerance(cfg, ids.shape[-1], ref)
     assert diff < tol, f"{variant}: max |logit diff| {diff:.2e} (tolerance {tol:.1e})"
     theirs = AutoModelForCausalLM.from_pretrained(str(tmp_path), gguf_file="m.gguf", dtype=torch.float32,
                                                   config=model.config if VARIANTS[variant][1] else None).eval()
@@ -129,7 +107,7 @@ def test_quantised_gguf_matches_transformers_gguf_loader(qtype, tmp_path):
     ref_model = AutoModelForCausalLM.from_pretrained(str(tmp_path), gguf_file="m.gguf", dtype=torch.float32)
     with torch.no_grad():
         ref = ref_model(torch.tensor(ids)).logits.numpy()
-    diff, tol = np.abs(_logits(load_model(tmp_path / "m.gguf"), ids) - ref).max(), tolerance(cfg, ids.shape[-1], ref)
+    diff, tol = np.abs(precise_logits(load_model(tmp_path / "m.gguf"), ids) - ref).max(), tolerance(cfg, ids.shape[-1], ref)
     assert diff < tol, f"{qtype}: max |logit diff| {diff:.2e} (tolerance {tol:.1e})"
 
 
@@ -198,7 +176,7 @@ def test_smollm2_matches_transformers_gguf():
         assert ids == ref_tok(text, add_special_tokens=False).input_ids
         with torch.no_grad():
             ref = ref_model(torch.tensor([ids])).logits[0].numpy()
-        diff, tol = float(np.abs(_logits(m, np.array(ids)) - ref).max()), tolerance(m.config, len(ids), ref)
+        diff, tol = float(np.abs(precise_logits(m, np.array(ids)) - ref).max()), tolerance(m.config, len(ids), ref)
         assert diff < tol, f"SmolLM2 on {text!r}: max |logit diff| {diff:.2e} (tolerance {tol:.1e})"
 
 
