@@ -170,10 +170,10 @@ def measure(cfg: training.TrainConfig, params, *, n_prompts: int = 200, sequence
     """One model: single-task accuracy (``sequences`` fresh sequences per task), the
     per-prompt superposition report on :data:`TASKS` (``n_prompts`` per setting) with its
     headline numbers, and each target of :data:`TARGETS` met or not."""
-    from empirical.sweep import trained_probs
+    from empirical.models import FlaxModel
 
     acc = training.evaluate_tasks(cfg, params, sequences=sequences, seed=seed)
-    rep = superposition.report(trained_probs(cfg.model, params), cfg.fam, TASKS,
+    rep = superposition.report(FlaxModel("model", cfg.model, params), cfg.fam, TASKS,
                                n_train_examples=cfg.n_examples, n_prompts=n_prompts, seed=seed, oracles=False)
     head = superposition.headline(rep)
     values = {"second": head["second@0.5"], "tv": head["tv@0.5"], "a_last": head["a_last_abs_delta"],
@@ -199,6 +199,7 @@ def evaluate(runs: str | os.PathLike, *, study: Study = LIKE_CONSTRUCTION, seeds
 
     from construction import construct
     from empirical import runs as runs_lib
+    from empirical.models import FlaxModel
     from empirical.scaling import fingerprint
 
     runs = Path(runs)
@@ -220,7 +221,7 @@ def evaluate(runs: str | os.PathLike, *, study: Study = LIKE_CONSTRUCTION, seeds
     base = study.config(1.0, 0)
     ts = base.fam.task_set
     constructed = construct(ts.tasks, vocab_size=ts.vocab_size, example_len=ts.example_len, max_examples=64, beta=30.0)
-    rep = superposition.report(constructed.probabilities, base.fam, TASKS, n_train_examples=base.n_examples,
+    rep = superposition.report(FlaxModel.of(constructed), base.fam, TASKS, n_train_examples=base.n_examples,
                                n_prompts=n_prompts, seed=seed)
     refs = {}
     for name in study.references:
@@ -248,27 +249,27 @@ ABLATION_COUNTS = (1, 2, 3, 4, 6, 9)
 def ablation(cfg: training.TrainConfig, params, *, n_prompts: int = 200, seed: int = 0,
              counts=ABLATION_COUNTS) -> dict:
     """Which heads the model's mixing needs (docs/theory.md section 7's averaging step). Every head
-    is ranked by :func:`compare.averaging_heads` on lambda-0.5 prompts of :data:`TASKS`; the
+    is ranked by :func:`empirical.analysis.circuits.averaging_heads` on lambda-0.5 prompts of :data:`TASKS`; the
     lambda 0 / 0.5 / 1 prompts are then measured with heads silenced at the query's last token
-    (:func:`compare.ablated_probs`): each head alone (``single``), and the k best averaging
+    (:func:`empirical.analysis.circuits.ablated_probs`): each head alone (``single``), and the k best averaging
     heads together against the k worst (``cumulative``, k in ``counts``: the control silences
     as many heads that do not average). Per ablation: mean TV(q, D) and second-largest task
     probability at lambda 0.5 (mixing; the chooser's and the 1/K mixer's TV beside them), and
     the answer's mean probability with each task alone (lambda 1 for A, 0 for B: can the model
     still do the task?). The same prompts for every ablation (``default_rng([seed, i])``)."""
     from construction.layout import Layout
-    from empirical import compare, synthetic
-    from empirical.sweep import trained_probs
+    from empirical import synthetic
+    from empirical.analysis.circuits import ablated_probs, attention_patterns, averaging_heads
+    from empirical.models import FlaxModel
 
-    subject = compare.Subject("model", cfg.model, params, "learned")
+    subject = FlaxModel("model", cfg.model, params)
     fam, m = cfg.fam, cfg.n_examples - 1
     prompts = synthetic.mixed_prompts(fam, np.random.default_rng([seed, 1]), n_prompts, m, list(TASKS), [0.5, 0.5])
-    patterns = compare.capture(subject, prompts["tokens"], patterns=True)
-    heads = compare.averaging_heads({k: v for k, v in patterns.items() if k.endswith("attn.pattern")},
-                                    Layout.from_length(prompts["tokens"].shape[1], fam.example_len))
+    heads = averaging_heads(attention_patterns(subject, prompts["tokens"]),
+                            Layout.from_length(prompts["tokens"].shape[1], fam.example_len))
 
     def measured(silenced) -> dict:
-        probs = (compare.ablated_probs(subject, silenced) if silenced else trained_probs(cfg.model, params))
+        probs = ablated_probs(subject, silenced) if silenced else subject
         grid = superposition.lambda_grid(probs, fam, TASKS, n_prompts=n_prompts, n_examples=m,
                                          lambdas=ABLATION_LAMBDAS, seed=seed)
         mid, b_alone, a_alone = (superposition.at_lambda(grid, lam) for lam in (0.5, 0.0, 1.0))
@@ -444,3 +445,73 @@ def summary(result: dict) -> str:
     for name, e in result.get("references", {}).items():
         lines.append(row(f"shipped {name}", e))
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def command(action: str, *, preset: str = "like-construction", runs: str | os.PathLike = "runs/mix",
+            seeds: list[int] | None = None, arms: str | None = None, run: list[str] | None = None,
+            study_path: str | None = None, prompts: int = 200, seed: int = 0,
+            out: str | os.PathLike = "benchmarks/results/mixture", json_path: str | None = None,
+            progress: bool = True, echo=print) -> dict | list[Path] | None:
+    """``superpose mixture train|eval|plot|ablate`` as one call (``arms``: the command line's
+    comma list; ``run``: the models to ablate; ``study_path``: the JSON to plot); echoes what the
+    command prints and returns the evaluation (or the trained runs)."""
+    from empirical.cli_args import read_json
+    from empirical.results import provenance, write_json
+
+    out = Path(out)
+    which = STUDIES[preset]
+    if action == "ablate":
+        if not run:
+            raise ValueError("mixture ablate needs --run (a shipped model's name or a run directory; repeatable)")
+        from empirical import runs as runs_lib
+
+        loaded = [(name, runs_lib.load(name)) for name in run]  # every model loads before any work
+        for name, (cfg, _, _) in loaded:
+            if cfg.family != "lookup":
+                raise ValueError(f"{name} was trained on the {cfg.family!r} family; the ablation reads the lookup "
+                                 "family's prompts")
+        models = {name: ablation(cfg, params, n_prompts=prompts, seed=seed) for name, (cfg, params, _) in loaded}
+        doc = {"command": "mixture ablate", **provenance({"runs": list(run), "n_prompts": prompts, "seed": seed}),
+               "models": models}
+        target = json_path or str(out / "ablation.json")
+        write_json(target, doc, indent=None)
+        echo("\n".join(ablation_lines(doc)))
+        echo(f"json: {target}")
+        echo(f"plot: {plot_ablation(doc, out / 'mixture_ablation.png')}")
+        return doc
+    arm_list = None if arms is None else [a.strip() for a in arms.split(",") if a.strip()]
+    unknown = [a for a in arm_list or () if a not in which.arms]
+    if unknown or arm_list == []:
+        raise ValueError(f"--arms: the {which.name} study's arms are {', '.join(which.arms)}, got {arms!r}")
+    if action == "train":
+        trained = list(train(runs, study=which, seeds=seeds, arms=arm_list, progress=progress))
+        for path in trained:
+            echo(f"run: {path}")
+        return trained
+    if action == "eval":
+        doc = evaluate(runs, study=which, seeds=seeds, arms=arm_list, n_prompts=prompts, seed=seed, progress=progress)
+        doc = {"command": "mixture eval", **provenance(doc["recipe"]), **doc}
+        target = json_path or str(out / ("mixture.json" if which is LIKE_CONSTRUCTION else f"mixture_{which.name}.json"))
+        write_json(target, doc, indent=None)
+        echo(summary(doc))
+        echo(f"json: {target}")
+        return doc
+    if study_path is None:
+        raise ValueError("mixture plot needs --study, a `superpose mixture eval` JSON")
+    doc = read_json(study_path, "study")
+    if doc.get("command") == "mixture ablate" and "models" in doc:
+        echo("\n".join(ablation_lines(doc)))
+        echo(f"plot: {plot_ablation(doc, out / 'mixture_ablation.png')}")
+        return doc
+    if doc.get("command") != "mixture eval" or "arms" not in doc:
+        raise ValueError(f"{study_path} is not a `superpose mixture eval` or `mixture ablate` result")
+    echo(summary(doc))
+    stem = Path(study_path).stem  # mixture.json -> "", mixture_tiny.json -> "_tiny"
+    suffix = stem[len("mixture"):] if stem.startswith("mixture") else f"_{stem}"
+    echo(f"plot: {plot(doc, out / f'mixture_dose{suffix}.png')}")
+    if any("ablation" in e for arm in doc["arms"].values() for e in arm.values()):
+        echo(f"plot: {plot_ablation(doc, out / f'mixture_ablation{suffix}.png')}")
+    return doc

@@ -12,6 +12,10 @@ An analysis (sweep, within-prompt, compare, task vectors, scaling, calibration, 
   length;
 - ``last_residuals(prompts)``: ``[layers + 1, P, d]``, the residual stream after the embedding
   and after every layer at each prompt's last token;
+- ``patch_probs(prompts, layer, vectors, mask=None)``: ``(clean, patched)`` next-token
+  distributions ``[P, V]`` (float64) at each prompt's last token, the patched pass with the
+  residual after ``layer`` (0: the embedding) there replaced by ``vectors`` (``[d]`` or
+  ``[P, d]``; only where ``mask`` ``[d]`` is set, if given);
 - ``name``, ``num_layers``, ``d_model``, ``vocab_size``.
 
 :class:`FlaxModel` is the construction's transformer with any weights (the hand-set weights of
@@ -23,7 +27,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
 import jax
@@ -57,6 +61,8 @@ class Model(Protocol):
 
     def last_residuals(self, prompts) -> np.ndarray: ...
 
+    def patch_probs(self, prompts, layer: int, vectors, mask=None) -> tuple[np.ndarray, np.ndarray]: ...
+
 
 def residual_names(num_layers: int) -> tuple[str, ...]:
     """The residual stream's capture names in order: after the embedding, after every layer."""
@@ -66,6 +72,11 @@ def residual_names(num_layers: int) -> tuple[str, ...]:
 def pattern_names(num_layers: int) -> tuple[str, ...]:
     """Every layer's attention-pattern capture name."""
     return tuple(f"blocks.{l}.attn.pattern" for l in range(num_layers))
+
+
+def layer_name(layer: int) -> str:
+    """The residual stream's capture name after ``layer`` (0: the embedding)."""
+    return "embed" if layer == 0 else f"blocks.{layer - 1}.resid_post"
 
 
 def as_batch(prompts) -> np.ndarray:
@@ -80,6 +91,17 @@ def as_batch(prompts) -> np.ndarray:
     if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.integer):
         raise ValueError(f"prompts must be a [P, L] integer array, got shape {arr.shape} of {arr.dtype}")
     return arr.astype(np.int32, copy=False)
+
+
+def patch_vectors(vectors, n: int, d: int, mask=None) -> tuple[np.ndarray, np.ndarray]:
+    """``vectors`` ([d] or [n, d]) as [n, d] float32 and ``mask`` as [d] (ones if None)."""
+    vectors = np.asarray(vectors, np.float32)
+    if vectors.shape not in ((d,), (n, d)):
+        raise ValueError(f"vectors must be [{d}] or [{n}, {d}], got {list(vectors.shape)}")
+    mask = np.ones(d, np.float32) if mask is None else np.asarray(mask, np.float32)
+    if mask.shape != (d,):
+        raise ValueError(f"mask must be [{d}], got {list(mask.shape)}")
+    return np.ascontiguousarray(np.broadcast_to(vectors, (n, d))), mask
 
 
 @lru_cache(maxsize=16)
@@ -101,16 +123,33 @@ def _forward_fn(config: TransformerConfig, names: tuple[str, ...], last_only: bo
     return forward
 
 
-def _batched(fn, tokens: np.ndarray, batch: int) -> np.ndarray:
-    """``fn`` over fixed-size row blocks (the last one padded by repetition: one compilation)."""
+@partial(jax.jit, static_argnames=("config", "name"))
+def _clean_and_patched(config: TransformerConfig, params, tokens, name: str, vectors, mask):
+    """Next-token distributions [2, P, V] at the last position: clean, then with the last
+    position's activation ``name`` replaced by ``vectors`` [P, D] where ``mask`` [D] is 1."""
+    def replace(x):
+        last = x[:, -1]
+        return x.at[:, -1].set(jnp.where(mask > 0, vectors.astype(x.dtype), last))
+
+    clean, _ = run(config, params, tokens)  # the same full pass as the patched one
+    patched, _ = run(config, params, tokens, edits={name: replace})
+    return jnp.stack([jax.nn.softmax(clean[:, -1].astype(jnp.float32), -1),
+                      jax.nn.softmax(patched[:, -1].astype(jnp.float32), -1)])
+
+
+def _batched(fn, tokens: np.ndarray, batch: int | None) -> np.ndarray:
+    """``fn`` over fixed-size row blocks, every one (the last padded by repetition) of
+    ``batch`` rows: one compilation; ``batch=None``: one call on every row."""
+    if batch is None or len(tokens) == 0:
+        return np.asarray(fn(tokens))
     out = []
     for start in range(0, len(tokens), batch):
         chunk = tokens[start : start + batch]
         real = len(chunk)
-        if real < batch and len(tokens) > batch:
+        if real < batch:
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - real, axis=0)])
         out.append(np.asarray(fn(chunk))[:real])
-    return np.concatenate(out) if out else np.zeros((0,))
+    return np.concatenate(out)
 
 
 @dataclass(frozen=True, eq=False)
@@ -119,6 +158,8 @@ class FlaxModel:
 
     ``kind`` is ``"constructed"`` (Theorem 1's hand-set weights; ``spec`` then names the
     residual blocks that hold its quantities) or ``"learned"`` (trained from scratch).
+    ``batch``: rows per jitted call (every call padded to it: one compilation per prompt
+    length); None runs all prompts in one call.
     """
 
     name: str
@@ -126,7 +167,7 @@ class FlaxModel:
     params: Mapping[str, Any]
     kind: str = "learned"
     spec: Any = None
-    batch: int = 64
+    batch: int | None = 50
 
     @property
     def num_layers(self) -> int:
@@ -169,25 +210,40 @@ class FlaxModel:
 
         return np.moveaxis(_batched(one, as_batch(prompts), self.batch), 1, 0).astype(np.float64)
 
+    def patch_probs(self, prompts, layer: int, vectors, mask=None) -> tuple[np.ndarray, np.ndarray]:
+        """(clean, patched) next-token distributions [P, V] (float64), in one jitted call (see
+        :class:`Model`)."""
+        if not 0 <= layer <= self.num_layers:
+            raise ValueError(f"layer must lie in 0..{self.num_layers}, got {layer}")
+        tokens = as_batch(prompts)
+        vectors, mask = patch_vectors(vectors, len(tokens), self.d_model, mask)
+        out = np.asarray(_clean_and_patched(self.config, self.params, jnp.asarray(tokens), layer_name(layer),
+                                            jnp.asarray(vectors), jnp.asarray(mask)))
+        return out[0].astype(np.float64), out[1].astype(np.float64)
+
     # -- constructors ---------------------------------------------------------------------
     @classmethod
-    def constructed(cls, task_set, *, bits: int = 5, beta: float = 30.0, name: str = "constructed") -> "FlaxModel":
-        """Theorem 1's model of ``task_set`` numbering up to ``2**bits - 1`` examples (float32)."""
+    def constructed(cls, task_set, *, bits: int = 5, beta: float = 30.0, name: str = "constructed",
+                    max_examples: int | None = None, batch: int | None = None) -> "FlaxModel":
+        """Theorem 1's model of ``task_set`` numbering up to ``max_examples`` (default
+        ``2**bits - 1``) examples (float32); ``batch=None``: all prompts in one call."""
         from construction import construct
 
         model = construct(task_set.tasks, vocab_size=task_set.vocab_size, example_len=task_set.example_len,
-                          max_examples=2**bits - 1, beta=beta)
-        return cls(name, model.config, model.params, "constructed", model.spec)
+                          max_examples=2**bits - 1 if max_examples is None else max_examples, beta=beta)
+        return cls.of(model, name, batch=batch)
 
     @classmethod
-    def of(cls, constructed_model, name: str = "constructed") -> "FlaxModel":
-        """A :class:`construction.ConstructedModel` as a :class:`Model`."""
-        return cls(name, constructed_model.config, constructed_model.params, "constructed", constructed_model.spec)
+    def of(cls, constructed_model, name: str = "constructed", *, batch: int | None = None) -> "FlaxModel":
+        """A :class:`construction.ConstructedModel` as a :class:`Model` (``batch=None``: its
+        ``last_probs`` are its ``probabilities``, all prompts in one call)."""
+        return cls(name, constructed_model.config, constructed_model.params, "constructed", constructed_model.spec,
+                   batch)
 
     @classmethod
-    def trained(cls, run: str | os.PathLike) -> tuple["FlaxModel", Any]:
+    def trained(cls, run: str | os.PathLike, *, batch: int | None = 50) -> tuple["FlaxModel", Any]:
         """(model, training config) of a shipped model's name or a run directory."""
         from empirical import runs
 
         cfg, params, _ = runs.load(run)
-        return cls(str(run), cfg.model, params, "learned"), cfg
+        return cls(str(run), cfg.model, params, "learned", batch=batch), cfg

@@ -7,6 +7,7 @@ import datetime as _dt
 import json
 import os
 import tempfile
+from dataclasses import dataclass, field, fields
 from importlib import metadata as _metadata
 from pathlib import Path
 
@@ -154,3 +155,158 @@ def clear_legends(fig) -> None:
                 break
         else:
             legend_outside(ax, handles=handles, labels=labels, **kw)
+
+
+# --------------------------------------------------------------------------- typed results
+
+
+class ResultError(ValueError):
+    """A result file that does not fit its typed result (unknown or missing fields, wrong shapes)."""
+
+
+def key(name: str, *, omit_none: bool = False, **kw):
+    """A result field stored under JSON key ``name`` (for keys that are no Python name, such as
+    ``lambda`` or ``tv@0.5``); ``omit_none``: left out of the JSON when None (and None when absent)."""
+    return field(metadata={"json": name, "omit_none": omit_none}, **kw)
+
+
+def optional(**kw):
+    """A result field that is left out of the JSON when None (and None when the JSON lacks it)."""
+    kw.setdefault("default", None)
+    return field(metadata={"omit_none": True}, **kw)
+
+
+def record(cls):
+    """The decorator of a typed result: a frozen, keyword-only dataclass (with :class:`Record`)."""
+    return dataclass(frozen=True, kw_only=True)(cls)
+
+
+class Record:
+    """Mixin for a frozen dataclass result (:func:`record`): :meth:`to_json` gives its JSON payload (fields in
+    declaration order under their JSON keys, nested records, tuples as lists, numpy scalars and
+    arrays as numbers and lists), :meth:`from_json` reads one back (a payload or a file),
+    checking every field (an unknown, missing or mistyped one is a :class:`ResultError` that
+    names its path); ``from_json(x).to_json() == x`` for a payload that spells out every field
+    other than the ``optional`` ones it lacks. Numbers are kept as written (an int stays an
+    int), so a result file reads back and writes out byte for byte."""
+
+    def to_json(self) -> dict:
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None and f.metadata.get("omit_none"):
+                continue
+            out[f.metadata.get("json", f.name)] = _to_json(value)
+        return out
+
+    def to_text(self, indent: int | None = 2) -> str:
+        """The JSON text :func:`write_json` writes."""
+        return json.dumps(self.to_json(), indent=indent, allow_nan=True) + "\n"
+
+    def write(self, path: str | os.PathLike, *, indent: int | None = 2) -> Path:
+        return write_json(path, self.to_json(), indent=indent)
+
+    @classmethod
+    def from_json(cls, source):
+        """The record of a payload (a dict) or of a JSON file (a path)."""
+        if isinstance(source, (str, os.PathLike)):
+            where = str(source)
+            source = json.loads(Path(source).read_text())
+        else:
+            where = cls.__name__
+        return _from_json(cls, source, where)
+
+
+def _to_json(x):
+    if isinstance(x, Record):
+        return x.to_json()
+    if isinstance(x, dict):
+        return {str(k): _to_json(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_to_json(v) for v in x]
+    return _jsonable(x)
+
+
+def _from_json(tp, value, where: str):
+    import collections.abc
+    import dataclasses
+    import types
+    import typing
+
+    if tp is typing.Any or tp is object:
+        return value
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        errors = []
+        for a in inner:
+            try:
+                return _from_json(a, value, where)
+            except ResultError as e:
+                errors.append(str(e))
+        raise ResultError(errors[0] if len(errors) == 1 else f"{where}: fits none of {tp}: " + "; ".join(errors))
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ResultError(f"{where}: expected an object for {tp.__name__}, got {type(value).__name__}")
+        hints = typing.get_type_hints(tp)
+        fs = [f for f in dataclasses.fields(tp) if f.init]
+        by_key = {f.metadata.get("json", f.name): f for f in fs}
+        unknown = [k for k in value if k not in by_key]
+        if unknown:
+            raise ResultError(f"{where}: unknown field(s) {unknown} for {tp.__name__} (known: {list(by_key)})")
+        kwargs = {}
+        for k, f in by_key.items():
+            if k not in value:
+                if f.metadata.get("omit_none") or f.default is not dataclasses.MISSING or \
+                        f.default_factory is not dataclasses.MISSING:
+                    continue
+                raise ResultError(f"{where}: missing field {k!r} of {tp.__name__}")
+            kwargs[f.name] = _from_json(hints[f.name], value[k], f"{where}.{k}")
+        return tp(**kwargs)
+    if origin is tuple or origin is list or tp in (tuple, list):
+        if not isinstance(value, list):
+            raise ResultError(f"{where}: expected a list, got {type(value).__name__}")
+        if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
+            if len(args) != len(value):
+                raise ResultError(f"{where}: expected {len(args)} items, got {len(value)}")
+            return tuple(_from_json(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+        item = args[0] if args else typing.Any
+        items = [_from_json(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return items if origin is list or tp is list else tuple(items)
+    if origin in (dict, collections.abc.Mapping) or tp is dict:
+        if not isinstance(value, dict):
+            raise ResultError(f"{where}: expected an object, got {type(value).__name__}")
+        item = args[1] if len(args) == 2 else typing.Any
+        return {k: _from_json(item, v, f"{where}.{k}") for k, v in value.items()}
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ResultError(f"{where}: expected a number, got {value!r}")
+        return value  # kept as written (an int stays an int), so that the JSON reads back unchanged
+    if tp in (int, bool, str):
+        if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+            raise ResultError(f"{where}: expected {tp.__name__}, got {value!r}")
+        return value
+    if tp is type(None):
+        if value is not None:
+            raise ResultError(f"{where}: expected null, got {value!r}")
+        return None
+    raise ResultError(f"{where}: cannot read type {tp!r}")
+
+
+@record
+class MeanCI(Record):
+    """A mean over prompts with its 95% normal confidence interval (``ci95``: the half-width;
+    :func:`empirical.within_prompt.mean_ci`)."""
+
+    mean: float
+    ci95: float
+    lo: float
+    hi: float
+
+    @classmethod
+    def of(cls, x) -> "MeanCI":
+        from empirical.within_prompt import mean_ci
+
+        return cls(**mean_ci(x))

@@ -184,31 +184,31 @@ def prompt_metrics(p: np.ndarray, answers: np.ndarray, example_task: np.ndarray,
             "r_strict": np.array(r_s) if p_next is not None else None}
 
 
-def next_after(probs: Callable[[np.ndarray], np.ndarray], tokens: np.ndarray, p: np.ndarray,
-               answers: np.ndarray, beam: int = 8) -> np.ndarray:
+def next_after(model, tokens: np.ndarray, p: np.ndarray, answers: np.ndarray, beam: int = 8) -> np.ndarray:
     """``[P, V, V]``: the next-token distribution after each prompt followed by each of its
     ``beam`` most probable tokens and each of its answers (rows of other tokens are zero):
-    one batched call of ``probs`` on the prompts extended by one token."""
+    one batched call of ``model.last_probs`` on the prompts extended by one token."""
     P, V = p.shape
     want = [sorted(set(np.argsort(-p[i], kind="stable")[:beam].tolist()) | set(answers[i].tolist()))
             for i in range(P)]
     rows = np.array([i for i in range(P) for _ in want[i]])
     toks = np.array([t for i in range(P) for t in want[i]])
     ext = np.concatenate([tokens[rows], toks[:, None].astype(tokens.dtype)], axis=1)
-    q = np.asarray(probs(ext), dtype=np.float64)
+    q = np.asarray(model.last_probs(ext), dtype=np.float64)
     out = np.zeros((P, V, q.shape[1]))
     out[rows, toks] = q
     return out
 
 
-def evaluate_mixtures(probs: Callable[[np.ndarray], np.ndarray], fam: synthetic.Family, *,
+def evaluate_mixtures(model, fam: synthetic.Family, *,
                       ks: Sequence[int] = KS, n_prompts: int = 500, n_examples: int = N_EXAMPLES,
                       skewed: bool = False, seed: int = 0, progress: bool = True,
-                      make_probs: Callable[[list[int]], Callable] | None = None) -> list[dict]:
+                      make_model: Callable[[list[int]], object] | None = None) -> list[dict]:
     """For each K in ``ks``: :func:`mixture_prompts`, every prompt's metrics, and their
     summary (mean with 95% interval of KL, r, other mass and the within-prompt second-largest
-    task probability; r's histogram). ``make_probs(tasks)``, when given, builds the
-    probability function per task subset (the constructed model of exactly those K tasks)."""
+    task probability; r's histogram) of ``model`` (an :class:`empirical.models.Model`).
+    ``make_model(tasks)``, when given, builds the model per task subset instead (the
+    constructed model of exactly those K tasks: :func:`constructed_models`)."""
     from tqdm.auto import tqdm
 
     from empirical import within_prompt as wp
@@ -218,9 +218,9 @@ def evaluate_mixtures(probs: Callable[[np.ndarray], np.ndarray], fam: synthetic.
         groups, kl, p_all = [], [], []
         rs: dict[str, list] = {"r": [], "r_complete": [], "r_next_token": [], "r_strict": []}
         for group in mixture_prompts(fam, k, n_prompts=n_prompts, n_examples=n_examples, skewed=skewed, seed=seed):
-            fn = make_probs(group["tasks"]) if make_probs is not None else probs
-            p = np.asarray(fn(group["tokens"]), dtype=np.float64)
-            nxt = next_after(fn, group["tokens"], p, group["answers"]) if fam.end is not None else None
+            m_k = make_model(group["tasks"]) if make_model is not None else model
+            p = np.asarray(m_k.last_probs(group["tokens"]), dtype=np.float64)
+            nxt = next_after(m_k, group["tokens"], p, group["answers"]) if fam.end is not None else None
             m = prompt_metrics(p, group["answers"], group["example_task"], k, p_next=nxt)
             if nxt is None:  # no newline token (the construction's layout): the label token is the continuation
                 m["r"] = m["r_complete"] = m["r_strict"] = m["r_next_token"]
@@ -262,7 +262,7 @@ def refresh_r(doc: dict, *, progress: bool = True, report: Callable[[str], None]
     layout has none), so its r's stay the next-token r."""
     from empirical import runs
     from empirical import within_prompt as wp
-    from empirical.sweep import trained_probs
+    from empirical.models import FlaxModel
 
     cfg = doc["config"]
     fam = synthetic.family("add")
@@ -297,7 +297,7 @@ def refresh_r(doc: dict, *, progress: bool = True, report: Callable[[str], None]
             report(f"{entry['name']}: the shipped weights are not the measured ones; not re-measured")
             out["models"].append(entry)
             continue
-        probs = trained_probs(mcfg.model, params)
+        model = FlaxModel(entry["name"], mcfg.model, params, "learned")
         new = dict(entry)
         for part, skewed in (("uniform", False), ("skewed", True)):
             if part not in entry or part not in parts:
@@ -310,9 +310,9 @@ def refresh_r(doc: dict, *, progress: bool = True, report: Callable[[str], None]
                 rs: dict[str, list] = {"r": [], "r_complete": [], "r_next_token": [], "r_strict": []}
                 groups = []
                 for g, saved in zip(gs, block["groups"]):
-                    p = np.asarray(probs(g["tokens"]), dtype=np.float64)
+                    p = np.asarray(model.last_probs(g["tokens"]), dtype=np.float64)
                     m = prompt_metrics(p, g["answers"], g["example_task"], k,
-                                       p_next=next_after(probs, g["tokens"], p, g["answers"]))
+                                       p_next=next_after(model, g["tokens"], p, g["answers"]))
                     if np.abs(np.round(m["p"], 5) - np.asarray(saved["p"])).max() > 2e-4:
                         raise ValueError(f"{entry['name']} K={k}: re-measured answer probabilities differ from the saved")
                     old_r = saved.get("r_next_token", saved["r"])
@@ -345,17 +345,18 @@ def constructed_family() -> synthetic.Family:
     return synthetic.lookup_family(TaskSet(vocab_size=10, example_len=2, tasks=tasks), name="add-constructed")
 
 
-def constructed_probs(fam: synthetic.Family, *, max_examples: int = 64, beta: float = 30.0) -> Callable:
-    """``make_probs(tasks)`` for :func:`evaluate_mixtures`: Theorem 1's model of exactly those
-    K tasks of ``fam`` (K heads where the construction runs tasks in parallel)."""
-    from construction import construct
+def constructed_models(fam: synthetic.Family, *, max_examples: int = 64, beta: float = 30.0) -> Callable:
+    """``make_model(tasks)`` for :func:`evaluate_mixtures`: Theorem 1's model of exactly those
+    K tasks of ``fam`` (K heads where the construction runs tasks in parallel), a
+    :class:`empirical.models.FlaxModel`."""
+    from construction.tasks import TaskSet
+    from empirical.models import FlaxModel
 
     ts = fam.task_set
 
-    def make(tasks: list[int]) -> Callable:
-        model = construct([ts.tasks[h] for h in tasks], vocab_size=ts.vocab_size, example_len=ts.example_len,
-                          max_examples=max_examples, beta=beta)
-        return model.probabilities
+    def make(tasks: list[int]) -> FlaxModel:
+        sub = TaskSet(vocab_size=ts.vocab_size, example_len=ts.example_len, tasks=tuple(ts.tasks[h] for h in tasks))
+        return FlaxModel.constructed(sub, max_examples=max_examples, beta=beta)
 
     return make
 
@@ -366,23 +367,23 @@ def constructed_probs(fam: synthetic.Family, *, max_examples: int = 64, beta: fl
 SKEWED_KS = (2, 3, 4)
 
 
-def _entry(name: str, probs, fam, *, n_prompts: int, seed: int, progress: bool, make_probs=None, skewed: bool = True,
+def _entry(name: str, model, fam, *, n_prompts: int, seed: int, progress: bool, make_model=None, skewed: bool = True,
            **info) -> dict:
-    kw = dict(n_prompts=n_prompts, seed=seed, progress=progress, make_probs=make_probs)
-    out = {"name": name, **info, "uniform": evaluate_mixtures(probs, fam, ks=KS, **kw)}
+    kw = dict(n_prompts=n_prompts, seed=seed, progress=progress, make_model=make_model)
+    out = {"name": name, **info, "uniform": evaluate_mixtures(model, fam, ks=KS, **kw)}
     if skewed:
-        out["skewed"] = evaluate_mixtures(probs, fam, ks=SKEWED_KS, skewed=True, **kw)
+        out["skewed"] = evaluate_mixtures(model, fam, ks=SKEWED_KS, skewed=True, **kw)
     return out
 
 
 def _trained_entry(name: str, cfg, params, step: int, **kw) -> dict:
     """:func:`_entry` of a trained add model, with its size, weights' fingerprint and
     single-task accuracy (100 fresh sequences per task)."""
-    from empirical.sweep import trained_probs
+    from empirical.models import FlaxModel
     from empirical.training import evaluate_tasks, param_count
 
     acc = evaluate_tasks(cfg, params, sequences=100)
-    return _entry(name, trained_probs(cfg.model, params), synthetic.family("add"), kind="trained",
+    return _entry(name, FlaxModel(name, cfg.model, params, "learned"), synthetic.family("add"), kind="trained",
                   width=cfg.model.d_model, heads=cfg.model.num_heads, params=param_count(params), step=step,
                   seed_of_training=cfg.seed, fingerprint=fingerprint(params),
                   single_task_late_acc=acc["answer_acc_late"], worst_task_late_acc=acc["worst_task_late"], **kw)
@@ -451,7 +452,7 @@ def evaluate_study(runs_dir: str | os.PathLike, *, n_prompts: int = 500, seed: i
     else:
         cfam = constructed_family()
         entries.append(_entry("constructed (K heads)", None, cfam, n_prompts=n_prompts, seed=seed, progress=progress,
-                              make_probs=constructed_probs(cfam), kind="constructed", heads="K", beta=30.0))
+                              make_model=constructed_models(cfam), kind="constructed", heads="K", beta=30.0))
     u = entries[-1]["uniform"]
     report("constructed: " + ", ".join(f"K={x['k']}: r={x['r']['mean']:.2f} KL={x['kl']['mean']:.4f}" for x in u))
     return {"command": "scaling eval", **provenance(config), "missing": missing, "models": entries}
@@ -586,3 +587,63 @@ def evaluate_runs(run_dirs: Sequence[str | os.PathLike], *, n_prompts: int = 500
                + ", ".join(f"K={m['k']}: r={m['r']['mean']:.2f} 2nd={m['second']['mean']:.3f}" for m in entry["uniform"]))
     return {"command": "scaling runs", **provenance({"runs": [str(r) for r in run_dirs], "n_prompts": n_prompts,
                                                      "seed": seed}), "models": out}
+
+
+def command(action: str, *, runs: str = "runs/scaling", which: str = "all", run_dirs: Sequence[str] = (),
+            prompts: int = 500, seed: int = 0, study: str | None = None, reuse: str | None = None,
+            llm: Sequence[str] = (), out: str = "benchmarks/results/scaling", json_path: str | None = None,
+            progress: bool = True, echo=print) -> None:
+    """``superpose scaling train|runs|eval|plot|calibration`` (one action per call): train the
+    members, evaluate other runs or the study (JSON), plot it, or fit calibration exponents of
+    the study's models and saved LLM calibration runs."""
+    from empirical.cli_args import read_json
+    from empirical.results import provenance, write_json
+
+    out = Path(out)
+    if action == "train":
+        train_members(runs, which, progress=progress)
+        return
+    if action == "runs":
+        if not run_dirs:
+            raise ValueError("scaling runs needs --run (repeatable): run directories of add-family models")
+        target = json_path or str(out / "runs.json")
+        write_json(target, evaluate_runs(run_dirs, n_prompts=prompts, seed=seed))
+        echo(f"json: {target}")
+        return
+    if action == "eval":
+        earlier = read_json(reuse, "study to reuse") if reuse else None
+        if earlier is not None and earlier.get("command") != "scaling eval":
+            raise ValueError(f"{reuse} is not a `superpose scaling eval` result")
+        doc = evaluate_study(runs, n_prompts=prompts, seed=seed, progress=progress, reuse=earlier)
+        target = json_path or str(out / "scaling.json")
+        write_json(target, doc, indent=None)
+        echo(f"json: {target}")
+        if doc["missing"]:
+            echo("not trained yet: " + ", ".join(doc["missing"]))
+        return
+    if study is None:
+        raise ValueError(f"scaling {action} needs --study, a `superpose scaling eval` JSON")
+    doc = read_json(study, "study")
+    if doc.get("command") != "scaling eval" or "models" not in doc:
+        raise ValueError(f"{study} is not a `superpose scaling eval` result")
+    if action == "plot":
+        for family in ("scaling", "capacity"):
+            echo(f"plot: {plot_family(doc, family, out / f'{family}.png')}")
+        return
+    from empirical import calibration
+
+    llm_docs = []
+    for path in llm:
+        rows = read_json(path, "LLM calibration result")
+        if not isinstance(rows.get("rows"), list) or not rows["rows"]:
+            raise ValueError(f"{path} holds no calibration rows (a `superpose probe skewed` JSON)")
+        llm_docs.append(rows)
+    entries = calibration_entries(doc, llm_docs)
+    for e in entries:
+        ex = e["exponent"]
+        echo(f"{e['name']}: alpha {ex['alpha']:.2f} [{ex['lo']:.2f}, {ex['hi']:.2f}] ({e['n_prompts']} prompts)")
+    echo(f"plot: {calibration.plot(entries, out / 'calibration.png')}")
+    target = json_path or str(out / "calibration.json")
+    write_json(target, {"command": "scaling calibration", **provenance({"study": study, "llm": list(llm)}),
+                        "models": entries}, indent=None)
+    echo(f"json: {target}")

@@ -58,10 +58,11 @@ def measure(cfg: training.TrainConfig, params, *, n_prompts: int = 200, sequence
     """One model: single-task accuracy and its Figure 3 sweep's per-lambda numbers."""
     from empirical import sweep as sweep_lib
     from empirical import synthetic
+    from empirical.models import FlaxModel
 
     acc = training.evaluate_tasks(cfg, params, sequences=sequences, seed=seed)
     fam, tasks = synthetic.parse_tasks(list(FIGURE3[cfg.family]), cfg.tasks)
-    result = sweep_lib.sweep(sweep_lib.trained_probs(cfg.model, params), cfg.fam, tasks, n_prompts=n_prompts,
+    result = sweep_lib.sweep(FlaxModel("model", cfg.model, params), cfg.fam, tasks, n_prompts=n_prompts,
                              n_examples=cfg.n_examples - 1, lambdas=LAMBDAS, seed=seed, progress=False)
     points = []
     for pt in result["points"]:
@@ -157,3 +158,41 @@ def plot(doc: dict, path: str | os.PathLike) -> Path:
                  f"({doc['n_prompts']} prompts per lambda)", fontsize=10)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def command(action: str, *, runs: str | os.PathLike = "runs/seeds", families: list[str] | None = None,
+            study_path: str | None = None, prompts: int = 200, seed: int = 0,
+            out: str | os.PathLike = "benchmarks/results/seeds", json_path: str | None = None,
+            progress: bool = True, echo=print) -> dict | list[Path]:
+    """``superpose seeds train|eval|plot`` as one call (``families``: default every Figure 3
+    family; ``study_path``: the JSON to plot); echoes what the command prints and returns the
+    evaluation (or the trained runs)."""
+    from empirical.cli_args import read_json
+    from empirical.results import provenance, write_json
+
+    out = Path(out)
+    families = tuple(families) if families else tuple(FIGURE3)
+    for fam in families:
+        config(fam, 0)  # an unknown family is one clear error before any work
+    if action == "train":
+        trained = list(train(runs, families, progress=progress))
+        for path in trained:
+            echo(f"run: {path}")
+        return trained
+    if action == "eval":
+        doc = evaluate(runs, families, n_prompts=prompts, seed=seed, progress=progress)
+        doc = {"command": "seeds eval", **provenance({"families": list(families), "seeds": doc["seeds"],
+                                                      "n_prompts": prompts, "seed": seed}), **doc}
+        target = json_path or str(out / "seeds.json")
+        write_json(target, doc, indent=None)
+        echo(summary(doc))
+        echo(f"json: {target}")
+        return doc
+    if study_path is None:
+        raise ValueError("seeds plot needs --study, a `superpose seeds eval` JSON")
+    doc = read_json(study_path, "study")
+    if doc.get("command") != "seeds eval" or "families" not in doc:
+        raise ValueError(f"{study_path} is not a `superpose seeds eval` result")
+    echo(summary(doc))
+    echo(f"plot: {plot(doc, out / 'seeds.png')}")
+    return doc

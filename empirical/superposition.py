@@ -1,9 +1,10 @@
 """Per-prompt superposition measures and the behavioural signatures of docs/theory.md section 7.
 
-Any model is a function ``probs(tokens [P, L]) -> [P, V]`` (the next-token distribution at
-the last position; :func:`empirical.sweep.trained_probs` makes one for a trained model, a
-constructed model's ``probabilities`` is one) together with a :class:`synthetic.Family`
-whose layout its prompts follow. Everything here reads the model through that function
+Any model is an :class:`empirical.models.Model` (its ``last_probs``: the next-token
+distribution at the last position [P, V]; e.g. ``FlaxModel.trained`` or ``FlaxModel.of`` a
+constructed model) or a bare function ``probs(tokens [P, L]) -> [P, V]`` (the oracles of
+:func:`oracle_probs`, an ablated model), together with a :class:`synthetic.Family` whose
+layout its prompts follow. Everything here reads the model through those probabilities
 only, so the same code measures trained, constructed and oracle models on any family.
 
 * :func:`prompt_stats` / :func:`summarise`: per prompt, each task's answer probability
@@ -42,6 +43,7 @@ from empirical import synthetic
 from empirical.sweep import LAMBDAS
 from empirical.within_prompt import mean_ci, per_prompt
 
+#: A :class:`empirical.models.Model` or a function ``probs(tokens [P, L]) -> [P, V]``.
 Probs = Callable[[np.ndarray], np.ndarray]
 
 #: The oracle kinds of :func:`oracle_probs`.
@@ -88,7 +90,7 @@ def _counts(n_prompts: int, n_examples: int) -> None:
 
 
 def _model_probs(probs: Probs, tokens: np.ndarray) -> np.ndarray:
-    p = np.asarray(probs(tokens), dtype=np.float64)
+    p = np.asarray(probs(tokens) if callable(probs) else probs.last_probs(tokens), dtype=np.float64)
     if p.ndim != 2 or p.shape[0] != tokens.shape[0]:
         raise ValueError(f"the model must return next-token probabilities [{tokens.shape[0]}, V], got {p.shape}")
     return p

@@ -9,61 +9,27 @@ prompt's actual task proportions (docs/theory.md section 6), and the within-prom
 distribution, share of prompts giving both tasks >= 0.1). Means come with 95% normal
 confidence intervals over prompts; the per-prompt values are kept in the result.
 
-Any model can be swept: :func:`sweep` takes a function ``probs(tokens [P, L]) -> [P, V]``.
-:func:`trained_probs` makes one for a Flax config and parameters; a constructed model's
-``probabilities`` method is one already.
+Any model can be swept: :func:`sweep` takes a :class:`empirical.models.Model` and reads its
+``last_probs`` (a trained model: ``FlaxModel.trained``; a constructed one: ``FlaxModel.of``).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from functools import lru_cache
+from collections.abc import Sequence
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from construction.transformer import TransformerConfig, run
 from empirical import results as results_lib
 from empirical import synthetic
 from empirical import within_prompt as wp
+from empirical.analysis.divergence import kl as _kl
+from empirical.analysis.grid import LAMBDAS  # the paper's grid: lambda in {0, 0.1, ..., 1}
 from empirical.within_prompt import mean_ci
 
-#: The paper's grid: lambda in {0, 0.1, ..., 1}.
-LAMBDAS = tuple(round(0.1 * i, 1) for i in range(11))
 #: The lambdas of the per-prompt scatter panel.
 SCATTER_LAMBDAS = (0.1, 0.3, 0.5, 0.7, 0.9)
-
-
-@lru_cache(maxsize=8)
-def last_position_probs(model: TransformerConfig, batch: int):
-    """A (cached) jitted ``(params, tokens [batch, L]) -> probabilities [batch, V]`` at the last position."""
-
-    @jax.jit
-    def probs(params, tokens):
-        logits, _ = run(model, params, tokens, last_only=True)
-        return jax.nn.softmax(logits[:, -1].astype(jnp.float32), axis=-1)
-
-    return probs
-
-
-def trained_probs(model: TransformerConfig, params, batch: int = 50) -> Callable[[np.ndarray], np.ndarray]:
-    """``probs(tokens [P, L]) -> [P, V]`` of a Flax model, in fixed-size batches (one compilation)."""
-    fn = last_position_probs(model, batch)
-
-    def probs(tokens: np.ndarray) -> np.ndarray:
-        out = []
-        for start in range(0, len(tokens), batch):
-            chunk = tokens[start : start + batch]
-            real = len(chunk)
-            if real < batch:  # pad to a fixed shape
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - real, axis=0)])
-            out.append(np.asarray(fn(params, chunk))[:real])
-        return np.concatenate(out)
-
-    return probs
 
 
 def _family_answers(fam: synthetic.Family, p: np.ndarray, query: np.ndarray) -> dict:
@@ -80,8 +46,7 @@ def _point(lam: float, p: np.ndarray, prompts: dict, fam: synthetic.Family) -> d
     top = p.argmax(axis=1)
     share_a = (prompts["example_task"] == 0).mean(axis=1)
     d = np.stack([share_a, 1.0 - share_a], axis=1)  # D: the prompt's actual task proportions
-    with np.errstate(divide="ignore", invalid="ignore"):
-        kl = np.where(d > 0, d * (np.log(d) - np.log(np.maximum(p_ans, 1e-30))), 0.0).sum(axis=1)
+    kl = _kl(d, p_ans)
     return {
         "lambda": float(lam),
         "p_a": mean_ci(p_ans[:, 0]),
@@ -107,7 +72,7 @@ def _point(lam: float, p: np.ndarray, prompts: dict, fam: synthetic.Family) -> d
 
 
 def sweep(
-    probs: Callable[[np.ndarray], np.ndarray],
+    model,
     family: str | synthetic.Family,
     tasks: Sequence[int],
     *,
@@ -119,8 +84,9 @@ def sweep(
 ) -> dict:
     """P(answer of A = tasks[0]) and P(answer of B = tasks[1]) against lambda (A's share).
 
-    ``probs`` maps prompts [P, L] to next-token distributions [P, V] (see
-    :func:`trained_probs`). Returns ``{"family", "tasks", "task_labels", "lambdas", "points"}``;
+    ``model`` is a :class:`empirical.models.Model` (its ``last_probs`` give the next-token
+    distributions [P, V] of the prompts [P, L]) or such a function itself (a stand-in model,
+    a float64 construction's ``probabilities``). Returns ``{"family", "tasks", "task_labels", "lambdas", "points"}``;
     every statistic of a point is ``{mean, ci95, lo, hi}`` over the prompts, and
     ``point["per_prompt"]`` holds each prompt's P(A), P(B) and A's share, and
     ``point["family_tasks"]`` the mean probability of every task of the family's answer
@@ -131,6 +97,7 @@ def sweep(
     from tqdm.auto import tqdm
 
     fam = synthetic.family(family) if isinstance(family, str) else family
+    probs = model if callable(model) else model.last_probs
     if len(tasks) != 2:
         raise ValueError(f"a sweep compares two tasks, got {len(tasks)}")
     if n_prompts < 2:
@@ -158,21 +125,18 @@ def sweep(
     }
 
 
-def sweep_run(model: TransformerConfig, params, fam: synthetic.Family, tasks: Sequence[int], *, n_prompts: int = 1000,
-              n_examples: int = 100, seed: int = 0, batch: int = 50, beta: float = 30.0,
-              progress: bool = True) -> dict:
-    """:func:`sweep` of a trained model; for the lookup family also of the constructed model
-    of the same tasks on the same prompts (``result["constructed"]``, at attention sharpness
-    ``beta``)."""
+def sweep_run(model, fam: synthetic.Family, tasks: Sequence[int], *, n_prompts: int = 1000,
+              n_examples: int = 100, seed: int = 0, beta: float = 30.0, progress: bool = True) -> dict:
+    """:func:`sweep` of a trained :class:`empirical.models.Model`; for the lookup family also
+    of the constructed model of the same tasks on the same prompts (``result["constructed"]``,
+    at attention sharpness ``beta``)."""
     kw = dict(n_prompts=n_prompts, n_examples=n_examples, seed=seed, progress=progress)
-    result = sweep(trained_probs(model, params, batch), fam, tasks, **kw)
+    result = sweep(model, fam, tasks, **kw)
     if fam.task_set is not None:
-        from construction import construct
+        from empirical.models import FlaxModel
 
-        ts = fam.task_set
-        constructed_model = construct(ts.tasks, vocab_size=ts.vocab_size, example_len=ts.example_len,
-                                      max_examples=max(64, n_examples), beta=beta)
-        constructed = sweep(constructed_model.probabilities, fam, tasks, **kw)
+        constructed_model = FlaxModel.constructed(fam.task_set, max_examples=max(64, n_examples), beta=beta)
+        constructed = sweep(constructed_model, fam, tasks, **kw)
         constructed["model"] = {"kind": "constructed", "beta": beta, "spec": constructed_model.spec.to_dict()}
         result["constructed"] = constructed
     return result
@@ -266,3 +230,40 @@ def plot(result: dict, path: str | os.PathLike, title: str | None = None, *,
     sc.set_title("each prompt; x = proportional mixing at that lambda", fontsize=8)
     fig.tight_layout()
     return results_lib.save_figure(fig, path)
+
+
+def command(run: str, tasks: str, *, prompts: int = 1000, examples: int | None = None, batch: int = 50,
+            beta: float = 30.0, seed: int = 0, out=None, json_path=None, progress: bool = True, echo=print) -> dict:
+    """``superpose sweep``: the Figure 3 sweep of a trained run on two of its family's tasks
+    (``tasks`` = ``"A,B"``), its plot in ``out`` and its JSON; ``echo`` gets three summary lines."""
+    from empirical import runs, training
+    from empirical.models import FlaxModel
+
+    names = [t for t in tasks.split(",") if t.strip()]
+    synthetic.parse_tasks(names)  # the shape of the argument, before loading anything
+    cfg, params, step = runs.load(run)
+    fam, hs = synthetic.parse_tasks(names, cfg.tasks)
+    if len(hs) != 2:
+        raise ValueError(f"--tasks needs exactly two tasks A,B, got {len(hs)}")
+    if cfg.family != fam.name:
+        raise ValueError(f"{run} was trained on family {cfg.family!r}; the tasks are {fam.name!r} tasks")
+    n_examples = examples or cfg.n_examples - 1
+    if n_examples > cfg.n_examples - 1 and cfg.model.positions == "learned":
+        raise ValueError(f"{run} has learned positions for {cfg.n_examples} examples: prompts can hold at "
+                         f"most {cfg.n_examples - 1} examples and the query")
+    model = FlaxModel(str(run), cfg.model, params, "learned", batch=batch)
+    result = sweep_run(model, cfg.fam, hs, n_prompts=prompts, n_examples=n_examples, seed=seed, beta=beta,
+                       progress=progress)
+    result = {**training.provenance(cfg), "command": "sweep", "run": run, "checkpoint_step": step, **result}
+    name_a, name_b = result["tasks"]
+    if out:
+        stem = f"sweep_{name_a}_{name_b}".replace(":", "")
+        result["plot"] = str(plot(result, Path(out) / f"{stem}.png", overlay=result.get("constructed")))
+    if json_path:
+        results_lib.write_json(json_path, result)
+    for lam in (0.0, 0.5, 1.0):
+        pt = at(result, lam)
+        echo(f"lambda={lam:.1f}: P({name_a})={pt['p_a']['mean']:.3f}±{pt['p_a']['ci95']:.3f}  "
+             f"P({name_b})={pt['p_b']['mean']:.3f}±{pt['p_b']['ci95']:.3f}  "
+             f"within-prompt 2nd-largest {pt['second']['mean']:.3f}")
+    return result

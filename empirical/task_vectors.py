@@ -1,21 +1,27 @@
 """Task vectors: extraction, patching, convex combinations and geometry (the paper's Figures 4, 5).
 
-Pure functions over the one intermediates API of the package's transformer
-(``construction.transformer.run(..., capture=, edits=)``), so constructed and trained models
-go through the same calls (a :class:`empirical.compare.Subject` carries either). Prompts are
-on the construction's token layout (the ``lookup`` family); the prediction, and the task
-vector, sit at the last position (the query's last input token).
+One analysis for every :class:`empirical.models.Model` (constructed, trained, real LLMs): it
+asks the model only for ``last_residuals``, ``last_probs`` and ``patch_probs`` at each
+prompt's last token, where the prediction, and the task vector, sit. What differs between
+models is where prompts and answers come from, a *prompt source*:
+
+* :class:`LayoutPrompts`: the construction's token layout (the ``lookup`` family) of a
+  :class:`construction.tasks.TaskSet`; the query is the last example's n-1 input tokens and
+  every task's answer one token;
+* :class:`FamilyPrompts`: text prompts of a real LLM's probe family
+  (:mod:`empirical.llm.families`), scored at the answer's first token after the separator.
+
+The pieces:
 
 * :func:`extract`: the residual stream after the embedding and after every layer at the last
   position, averaged over single-task prompts: one vector per layer.
 * :func:`patch`: replace the last position's residual after layer ``l`` by a vector in a batch
-  of zero-shot queries (the query's inputs alone), in one jitted call that returns the clean
-  and the patched next-token distributions.
+  of queries, returning the clean and the patched next-token distributions.
 * :func:`choose_layer`: the layer whose patch gives the task's answer the highest mean
   probability on held-out queries.
 * :func:`convex`: patch (1 - lambda) v_A + lambda v_B (or a point of the simplex for three
-  tasks) and read every task's answer probability; :func:`mixed_prompts_curve` gives the same
-  numbers from real mixed prompts, for the side-by-side of Figure 5.
+  tasks) and read every task's answer probability; :func:`report` gives the same numbers from
+  real mixed prompts, for the side-by-side of Figure 5.
 * :func:`lda` and :func:`mixture_fit`: the geometry (Figure 4) and the least-squares fit of a
   mixed prompt's vector onto the single-task vectors, with its residual per layer.
 
@@ -26,26 +32,17 @@ Patching there gives exactly the mixture the theory predicts (:func:`predicted_m
 
 from __future__ import annotations
 
-from functools import partial
-
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from construction import sample_prompts
 from construction.reference import task_outputs
 from construction.tasks import TaskSet
-from construction.transformer import TransformerConfig, run
-from empirical.compare import Subject, capture
+from construction.transformer import run
+from empirical.analysis.grid import LAMBDAS  # the two-task interpolation's grid; real prompts use REAL_LAMBDAS
+from empirical.models import layer_name
 
-#: The lambda grid of the two-task interpolation; the real-prompt side uses :data:`REAL_LAMBDAS`.
-LAMBDAS = tuple(round(0.1 * i, 1) for i in range(11))
 REAL_LAMBDAS = (0.0, 0.25, 0.5, 0.75, 1.0)
-
-
-def layer_name(layer: int) -> str:
-    """The canonical name of the residual stream after ``layer`` (0: the embedding)."""
-    return "embed" if layer == 0 else f"blocks.{layer - 1}.resid_post"
 
 
 def single_task_prompts(task_set: TaskSet, task: int, rng: np.random.Generator, n_prompts: int,
@@ -60,48 +57,19 @@ def zero_shot_queries(task_set: TaskSet, rng: np.random.Generator, n_queries: in
     return rng.integers(0, task_set.vocab_size, size=(n_queries, task_set.example_len - 1)).astype(np.int32)
 
 
-def residuals_at_last(subject: Subject, tokens: np.ndarray) -> np.ndarray:
-    """[layers + 1, P, D]: the residual at the last position after the embedding and every layer."""
-    cap = capture(subject, tokens)
-    return np.stack([cap[layer_name(l)][:, -1] for l in range(subject.num_layers + 1)]).astype(np.float64)
-
-
-def extract(subject: Subject, tokens: np.ndarray) -> np.ndarray:
+def extract(model, tokens) -> np.ndarray:
     """The task vector of every layer: [layers + 1, D], the mean over the prompts ``tokens``."""
-    return residuals_at_last(subject, tokens).mean(axis=1)
+    return model.last_residuals(tokens).mean(axis=1)
 
 
-@partial(jax.jit, static_argnames=("config", "name"))
-def _clean_and_patched(config: TransformerConfig, params, tokens, name: str, vectors, mask):
-    """Next-token distributions [2, P, V] at the last position: clean, then with the last
-    position's activation ``name`` replaced by ``vectors`` [P, D] where ``mask`` [D] is 1."""
-    def replace(x):
-        last = x[:, -1]
-        return x.at[:, -1].set(jnp.where(mask > 0, vectors.astype(x.dtype), last))
-
-    clean, _ = run(config, params, tokens)  # the same full pass as the patched one
-    patched, _ = run(config, params, tokens, edits={name: replace})
-    return jnp.stack([jax.nn.softmax(clean[:, -1].astype(jnp.float32), -1),
-                      jax.nn.softmax(patched[:, -1].astype(jnp.float32), -1)])
-
-
-def patch(subject: Subject, tokens: np.ndarray, layer: int, vectors: np.ndarray,
+def patch(model, tokens, layer: int, vectors: np.ndarray,
           mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(clean, patched) next-token distributions [P, V] of ``tokens`` [P, L], the patched run
-    with the residual after ``layer`` at the last position replaced by ``vectors`` ([D] for
+    """(clean, patched) next-token distributions [P, V] of the prompts ``tokens``, the patched
+    run with the residual after ``layer`` at the last position replaced by ``vectors`` ([D] for
     every prompt, or [P, D] one per prompt) -- only in the coordinates where ``mask`` [D] is
-    set, if given (a subspace patch, e.g. the constructed model's S block)."""
-    if not 0 <= layer <= subject.num_layers:
-        raise ValueError(f"layer must lie in 0..{subject.num_layers}, got {layer}")
-    d = subject.config.d_model
-    vectors = np.asarray(vectors, np.float32)
-    if vectors.shape not in ((d,), (len(tokens), d)):
-        raise ValueError(f"vectors must be [{d}] or [{len(tokens)}, {d}], got {list(vectors.shape)}")
-    vectors = np.broadcast_to(vectors, (len(tokens), d))
-    mask = np.ones(d, np.float32) if mask is None else np.asarray(mask, np.float32)
-    out = np.asarray(_clean_and_patched(subject.config, subject.params, jnp.asarray(tokens), layer_name(layer),
-                                        jnp.asarray(vectors), jnp.asarray(mask)))
-    return out[0].astype(np.float64), out[1].astype(np.float64)
+    set, if given (a subspace patch, e.g. the constructed model's S block):
+    ``model.patch_probs``."""
+    return model.patch_probs(tokens, layer, vectors, mask)
 
 
 def answer_probability(probs: np.ndarray, answers: np.ndarray) -> np.ndarray:
@@ -109,63 +77,42 @@ def answer_probability(probs: np.ndarray, answers: np.ndarray) -> np.ndarray:
     return probs[np.arange(len(probs)), answers]
 
 
-def choose_layer(subject: Subject, task_set: TaskSet, vectors: dict[int, np.ndarray], queries: np.ndarray,
-                 mask: np.ndarray | None = None, layers=None) -> dict:
-    """Per layer, the mean probability of each task's answer when its vector is patched into
-    the held-out zero-shot ``queries``; the chosen layer maximises the mean over tasks."""
-    layers = list(range(subject.num_layers + 1)) if layers is None else list(layers)
+def mean_answers(probs: np.ndarray, answers: np.ndarray) -> np.ndarray:
+    """[K] mean over prompts of the probability of every task's answer (``answers`` [P, K])."""
+    return probs[np.arange(len(probs))[:, None], answers].mean(0)
+
+
+def choose_layer(model, vectors: dict[int, np.ndarray], queries, answers: np.ndarray, names, mask=None,
+                 layers=None) -> dict:
+    """Per layer, the mean probability of each task's answer (``answers`` [P, K], task ``k``
+    named ``names[k]``) when its vector is patched into the held-out ``queries``; the chosen
+    layer maximises the mean over tasks."""
+    layers = list(range(model.num_layers + 1)) if layers is None else list(layers)
     per_layer = []
     for l in layers:
-        scores = {}
-        for k, vec in vectors.items():
-            answers = task_set.tasks[k].apply(_query_inputs(queries, task_set))
-            probs = patch(subject, queries, l, vec[l], mask)[1]
-            scores[task_set.names[k]] = float(answer_probability(probs, answers).mean())
-        per_layer.append(scores)
+        per_layer.append({names[k]: float(mean_answers(patch(model, queries, l, vec[l], mask)[1], answers)[k])
+                          for k, vec in vectors.items()})
     means = [float(np.mean(list(s.values()))) for s in per_layer]
     return {"layers": layers, "per_layer": per_layer, "mean": means, "layer": layers[int(np.argmax(means))]}
 
 
-def _query_inputs(queries: np.ndarray, task_set: TaskSet) -> np.ndarray:
-    """The query's n-1 inputs: the last n-1 tokens of every prompt (zero-shot or not)."""
-    return np.asarray(queries)[:, -(task_set.example_len - 1):]
-
-
-def convex(subject: Subject, task_set: TaskSet, vectors: dict[int, np.ndarray], layer: int, queries: np.ndarray,
-           weights: np.ndarray, mask: np.ndarray | None = None) -> dict:
+def convex(model, vectors: dict[int, np.ndarray], layer: int, queries, answers: np.ndarray, names, weights,
+           mask=None) -> dict:
     """Patch sum_j weights[j] v_{task j} (weights [W, J] over the tasks of ``vectors``, in
     their order) at ``layer`` into ``queries``; every task's mean answer probability per row."""
     tasks = list(vectors)
-    answers = {k: task.apply(_query_inputs(queries, task_set)) for k, task in enumerate(task_set.tasks)}
     rows = []
     for w in np.asarray(weights, np.float64):
         vec = sum(wj * vectors[k][layer] for wj, k in zip(w, tasks))
-        probs = patch(subject, queries, layer, vec, mask)[1]
-        rows.append({"weights": w.tolist(),
-                     "p": {task_set.names[k]: float(answer_probability(probs, a).mean()) for k, a in answers.items()}})
-    return {"tasks": [task_set.names[k] for k in tasks], "layer": layer, "points": rows}
+        p = mean_answers(patch(model, queries, layer, vec, mask)[1], answers)
+        rows.append({"weights": w.tolist(), "p": {names[j]: float(p[j]) for j in range(len(names))}})
+    return {"tasks": [names[k] for k in tasks], "layer": layer, "points": rows}
 
 
 def simplex_grid(step: float = 0.25) -> np.ndarray:
     """Points of the 2-simplex (three weights summing to 1) on a grid of ``step``."""
     n = int(round(1 / step))
     return np.array([(i / n, j / n, (n - i - j) / n) for i in range(n + 1) for j in range(n + 1 - i)])
-
-
-def mixed_prompts_curve(subject: Subject, task_set: TaskSet, pair: tuple[int, int], rng: np.random.Generator, *,
-                        n_prompts: int, n_examples: int, lambdas=REAL_LAMBDAS) -> list[dict]:
-    """Real mixed prompts (examples of task B with probability lambda, else A): every task's
-    mean answer probability per lambda (Figure 5's right side)."""
-    ts, out = task_set, []
-    for lam in lambdas:
-        tokens = sample_prompts(rng, [ts.tasks[pair[0]], ts.tasks[pair[1]]], [1 - lam, lam], n_examples=n_examples,
-                                batch=n_prompts, vocab_size=ts.vocab_size, example_len=ts.example_len,
-                                interleave="iid").tokens
-        probs = capture(subject, tokens)["probs"].astype(np.float64)
-        answers = task_outputs(tokens, ts.tasks, ts.example_len)
-        out.append({"lambda": lam, "p": {ts.names[k]: float(answer_probability(probs, answers[:, k]).mean())
-                                         for k in range(len(ts.tasks))}})
-    return out
 
 
 # --------------------------------------------------------------------------- geometry
@@ -244,119 +191,35 @@ def geometry(singles: dict, vectors: dict, mixed: dict, names: dict, layer: int,
 # --------------------------------------------------------------------------- the constructed model
 
 
-def predicted_mixture(subject, queries: np.ndarray, s_weights: np.ndarray) -> np.ndarray:
+def predicted_mixture(model, queries: np.ndarray, s_weights: np.ndarray) -> np.ndarray:
     """The constructed model's OUT block that the theory predicts when the S block at the last
     position holds ``s_weights`` [K]: sum_k S_k onehot(g_k(x_q)), [P, V]."""
-    spec = subject.spec
+    spec = model.spec
     outs = np.stack([t.apply(np.asarray(queries)[:, -(spec.example_len - 1):]) for t in spec.tasks], axis=1)
     return np.einsum("k,pkv->pv", np.asarray(s_weights, np.float64), np.eye(spec.vocab_size)[outs])
 
 
-def out_block(subject, tokens: np.ndarray, layer: int | None = None, vector: np.ndarray | None = None,
+def out_block(model, tokens: np.ndarray, layer: int | None = None, vector: np.ndarray | None = None,
               mask: np.ndarray | None = None) -> np.ndarray:
     """The constructed model's OUT block at the last position after its last layer [P, V],
     with the residual after ``layer`` at the last position replaced by ``vector`` (where
     ``mask`` is set, if given)."""
-    block = subject.spec.residual["OUT"]
+    block = model.spec.residual["OUT"]
     edits = None
     if vector is not None:
-        v = jnp.asarray(np.broadcast_to(vector, (len(tokens), subject.config.d_model)), jnp.float32)
-        keep = jnp.asarray(np.ones(subject.config.d_model) if mask is None else mask, jnp.float32)
+        v = jnp.asarray(np.broadcast_to(vector, (len(tokens), model.config.d_model)), jnp.float32)
+        keep = jnp.asarray(np.ones(model.config.d_model) if mask is None else mask, jnp.float32)
         edits = {layer_name(layer): lambda x: x.at[:, -1].set(jnp.where(keep > 0, v.astype(x.dtype), x[:, -1]))}
-    _, cache = run(subject.config, subject.params, jnp.asarray(tokens), capture=("final",), edits=edits)
+    _, cache = run(model.config, model.params, jnp.asarray(tokens), capture=("final",), edits=edits)
     return np.asarray(cache["final"][:, -1, block], np.float64)
 
 
-def s_block_mask(subject) -> np.ndarray:
+def s_block_mask(model) -> np.ndarray:
     """[D] 1 on the constructed model's S_k blocks (where its task identity lives after layer 4)."""
-    mask = np.zeros(subject.config.d_model)
-    for k in range(subject.spec.num_tasks):
-        mask[subject.spec.residual[f"S_{k}"]] = 1.0
+    mask = np.zeros(model.config.d_model)
+    for k in range(model.spec.num_tasks):
+        mask[model.spec.residual[f"S_{k}"]] = 1.0
     return mask
-
-
-# --------------------------------------------------------------------------- the report
-
-
-def report(subject: Subject, task_set: TaskSet, *, n_examples: int, n_prompts: int = 200, n_queries: int = 200,
-           seed: int = 0, mask: np.ndarray | None = None, pair: tuple[int, int] = (0, 1), progress: bool = True) -> dict:
-    """Figures 4 and 5 for one model: task vectors from ``n_prompts`` single-task prompts per
-    task (half to extract, half held out), the layer chosen on one set of queries and scored
-    on another, in two query contexts (zero-shot queries; the same queries after a context of
-    ``n_examples`` examples with random labels, so that positions match the extraction
-    prompts), the convex interpolations (two tasks on :data:`LAMBDAS`, three on the simplex),
-    real mixed prompts, the LDA projection and the per-layer mixture fit with its
-    random-answer control. ``mask`` restricts every patch to a subspace."""
-    from tqdm.auto import tqdm
-
-    from empirical.compare import mixture_prompts
-
-    ts, K = task_set, len(task_set.tasks)
-    rng = np.random.default_rng([seed, 40])
-    bar = tqdm(total=5, disable=not progress, desc="task vectors", unit="step")
-    singles = {k: residuals_at_last(subject, single_task_prompts(ts, k, rng, n_prompts, n_examples)) for k in range(K)}
-    half = n_prompts // 2
-    vectors = {k: r[:, :half].mean(1) for k, r in singles.items()}
-    bar.update(1)
-
-    def context(kind):
-        if kind == "zero-shot":
-            return zero_shot_queries(ts, rng, n_queries)
-        return random_answer_prompts(mixture_prompts(ts, rng, n_queries, n_examples), ts, rng)
-
-    result = {"model": subject.name, "tasks": list(ts.names), "n_examples": n_examples, "n_prompts": n_prompts,
-              "n_queries": n_queries, "seed": seed, "masked": mask is not None, "contexts": {}}
-    for kind in ("zero-shot", "random-label context"):
-        fit_q, test_q = context(kind), context(kind)
-        choice = choose_layer(subject, ts, vectors, fit_q, mask)
-        layer = choice["layer"]
-        held = choose_layer(subject, ts, vectors, test_q, mask, layers=[layer])["per_layer"][0]
-        clean = capture(subject, test_q)["probs"].astype(np.float64)
-        clean_p = {ts.names[k]: float(answer_probability(clean, ts.tasks[k].apply(_query_inputs(test_q, ts))).mean())
-                   for k in range(K)}
-        two = convex(subject, ts, {pair[0]: vectors[pair[0]], pair[1]: vectors[pair[1]]}, layer, test_q,
-                     np.array([[1 - lam, lam] for lam in LAMBDAS]), mask)
-        three = convex(subject, ts, {k: vectors[k] for k in range(3)}, layer, test_q, simplex_grid(), mask) if K >= 3 \
-            else None
-        result["contexts"][kind] = {"choice": choice, "layer": layer, "held_out": held, "clean": clean_p,
-                                    "convex_two": two, "convex_three": three}
-        bar.update(1)
-    result["real_mixed"] = mixed_prompts_curve(subject, ts, pair, rng, n_prompts=n_prompts, n_examples=n_examples)
-    bar.update(1)
-    # geometry: 50/50 mixtures of the pair, one-third mixtures of three tasks, and the control
-    mixes = {"50/50": [0.0] * K, "thirds": [0.0] * K}
-    mixes["50/50"][pair[0]] = mixes["50/50"][pair[1]] = 0.5
-    for k in range(min(K, 3)):
-        mixes["thirds"][k] = 1.0 / min(K, 3)
-    mixed_res = {}
-    for name, props in mixes.items():
-        tokens = sample_prompts(rng, ts.tasks, props, n_examples=n_examples, batch=n_prompts,
-                                vocab_size=ts.vocab_size, example_len=ts.example_len).tokens
-        mixed_res[name] = residuals_at_last(subject, tokens)
-        if name == "50/50":
-            mixed_res["50/50, random answers"] = residuals_at_last(subject, random_answer_prompts(tokens, ts, rng))
-    result["geometry"] = geometry(singles, vectors, mixed_res, dict(enumerate(ts.names)),
-                                  result["contexts"]["zero-shot"]["layer"], half)
-    bar.update(1)
-    bar.close()
-    return result
-
-
-def subject_report(subject: Subject, task_set: TaskSet, *, n_examples: int = 19, n_prompts: int = 200,
-                   seed: int = 0, progress: bool = True) -> dict:
-    """:func:`report` for one subject as ``superpose task-vectors --run`` makes it: the
-    constructed model's task vector is read in its S block after layer 4 (where it is
-    written), and the full residual's choice of layer is reported beside it."""
-    kw = dict(n_examples=n_examples, n_prompts=n_prompts, n_queries=n_prompts, seed=seed, progress=progress)
-    if subject.kind != "constructed":
-        return report(subject, task_set, **kw)
-    result = report(subject, task_set, mask=s_block_mask(subject), **kw)
-    queries = zero_shot_queries(task_set, np.random.default_rng([seed, 41]), n_prompts)
-    vectors = {k: extract(subject, single_task_prompts(task_set, k, np.random.default_rng([seed, 42, k]),
-                                                       n_prompts, n_examples))
-               for k in range(len(task_set.tasks))}
-    result["full_vector_choice"] = choose_layer(subject, task_set, vectors, queries)
-    return result
 
 
 def plot(result: dict, out, stem: str):
@@ -453,90 +316,275 @@ def _first_tokens(tokenizer, texts, answers) -> tuple[list[list[int]], np.ndarra
     return tokens, np.array(first), merged
 
 
-def llm_report(model, family_name: str, *, n_prompts: int = 40, examples: int = 10, n_queries: int = 60,
-               seed: int = 0, progress: bool = True) -> dict:
-    """Figures 4 and 5 for a real LLM on one of its probe families (``empirical.llm.families``):
-    task vectors from ``n_prompts`` single-task prompts of ``examples`` examples per task (half
-    to extract, half held out), the layer chosen on zero-shot queries and scored on others, the
-    convex patches, real prompts mixing the first two tasks, LDA and the mixture fit. Answer
-    probabilities are of the answer's first token at the prompt's last token (the separator)."""
+# --------------------------------------------------------------------------- prompt sources
+
+
+class LayoutPrompts:
+    """Prompts on the construction's token layout for ``task_set`` (constructed and trained
+    ``lookup``-family models), of ``n_examples`` examples. Two query contexts: zero-shot (the
+    query's inputs alone) and the same queries after ``n_examples`` examples with random
+    labels (positions then match the extraction prompts)."""
+
+    seed_tag = 40
+    contexts = ("zero-shot", "random-label context")
+
+    def __init__(self, task_set: TaskSet, n_examples: int):
+        self.task_set, self.n_examples = task_set, n_examples
+        self.tasks = list(task_set.names)
+
+    def answers(self, tokens: np.ndarray) -> np.ndarray:
+        """[P, K]: every task's answer to each prompt's query (its last n-1 tokens)."""
+        ts = self.task_set
+        inputs = np.asarray(tokens)[:, -(ts.example_len - 1):]
+        return np.stack([t.apply(inputs) for t in ts.tasks], axis=1)
+
+    def single(self, task: int, rng: np.random.Generator, n: int) -> np.ndarray:
+        return single_task_prompts(self.task_set, task, rng, n, self.n_examples)
+
+    def queries(self, kind: str, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+        from empirical.analysis.prompts import dirichlet_prompts
+
+        ts = self.task_set
+        if kind == "zero-shot":
+            tokens = zero_shot_queries(ts, rng, n)
+        else:
+            tokens = random_answer_prompts(dirichlet_prompts(ts, rng, n, self.n_examples), ts, rng)
+        return tokens, self.answers(tokens)
+
+    def real_mixed(self, pair, lam: float, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Prompts whose examples are of task ``pair[1]`` with probability ``lam``, else ``pair[0]``."""
+        ts = self.task_set
+        tokens = sample_prompts(rng, [ts.tasks[pair[0]], ts.tasks[pair[1]]], [1 - lam, lam],
+                                n_examples=self.n_examples, batch=n, vocab_size=ts.vocab_size,
+                                example_len=ts.example_len, interleave="iid").tokens
+        return tokens, task_outputs(tokens, ts.tasks, ts.example_len)
+
+    def mixtures(self, pair, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+        """50/50 mixtures of ``pair``, the same prompts with random answers, and one-third
+        mixtures of the first three tasks."""
+        ts, K = self.task_set, len(self.task_set.tasks)
+        halves, thirds = [0.0] * K, [0.0] * K
+        halves[pair[0]] = halves[pair[1]] = 0.5
+        for k in range(min(K, 3)):
+            thirds[k] = 1.0 / min(K, 3)
+
+        def draw(props):
+            return sample_prompts(rng, ts.tasks, props, n_examples=self.n_examples, batch=n,
+                                  vocab_size=ts.vocab_size, example_len=ts.example_len).tokens
+
+        out = {"50/50": draw(halves)}
+        out["50/50, random answers"] = random_answer_prompts(out["50/50"], ts, rng)
+        out["thirds"] = draw(thirds)
+        return out
+
+    def describe(self, *, n_prompts: int, n_queries: int, seed: int, masked: bool) -> dict:
+        return {"tasks": self.tasks, "n_examples": self.n_examples, "n_prompts": n_prompts,
+                "n_queries": n_queries, "seed": seed, "masked": masked}
+
+
+class FamilyPrompts:
+    """Text prompts of a real LLM's probe family (``empirical.llm.families``), tokenised by
+    ``tokenizer``: ``examples`` examples per task (distinct inputs, shuffled) and a query;
+    every task's answer is scored at its first token after the prompt's last token (the
+    separator). One query context: zero-shot. ``merged`` counts the answers of the
+    single-task prompts and queries whose first characters merge with the prompt's last."""
+
+    seed_tag = 50
+    contexts = ("zero-shot",)
+
+    def __init__(self, tokenizer, family: str, examples: int):
+        from empirical.llm.families import get_family
+
+        self.tokenizer, self.family_name, self.examples = tokenizer, family, examples
+        self.family = get_family(family)
+        self.tasks = list(self.family.tasks)
+        self.merged = 0
+
+    def _draw(self, counts: dict, rng: np.random.Generator, n: int, **kw):
+        texts, answers = zip(*(_llm_prompt(self.family, rng, counts, **kw) for _ in range(n)))
+        return _first_tokens(self.tokenizer, texts, answers)
+
+    def single(self, task: int, rng: np.random.Generator, n: int) -> list[list[int]]:
+        tokens, _, merged = self._draw({self.tasks[task]: self.examples}, rng, n)
+        self.merged += merged
+        return tokens
+
+    def queries(self, kind: str, rng: np.random.Generator, n: int) -> tuple[list[list[int]], np.ndarray]:
+        tokens, first, merged = self._draw({}, rng, n)
+        self.merged += merged
+        return tokens, first
+
+    def real_mixed(self, pair, lam: float, rng: np.random.Generator, n: int) -> tuple[list[list[int]], np.ndarray]:
+        """Prompts of 2 * ``examples`` examples, a share ``lam`` of them of task ``pair[1]``."""
+        total = 2 * self.examples
+        n_b = int(round(lam * total))
+        tokens, first, _ = self._draw({self.tasks[pair[0]]: total - n_b, self.tasks[pair[1]]: n_b}, rng, n)
+        return tokens, first
+
+    def mixtures(self, pair, rng: np.random.Generator, n: int) -> dict[str, list[list[int]]]:
+        """50/50 mixtures of ``pair``, one-third mixtures of the first three tasks, and 50/50
+        prompts whose answers are random (another input's answer for a random task)."""
+        a, b = self.tasks[pair[0]], self.tasks[pair[1]]
+        return {"50/50": self._draw({a: self.examples, b: self.examples}, rng, n)[0],
+                "thirds": self._draw({t: max(1, 2 * self.examples // 3) for t in self.tasks[:3]}, rng, n)[0],
+                "50/50, random answers": self._draw({a: self.examples, b: self.examples}, rng, n,
+                                                    random_answers=True)[0]}
+
+    def describe(self, *, n_prompts: int, n_queries: int, seed: int, masked: bool) -> dict:
+        return {"family": self.family_name, "tasks": self.tasks, "n_prompts": n_prompts,
+                "examples_per_task": self.examples, "n_queries": n_queries, "seed": seed, "first_token": True,
+                "merged_answers": self.merged, **({"masked": True} if masked else {})}
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def report(model, source, *, n_prompts: int = 200, n_queries: int = 200, seed: int = 0,
+           mask: np.ndarray | None = None, pair: tuple[int, int] = (0, 1), progress: bool = True) -> dict:
+    """Figures 4 and 5 for one :class:`empirical.models.Model` on the prompts of ``source``
+    (:class:`LayoutPrompts` or :class:`FamilyPrompts`): task vectors from ``n_prompts``
+    single-task prompts per task (half to extract, half held out), the layer chosen on one set
+    of ``n_queries`` queries and scored on another in each of the source's query contexts, the
+    convex interpolations (two tasks on :data:`LAMBDAS`, three on the simplex), real prompts
+    mixing the ``pair`` of tasks, the LDA projection and the per-layer mixture fit with its
+    random-answer control. ``mask`` restricts every patch to a subspace."""
     from tqdm.auto import tqdm
 
-    from empirical.llm.families import get_family
-
-    fam = get_family(family_name)
-    tasks, K = list(fam.tasks), len(fam.tasks)
-    rng = np.random.default_rng([seed, 50])
-    tok = model.tokenizer
-    bar = tqdm(total=4, disable=not progress, desc=f"task vectors {family_name}", unit="step")
-
-    def prompts(counts, n, **kw):
-        texts, answers = zip(*(_llm_prompt(fam, rng, counts, **kw) for _ in range(n)))
-        return _first_tokens(tok, texts, answers)
-
-    singles, merged = {}, 0
-    for t in tasks:
-        toks, _, m = prompts({t: examples}, n_prompts)
-        singles[t] = model.last_residuals(toks)
-        merged += m
+    names = dict(enumerate(source.tasks))
+    K = len(names)
+    rng = np.random.default_rng([seed, source.seed_tag])
+    bar = tqdm(total=len(source.contexts) + 3, disable=not progress, desc="task vectors", unit="step")
+    singles = {k: model.last_residuals(source.single(k, rng, n_prompts)) for k in range(K)}
     half = n_prompts // 2
-    vectors = {t: r[:, :half].mean(1) for t, r in singles.items()}
+    vectors = {k: r[:, :half].mean(1) for k, r in singles.items()}
     bar.update(1)
-    fit_q, fit_first, m1 = prompts({}, n_queries)
-    test_q, test_first, m2 = prompts({}, n_queries)
-    rows = np.arange(n_queries)
-
-    def patched_p(queries, first, layer, vec):
-        clean, patched = model.patch_last(queries, layer, vec)
-        return (np.exp(clean[rows[:, None], first]).mean(0), np.exp(patched[rows[:, None], first]).mean(0))
-
-    per_layer = []
-    for layer in range(model.config.n_layers + 1):
-        per_layer.append({t: float(patched_p(fit_q, fit_first, layer, vectors[t][layer])[1][k])
-                          for k, t in enumerate(tasks)})
-    means = [float(np.mean(list(x.values()))) for x in per_layer]
-    layer = int(np.argmax(means))
-    held, clean = {}, None
-    for k, t in enumerate(tasks):
-        c, p = patched_p(test_q, test_first, layer, vectors[t][layer])
-        held[t], clean = float(p[k]), {tt: float(c[j]) for j, tt in enumerate(tasks)}
-
-    def convex_points(names, weights):
-        points = []
-        for w in weights:
-            vec = sum(wj * vectors[t][layer] for wj, t in zip(w, names))
-            p = patched_p(test_q, test_first, layer, vec)[1]
-            points.append({"weights": list(map(float, w)), "p": {t: float(p[j]) for j, t in enumerate(tasks)}})
-        return {"tasks": list(names), "layer": layer, "points": points}
-
-    two = convex_points(tasks[:2], [[1 - lam, lam] for lam in LAMBDAS])
-    three = convex_points(tasks[:3], simplex_grid()) if K >= 3 else None
-    bar.update(1)
-    total = 2 * examples
+    contexts = {}
+    for kind in source.contexts:
+        fit_q, fit_a = source.queries(kind, rng, n_queries)
+        test_q, test_a = source.queries(kind, rng, n_queries)
+        choice = choose_layer(model, vectors, fit_q, fit_a, names, mask)
+        layer = choice["layer"]
+        held, clean = {}, None
+        for k in range(K):
+            clean, patched = patch(model, test_q, layer, vectors[k][layer], mask)
+            held[names[k]] = float(mean_answers(patched, test_a)[k])
+        clean_p = mean_answers(clean, test_a)
+        two = convex(model, {pair[0]: vectors[pair[0]], pair[1]: vectors[pair[1]]}, layer, test_q, test_a, names,
+                     np.array([[1 - lam, lam] for lam in LAMBDAS]), mask)
+        three = convex(model, {k: vectors[k] for k in range(3)}, layer, test_q, test_a, names, simplex_grid(), mask) \
+            if K >= 3 else None
+        contexts[kind] = {"choice": choice, "layer": layer, "held_out": held,
+                          "clean": {names[k]: float(clean_p[k]) for k in range(K)},
+                          "convex_two": two, "convex_three": three}
+        bar.update(1)
     real = []
     for lam in REAL_LAMBDAS:
-        n_b = int(round(lam * total))
-        toks, first, _ = prompts({tasks[0]: total - n_b, tasks[1]: n_b}, n_prompts)
-        logits, _ = model.prefix(toks)
-        logp = np.asarray(jax.nn.log_softmax(jnp.asarray(logits), -1), np.float64)
-        p = np.exp(logp[np.arange(len(toks))[:, None], first]).mean(0)
-        real.append({"lambda": lam, "p": {t: float(p[j]) for j, t in enumerate(tasks)}})
+        tokens, answers = source.real_mixed(pair, lam, rng, n_prompts)
+        p = mean_answers(model.last_probs(tokens), answers)
+        real.append({"lambda": lam, "p": {names[k]: float(p[k]) for k in range(K)}})
     bar.update(1)
-    mixed = {"50/50": model.last_residuals(prompts({tasks[0]: examples, tasks[1]: examples}, n_prompts)[0]),
-             "thirds": model.last_residuals(prompts({t: max(1, 2 * examples // 3) for t in tasks[:3]},
-                                                    n_prompts)[0]),
-             "50/50, random answers": model.last_residuals(
-                 prompts({tasks[0]: examples, tasks[1]: examples}, n_prompts, random_answers=True)[0])}
+    mixed = {name: model.last_residuals(tokens) for name, tokens in source.mixtures(pair, rng, n_prompts).items()}
+    geo = geometry(singles, vectors, mixed, names, contexts[source.contexts[0]]["layer"], half)
     bar.update(1)
     bar.close()
-    return {
-        "model": model.source, "family": family_name, "tasks": tasks, "n_prompts": n_prompts,
-        "examples_per_task": examples, "n_queries": n_queries, "seed": seed, "first_token": True,
-        "merged_answers": merged + m1 + m2,
-        "contexts": {"zero-shot": {"choice": {"layers": list(range(len(means))), "per_layer": per_layer,
-                                              "mean": means, "layer": layer},
-                                   "layer": layer, "held_out": held, "clean": clean,
-                                   "convex_two": two, "convex_three": three}},
-        "real_mixed": real,
-        "geometry": geometry(singles, vectors, mixed, {t: t for t in tasks}, layer, half),
-    }
+    return {"model": model.name,
+            **source.describe(n_prompts=n_prompts, n_queries=n_queries, seed=seed, masked=mask is not None),
+            "contexts": contexts, "real_mixed": real, "geometry": geo}
+
+
+def layout_report(model, task_set: TaskSet, *, n_examples: int = 19, n_prompts: int = 200, seed: int = 0,
+                  progress: bool = True) -> dict:
+    """:func:`report` on :class:`LayoutPrompts` as ``superpose task-vectors --run`` makes it:
+    the constructed model's task vector is read in its S block after layer 4 (where it is
+    written), and the full residual's choice of layer is reported beside it."""
+    source = LayoutPrompts(task_set, n_examples)
+    kw = dict(n_prompts=n_prompts, n_queries=n_prompts, seed=seed, progress=progress)
+    if getattr(model, "kind", None) != "constructed":
+        return report(model, source, **kw)
+    result = report(model, source, mask=s_block_mask(model), **kw)
+    queries = zero_shot_queries(task_set, np.random.default_rng([seed, 41]), n_prompts)
+    vectors = {k: extract(model, single_task_prompts(task_set, k, np.random.default_rng([seed, 42, k]),
+                                                     n_prompts, n_examples))
+               for k in range(len(task_set.tasks))}
+    result["full_vector_choice"] = choose_layer(model, vectors, queries, source.answers(queries), source.tasks)
+    return result
+
+
+#: ``superpose task-vectors --run constructed``: the construction numbers up to 2**5 - 1 examples.
+CONSTRUCTED_BITS = 5
+
+
+def _summary_lines(result: dict) -> list[str]:
+    lines = []
+    for kind, c in result["contexts"].items():
+        mid = c["convex_two"]["points"][len(c["convex_two"]["points"]) // 2]["p"]
+        lines.append(f"{kind}: layer {c['layer']}, held-out patched answer probability "
+                     + ", ".join(f"{k} {v:.3f}" for k, v in c["held_out"].items())
+                     + " (clean " + ", ".join(f"{v:.3f}" for v in c["clean"].values()) + "); at lambda 0.5: "
+                     + ", ".join(f"{k} {v:.3f}" for k, v in mid.items()))
+    fits, layer = result["geometry"]["mixture_fit"], result["geometry"]["layer"]
+    lines.append(f"mixture fit at layer {layer}: 50/50 coefficients "
+                 + ", ".join(f"{c:.2f}" for c in fits["50/50"][layer]["coefficients"])
+                 + f", residual {fits['50/50'][layer]['relative_residual']:.2f} (random answers "
+                 f"{fits['50/50, random answers'][layer]['relative_residual']:.2f})")
+    return lines
+
+
+def command(run: str, *, tasks_file: str | None = None, examples: int | None = None, prompts: int = 200,
+            seed: int = 0, out=None, json_path=None, progress: bool = True, echo=print) -> dict:
+    """``superpose task-vectors --run``: Figures 4 and 5 for the constructed model (``run`` =
+    ``"constructed"``, numbering :data:`CONSTRUCTED_BITS`-bit examples) or a trained lookup-family
+    model, on prompts of ``examples`` examples (default 19); plot in ``out``, JSON, summary lines."""
+    from pathlib import Path
+
+    from empirical.cli_args import learned_lookup, task_set as read_task_set
+    from empirical.models import FlaxModel
+    from empirical.results import provenance, write_json
+
+    if run == "constructed":
+        from construction.tasks import default_task_set
+
+        task_set = read_task_set(tasks_file) or default_task_set()
+        model = FlaxModel.constructed(task_set, bits=CONSTRUCTED_BITS)
+        max_examples, config = 2**CONSTRUCTED_BITS - 1, {"model": "constructed", "spec": model.spec.to_dict()}
+    else:
+        model, cfg, task_set, max_examples = learned_lookup(run, tasks_file)
+        config = cfg.to_dict()
+    examples = examples or min(19, max_examples)
+    if examples > max_examples:
+        raise ValueError(f"prompts of {run} can hold at most {max_examples} examples")
+    result = layout_report(model, task_set, n_examples=examples, n_prompts=prompts, seed=seed, progress=progress)
+    result = {**provenance(config), "command": "task-vectors", "run": run, **result}
+    if out:
+        result["plot"] = str(plot(result, out, f"task_vectors_{Path(run).name}"))
+    if json_path:
+        write_json(json_path, result)
+    for line in _summary_lines(result):
+        echo(line)
+    return result
+
+
+def llm_command(model_name: str, *, family: str = "country", examples: int = 10, prompts: int = 200, seed: int = 0,
+                out=None, json_path=None, progress: bool = True, echo=print) -> dict:
+    """``superpose task-vectors --model``: the same figures for a real LLM on one probe family."""
+    from pathlib import Path
+
+    from empirical.llm import load_model
+    from empirical.llm.families import get_family
+    from empirical.results import provenance, write_json
+
+    get_family(family)  # one clear error for an unknown family, before loading the model
+    model = load_model(model_name)
+    result = report(model, FamilyPrompts(model.tokenizer, family, examples), n_prompts=prompts, n_queries=prompts,
+                    seed=seed, progress=progress)
+    result = {**provenance({"model": model_name, "family": family, "prompts": prompts,
+                            "examples_per_task": examples, "seed": seed}), "command": "task-vectors", **result}
+    if out:
+        result["plot"] = str(plot(result, out, f"task_vectors_{Path(str(model_name)).stem}_{family}"))
+    if json_path:
+        write_json(json_path, result)
+    c = result["contexts"]["zero-shot"]
+    echo(f"{model_name} {family}: layer {c['layer']}, held-out patched first-token probability "
+         + ", ".join(f"{k} {v:.3f}" for k, v in c["held_out"].items())
+         + " (clean " + ", ".join(f"{v:.3f}" for v in c["clean"].values()) + ")")
+    return result

@@ -26,9 +26,9 @@ from construction import (
     tasks_from_json,
 )
 from construction.tasks import DEFAULT_EXAMPLE_LEN, DEFAULT_VOCAB, default_tasks
+from empirical.analysis.divergence import kl
+from empirical.analysis.grid import LAMBDAS
 from empirical.results import save_figure
-
-LAMBDAS = tuple(round(0.1 * i, 1) for i in range(11))
 
 
 def mixture(lam: float, num_tasks: int) -> np.ndarray:
@@ -52,9 +52,7 @@ class VerifyConfig:
 
 def kl_to_mixture(y_hat: np.ndarray, probs: np.ndarray) -> np.ndarray:
     """KL(y_hat / |y_hat|_1 || probs) per prompt."""
-    p = y_hat / y_hat.sum(-1, keepdims=True)
-    safe = np.where(p > 0, p, 1.0)
-    return np.sum(np.where(p > 0, p * (np.log(safe) - np.log(probs)), 0.0), axis=-1)
+    return kl(y_hat / y_hat.sum(-1, keepdims=True), probs)
 
 
 def verify(tasks, cfg: VerifyConfig, *, progress: bool = True) -> dict:
@@ -160,3 +158,27 @@ def load_tasks(path: str | None, vocab: int, example_len: int):
     except json.JSONDecodeError as e:
         raise ValueError(f"{path} is not valid JSON: {e}") from None
     return tasks_from_json(data)
+
+
+def command(tasks_file: str | None = None, *, prompts: int = 100, examples: int = 20, max_examples: int = 64,
+            beta: float = 30.0, dtype: str = "float64", seed: int = 0, out: str | Path = "results",
+            json_path: str | None = None, progress: bool = True, echo=print) -> bool:
+    """``superpose verify`` as one call: build the construction for the tasks of ``tasks_file``
+    (the default tasks without one), check it, ``echo`` the report, the plot (in ``out``) and the
+    JSON written (``json_path``); whether every bound holds."""
+    from dataclasses import asdict
+
+    from empirical.results import provenance, write_json
+
+    tasks, vocab, n = load_tasks(tasks_file, DEFAULT_VOCAB, DEFAULT_EXAMPLE_LEN)
+    if prompts < 1 or examples < 1:
+        raise ValueError("--prompts and --examples must be >= 1")
+    cfg = VerifyConfig(vocab_size=vocab, example_len=n, n_examples=examples, max_examples=max(max_examples, examples),
+                       prompts_per_lambda=prompts, beta=beta, dtype=dtype, seed=seed)
+    result = verify(tasks, cfg, progress=progress)
+    echo(format_report(result))
+    echo(f"plot: {plot(result, Path(out) / 'verify_superposition.png')}")
+    if json_path:
+        write_json(json_path, {**provenance(asdict(cfg)), **result})
+        echo(f"json: {json_path}")
+    return bool(result["holds"])

@@ -265,3 +265,44 @@ def plot_summary(rows: dict[str, dict], path, title: str = ""):
     ax.set_title(title or "Superposition within one prompt", fontsize=9)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def command(sweeps: Sequence[str] = (), probes: Sequence[str] = (), *, lam: float = 0.5, authors=None, out=None,
+            json_path=None, echo=print) -> dict:
+    """``superpose within-prompt``: one row per saved sweep (at ``lam``) and probe result, with the
+    authors' logged runs when ``authors`` names a checkout; plot in ``out``, JSON, and one printed
+    line per row."""
+    from pathlib import Path
+
+    from empirical.cli_args import read_json
+    from empirical.results import provenance, write_json
+
+    if not sweeps and not probes:
+        raise ValueError("give at least one --sweep or --probe result file")
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"--lambda must lie in [0, 1], got {lam}")
+    sweep_docs = [read_json(p, "sweep result") for p in sweeps]
+    probe_docs = [read_json(p, "probe result") for p in probes]
+    for path, doc, keys, what in [*((p, d, {"tasks", "points", "lambdas", "n_prompts"}, "sweep")
+                                    for p, d in zip(sweeps, sweep_docs)),
+                                  *((p, d, {"results"}, "probe") for p, d in zip(probes, probe_docs))]:
+        if not isinstance(doc, dict) or not keys <= doc.keys():
+            raise ValueError(f"{path} is not a `superpose {what}` result")
+    table = rows(sweep_docs, probe_docs, lam)
+    logged = load_authors(authors) if authors else None
+    result = {**provenance({"sweeps": list(sweeps) or None, "probes": list(probes) or None, "lambda": lam,
+                            "authors": logged and logged["repository"]}),
+              "command": "within-prompt", "rows": table, **({"authors": logged} if logged else {})}
+    if out:
+        result["plot"] = str(plot_summary(table, Path(out) / "within_prompt_summary.png"))
+    if json_path:
+        write_json(json_path, result)
+    for label, row in table.items():
+        vr = ", ".join("-" if v is None else f"{v:.3f}" for v in row["variance_ratio"].values())
+        echo(f"{label:48s} 2nd-largest {row['second']['mean']:.3f} +- {row['second']['ci95']:.3f} "
+             f"(proportional {row['proportional']:.2f}), both >= 0.1 in {row['several']['mean']:.0%}, "
+             f"var/(m(1-m)) {vr}")
+    for task, run in (logged or {}).get("runs", {}).items():
+        lo, hi = run["variance_ratio_range"] or (float("nan"), float("nan"))
+        echo(f"authors' {task:39s} var/(m(1-m)) {lo:.3f}-{hi:.3f} over lambda 0.1-0.9")
+    return result

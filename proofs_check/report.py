@@ -188,3 +188,23 @@ def check(grid: str = "quick", *, seed: int = 0, plots_dir=None, progress=None) 
                             str(sweeps.plot_length(length, out / "check_length.png"))]
     payload["seconds"] = round(time.perf_counter() - start, 2)
     return payload
+
+
+def command(grid: str = "quick", *, seed: int = 0, out: str | Path = "results", plots: bool = True,
+            json_path: str | None = None, echo=print) -> bool:
+    """``superpose check`` as one call: every lemma over ``grid`` (and, with ``plots``, the sweeps
+    and their plots in ``out``), progress on stderr, the table and the float32 crossover
+    ``echo``-ed, the payload written to ``json_path``; whether every claim holds."""
+    import sys
+
+    from empirical.results import provenance, write_json
+
+    say = lambda label: print(f"[check] {label}", file=sys.stderr, flush=True)  # noqa: E731
+    payload = check(grid, seed=seed, plots_dir=out if plots else None, progress=say)
+    echo(payload.pop("table"))
+    if "beta_sweep" in payload:
+        cross = payload["beta_sweep"]["crossover_beta_float32"]
+        echo(f"float32 rounding takes over from softmax leakage at beta ~ {cross:g}" if cross else "no float32 crossover")
+    if json_path:
+        write_json(json_path, {**provenance({"grid": grid, "seed": seed, "out": out}), **payload})
+    return bool(payload["all_hold"])

@@ -189,7 +189,7 @@ def test_every_header_flip_is_an_error_but_the_version(tmp_path, gguf_bytes, ggu
     assert loaded == [VERSION_FLIP]
 
 
-@pytest.mark.parametrize("arch", ["bloom", "mamba", "qwen3", "gptj_"])
+@pytest.mark.parametrize("arch", ["bloom", "mamba", "olmo2", "gptj_"])
 def test_gguf_of_an_unsupported_architecture(tmp_path, gguf_bytes, arch):
     path = _write(tmp_path, "other.gguf", gguf_bytes.replace(b"llama", arch.encode()))
     with one_clear_error("GGUF of an unsupported architecture", match="unsupported GGUF architecture"):
@@ -202,7 +202,7 @@ def test_gguf_with_non_finite_weights(tmp_path, value):
 
     cfg = tiny_config()
     params = random_params(cfg)
-    params["layers"]["up"]["kernel"][0, 3, 5] = value
+    params["layers"]["mlp"]["w_in"][0, 3, 5] = value
     path = write_gguf(tmp_path / "nan.gguf", cfg, params, tokenizer=tiny_spec())
     with one_clear_error("NaN / inf weights", match="non-finite"):
         load_model(path)

@@ -1,4 +1,5 @@
-"""Real LLMs in Flax (Llama family incl. SmolLM2, Llama 2/3, Mistral-style; Qwen2; Gemma 3), loaded
+"""Real LLMs in Flax (Llama family incl. SmolLM2, Llama 2/3, Mistral-style; Qwen2; Qwen3; Gemma 3: one
+decoder, one variant file per architecture in :mod:`empirical.llm.architectures`), loaded
 offline from GGUF files or Hugging Face folders, scored with a shared KV cache, and the probe
 experiment of the paper's Figure 2 (task superposition in context).
 
@@ -9,13 +10,13 @@ experiment of the paper's Figure 2 (task superposition in context).
     >>> m.score(p.text, p.answers).probs                 # one probability per task
 """
 
-from empirical.llm.config import LlamaConfig, config_from_hf, llama3_8b, tiny
+from empirical.llm.config import DecoderConfig, config_from_hf, llama3_8b, tiny
 from empirical.llm.families import (
-    FAMILIES, Family, Prompt, dirichlet_counts, get_family, make_prompt, make_prompts,
+    PROBE_FAMILIES, Family, Prompt, dirichlet_counts, get_family, make_prompt, make_prompts,
 )
 from empirical.llm.loading import LLM, gemma3_path, load_model, model_from_params, smollm2_path
 from empirical.llm.metrics import collapse, kl_divergence, mean_var, other_mass, r_metric
-from empirical.llm.model import KVCache, Llama, capture_names, init_params
+from empirical.llm.model import Decoder, KVCache, capture_names, init_params
 from empirical.llm.scoring import (
     CandidateScores,
     Continuations,
@@ -28,8 +29,8 @@ from empirical.llm.scoring import (
 from empirical.llm.sharding import make_mesh, shard_batch, shard_params
 
 __all__ = [
-    "FAMILIES", "LLM", "CandidateScores", "Continuations", "Family", "KVCache", "Llama",
-    "LlamaConfig", "Prompt", "capture_names", "collapse", "config_from_hf", "dirichlet_counts",
+    "PROBE_FAMILIES", "LLM", "CandidateScores", "Continuations", "Family", "KVCache", "Decoder",
+    "DecoderConfig", "Prompt", "capture_names", "collapse", "config_from_hf", "dirichlet_counts",
     "enumerate_continuations", "gemma3_path", "get_family", "init_params", "kl_divergence", "llama3_8b",
     "load_model", "make_mesh", "make_prompt", "make_prompts", "mean_var", "model_from_params",
     "other_mass", "r_metric", "score_candidates", "score_candidates_naive", "score_prompts",

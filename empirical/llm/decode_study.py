@@ -476,3 +476,120 @@ def compact_table(docs: Sequence[dict]) -> str:
                      f"{_fmt(g['recall'])} ({g['generated_tokens']:.1f} tok, {g['seconds_median']:.1f} s) | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- the commands
+
+
+def decode_command(model: str = "gemma3", *, method: str = "branch", k: int = 3, prompt: str | None = None,
+                   prompt_file: str | None = None, family: str | None = None, prompts: int = 3,
+                   examples_per_task: int = 20, max_tokens: int = 12, seed: int = 0, json_path: str | None = None,
+                   quiet: bool = False, echo=print) -> list[dict]:
+    """``superpose decode``: ``k`` answers of one prompt (``prompt``, the text of ``prompt_file``,
+    or a family's ``prompts`` prompts, scored against their tasks' answers) by ``method``, one
+    line per prompt; the rows (written to ``json_path`` with their config)."""
+    from empirical.llm.probe import FAMILY_CHOICES
+
+    if method not in METHODS:
+        raise ValueError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+    for flag, value in (("--k", k), ("--prompts", prompts), ("--max-tokens", max_tokens),
+                        ("--examples-per-task", examples_per_task)):
+        if value < 1:
+            raise ValueError(f"{flag} must be at least 1, got {value}")
+    if method == "greedy" and k != 1:
+        raise ValueError(f"--method greedy returns one answer: --k must be 1, got {k}")
+    if prompt is not None and prompt_file is not None:
+        raise ValueError("give --prompt or --prompt-file, not both")
+    text = prompt if prompt_file is None else Path(prompt_file).read_text(encoding="utf-8")
+    if text is not None and not text:
+        raise ValueError("the prompt is empty")
+    family = family or "country"
+    if text is None and family not in FAMILY_CHOICES:
+        raise ValueError(f"--family must be one of {', '.join(FAMILY_CHOICES)}, got {family!r}")
+    from tqdm import tqdm
+
+    from empirical.llm.probe import load_with_tokenizer
+    from empirical.results import provenance, write_json
+
+    loaded = load_with_tokenizer(model)
+    if text is not None:
+        jobs = [(text, None, None)]
+    else:
+        jobs = [(p.text, p.query, p.answers)
+                for p in make_prompts(family, prompts, seed=seed, examples_per_task=examples_per_task)]
+    longest = max(len(loaded.tokenizer.encode_prompt(t)) for t, _, _ in jobs)
+    if longest + max_tokens > loaded.config.max_len:
+        raise ValueError(f"the prompt ({longest} tokens) plus --max-tokens ({max_tokens}) exceeds the "
+                         f"model's context of {loaded.config.max_len} tokens")
+    stop = stop_mask(loaded)
+    rows = []
+    for t, query, answers in tqdm(jobs, desc=f"decode {method}", disable=quiet or len(jobs) < 2, unit="prompt"):
+        r = decode(loaded, t, method, k, max_tokens=max_tokens, seed=seed, stop=stop)
+        row = {"answers": list(r.answers), "probs": r.probs.tolist(), "forward_tokens": r.forward_tokens,
+               "prompt_tokens": r.prompt_tokens, "seconds": r.seconds, "truncated": r.truncated,
+               "unfinished": [o.text for o in r.outputs if not o.complete]}
+        head = f"{query}: " if query is not None else ""
+        if answers is not None:
+            row.update(query=query, tasks_answers=list(answers), **score_outputs(answers, r.answers))
+        echo(head + ", ".join(f"{a!r} {p:.3f}" for a, p in zip(r.answers, r.probs))
+             + (" (no complete answer)" if not r.answers else "")
+             + f"  [{r.forward_tokens} forward tokens, {r.seconds:.2f} s"
+             + (", stopped at --max-tokens" if r.truncated else "") + "]")
+        rows.append(row)
+    if text is None and rows:
+        echo(f"recall {np.mean([r['recall'] for r in rows]):.2f}, all tasks {np.mean([r['all'] for r in rows]):.2f} "
+             f"over {len(rows)} prompts")
+    if json_path:
+        cfg = {"model": model_name(model), "method": method, "k": k, "max_tokens": max_tokens, "seed": seed,
+               "family": None if text is not None else family, "prompts": len(rows), "prompt": text}
+        write_json(json_path, {"command": "decode", **provenance(cfg), "model": model_name(model), "rows": rows})
+        echo(f"json: {json_path}")
+    return rows
+
+
+def study_command(model: str = "gemma3", family: str = "all", *, prompts: int = 3, seed: int = 0,
+                  max_k: int | None = None, ks: Sequence[int] | None = None, max_tokens: int = 12,
+                  examples_per_task: int = 20, ceiling_prompts: int = 10, out: str | Path = DEFAULT_OUT,
+                  quiet: bool = False, echo=print) -> dict[str, list[dict]]:
+    """``superpose decode --study``: every method at k = 1..K on ``family``'s prompts (or every
+    family's), one JSON per model and family in ``out`` (resumed if incomplete, reused if
+    complete), then the plots of every part there; the parts by model."""
+    import json
+
+    from tqdm import tqdm
+
+    from empirical.llm.probe import FAMILY_CHOICES, load_with_tokenizer, model_label
+
+    if family != "all" and family not in FAMILY_CHOICES:
+        raise ValueError(f"--family must be one of {', '.join(FAMILY_CHOICES)} or all, got {family!r}")
+    for flag, value in (("--prompts", prompts), ("--max-tokens", max_tokens), ("--ceiling-prompts", ceiling_prompts),
+                        ("--max-k", max_k or 1), ("--examples-per-task", examples_per_task)):
+        if value < 1:
+            raise ValueError(f"{flag} must be at least 1, got {value}")
+    loaded = load_with_tokenizer(model)
+    label = model_label(model)
+    out = Path(out)
+    for fam in FAMILY_CHOICES if family == "all" else (family,):
+        cfg = DecodeStudyConfig(model=str(model), family=fam, prompts=prompts, seed=seed, max_k=max_k,
+                                max_tokens=max_tokens, examples_per_task=examples_per_task,
+                                ks=None if ks is None else tuple(ks), ceiling_prompts=ceiling_prompts)
+        bar = lambda xs, fam=fam: tqdm(xs, desc=f"decode study {fam}", disable=quiet, unit="prompt")  # noqa: E731
+        doc = run_part(loaded, cfg, out / f"{label}_{fam}.json", progress=bar)
+        echo(format_summary(doc))
+    by_model: dict[str, list] = {}
+    for path in sorted(out.glob("*.json")):
+        try:
+            doc = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if doc.get("command") == "decode --study":
+            doc["summary"] = summarize(doc["tasks"], doc["per_prompt"])  # from the rows, current code
+            by_model.setdefault(doc["model"], []).append(doc)
+    order = {f: i for i, f in enumerate(FAMILY_CHOICES)}
+    for docs in by_model.values():
+        docs.sort(key=lambda d: order.get(d["family"], 99))
+        stem = model_label(docs[0]["config"]["model"])
+        echo(f"plot: {plot_recall_cost(docs, out / f'recall_cost_{stem}.png')}")
+    if by_model:
+        echo(f"plot: {plot_collapse(by_model, out / 'collapse_superposed.png')}")
+    return by_model

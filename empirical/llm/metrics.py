@@ -6,14 +6,13 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from empirical.analysis.divergence import kl
+
 
 def kl_divergence(d: Sequence[float], p: Sequence[float], *, floor: float = 1e-30) -> float:
     """KL(D || P) = sum_k D_k log(D_k / P_k) over D_k > 0, with P the *raw* (unnormalised)
     answer probabilities, as in the paper (so the mass on other continuations counts)."""
-    d = np.asarray(d, np.float64)
-    p = np.maximum(np.asarray(p, np.float64), floor)
-    m = d > 0
-    return float(np.sum(d[m] * np.log(d[m] / p[m])))
+    return kl(d, np.asarray(p, np.float64), floor=floor, log_ratio=True)
 
 
 def other_mass(p: Sequence[float]) -> float:

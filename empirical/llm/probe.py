@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from empirical.llm.families import get_family, make_prompts
+from empirical.llm.families import PROBE_FAMILIES, get_family, make_prompts
 from empirical import within_prompt as wp
 from empirical.llm.metrics import collapse, kl_divergence, mean_var, other_mass, r_complete, r_paper
 from empirical.llm.scoring import enumerate_completions_paper
@@ -252,8 +252,8 @@ def calibration_record(model, model_name: str, family: str, rows: Sequence[dict]
 
 #: The probe's task families (``superpose probe --family``; ``all`` runs them all): the paper's
 #: four panels, with the letter tasks on frequent words (``letter``) and on rare dictionary
-#: words (``letter_rare``, closer to the authors' data).
-FAMILY_CHOICES = ("add", "country", "at", "letter", "letter_rare")
+#: words (``letter_rare``, closer to the authors' data); the registry's order is the reports'.
+FAMILY_CHOICES = tuple(PROBE_FAMILIES)
 
 
 def probe_families(model, cfg: ProbeConfig, *, quiet: bool = False, report=print) -> list[dict]:
@@ -437,3 +437,136 @@ def plot_collapse(comparison: dict, path: str | Path) -> Path:
     path = save_figure(fig, path)
     plt.close(fig)
     return path
+
+
+# --------------------------------------------------------------------------- the commands
+
+
+def model_label(model: str) -> str:
+    """A short name of a ``--model`` value for file names and legends (``smollm2``, ``gemma3``,
+    or the file / folder's stem)."""
+    return Path(str(model)).stem or str(model)
+
+
+def check_settings(family: str, *, prompts: int, examples_per_task: int = 20, beam: int | None = None,
+                   max_tokens: int = 12, one_family: bool = False, total_examples: int | None = None) -> None:
+    """One clear ValueError for settings no probe can run with (before any model loads)."""
+    if family != "all" and family not in FAMILY_CHOICES:
+        raise ValueError(f"--family must be one of {', '.join(FAMILY_CHOICES)} or all, got {family!r}")
+    for flag, value in (("--prompts", prompts), ("--examples-per-task", examples_per_task),
+                        ("--beam", 1 if beam is None else beam), ("--max-tokens", max_tokens)):
+        if value < 1:
+            raise ValueError(f"{flag} must be at least 1, got {value}")
+    if one_family and family == "all":
+        raise ValueError("--skewed runs one family at a time (give --family add, country, at, letter or letter_rare)")
+    if total_examples is not None and total_examples < len(get_family(family).tasks):
+        raise ValueError(f"--total-examples must be at least the number of tasks "
+                         f"({len(get_family(family).tasks)}), got {total_examples}")
+
+
+def load_with_tokenizer(name: str):
+    """The model ``name`` names (see :func:`empirical.llm.load_model`); it must carry a tokenizer."""
+    from empirical.llm import load_model
+
+    model = load_model(name)
+    if model.tokenizer is None:
+        raise ValueError(f"{name}: the model file has no tokenizer")
+    return model
+
+
+def run_command(model: str = "smollm2", family: str = "country", *, prompts: int = 100, seed: int = 0,
+                examples_per_task: int = 20, beam: int | None = None, max_tokens: int = 12,
+                out: str | Path = "results/probe", json_path: str | None = None, quiet: bool = False,
+                echo=print) -> list[dict]:
+    """``superpose probe run``: Figure 2 for ``family`` (or ``"all"``) on ``model``: one summary
+    line per family, the plot in ``out``, the record to ``json_path``; the per-family results."""
+    check_settings(family, prompts=prompts, examples_per_task=examples_per_task, beam=beam, max_tokens=max_tokens)
+    loaded = load_with_tokenizer(model)
+    cfg = ProbeConfig(model=str(model), family=family, prompts=prompts, seed=seed,
+                      examples_per_task=examples_per_task, beam=beam, max_tokens=max_tokens)
+    results = probe_families(loaded, cfg, quiet=quiet, report=echo)
+    # plots of the installed models other than SmolLM2 (gemma3) carry its name: fig2_gemma3_country.png
+    tag = f"{model.lower()}_" if str(model).lower() in ("gemma3",) else ""
+    name = f"fig2{'_' + tag[:-1] if tag else ''}.png" if family == "all" else f"fig2_{tag}{family}.png"
+    title = f"{Path(str(model)).name}: {prompts} prompts, seed {seed}"
+    echo(f"plot: {plot_figure2(results, Path(out) / name, title=title)}")
+    if json_path:
+        from empirical.results import write_json
+
+        write_json(json_path, record(cfg, loaded, results))
+        echo(f"json: {json_path}")
+    return results
+
+
+def skewed_command(model: str = "smollm2", family: str = "country", *, prompts: int = 100, seed: int = 0,
+                   total_examples: int | None = None, out: str | Path = "results/probe",
+                   json_path: str | None = None, quiet: bool = False, echo=print, **settings) -> dict:
+    """``superpose probe skewed``: calibration rows (Dirichlet in-context proportions, answer
+    scoring only) of one family, to ``json_path`` or ``OUT/llm_<model>_<family>.json``.
+    ``settings``: the run's other settings (``examples_per_task``, ``beam``, ``max_tokens``),
+    checked only."""
+    from tqdm import tqdm
+
+    from empirical.results import write_json
+
+    check_settings(family, prompts=prompts, one_family=True, total_examples=total_examples, **settings)
+    loaded = load_with_tokenizer(model)
+    bar = lambda xs: tqdm(xs, desc=f"skewed {family}", disable=quiet, unit="batch")  # noqa: E731
+    t0 = time.perf_counter()
+    rows = calibration_rows(loaded, family, prompts, seed, total_examples, progress=bar)
+    seconds = time.perf_counter() - t0
+    doc = calibration_record(loaded, model_label(model), family, rows, seed=seed, total_examples=total_examples,
+                             seconds=seconds)
+    target = Path(json_path) if json_path else Path(out) / f"llm_{model_label(model)}_{family}.json"
+    write_json(target, doc)
+    top = np.mean([np.argmax(r["probs"]) == np.argmax(r["proportions"]) for r in rows])
+    echo(f"{family}: {len(rows)} skewed prompts, the most probable answer is the most frequent "
+         f"task's in {top:.2f} of them ({seconds:.0f} s)")
+    echo(f"json: {target}")
+    return doc
+
+
+def collapse_command(paths: Sequence[str], *, out: str | Path = "results/probe", json_path: str | None = None,
+                     echo=print) -> dict:
+    """``superpose probe collapse A.json B.json ...``: the generation collapse of saved probes,
+    side by side (plot and JSON ``OUT/collapse_<models>``, or the JSON to ``json_path``)."""
+    from empirical.results import provenance, write_json
+
+    docs = [load_saved(p) for p in paths]
+    labels = [model_label(d.get("config", {}).get("model", Path(p).stem)) for d, p in zip(docs, paths)]
+    pairs = [(label, res["family"]) for label, d in zip(labels, docs) for res in d["results"]]
+    if len(set(pairs)) != len(pairs):  # one model's family twice: tell the files apart instead
+        labels = [Path(p).stem for p in paths]
+    stem = "collapse_" + "_".join(dict.fromkeys(labels))
+    comparison = collapse_comparison(docs, labels)
+    plot = plot_collapse(comparison, Path(out) / f"{stem}.png")
+    target = Path(json_path) if json_path else Path(out) / f"{stem}.json"
+    write_json(target, {"command": "probe --collapse", **provenance({"probes": list(paths)}), **comparison})
+    for fam, per in comparison["families"].items():
+        echo(f"{fam}: " + "; ".join(
+            f"{m} first {np.mean(v['first_token_prob']):.3f} rest|first {np.mean(v['rest_given_first']):.3f}"
+            for m, v in per.items()))
+    echo(f"plot: {plot}\njson: {target}")
+    return comparison
+
+
+def refresh_command(path: str, *, out: str | Path = "results/probe", json_path: str | None = None,
+                    echo=print) -> dict:
+    """``superpose probe refresh RESULT.json``: a saved result's summaries and plot recomputed
+    from its per-prompt rows, without a model; rewrites the file (or writes ``json_path``)."""
+    from empirical.results import write_json
+
+    fresh = refresh(load_saved(path))
+    families = [r["family"] for r in fresh["results"]]
+    cfg = fresh.get("config", {})
+    name = "fig2_all_{}.png".format(cfg.get("prompts")) if len(families) > 1 else f"fig2_{families[0]}.png"
+    title = f"{Path(str(cfg.get('model', 'model'))).name}: {cfg.get('prompts')} prompts, seed {cfg.get('seed')}"
+    plot = plot_figure2(fresh["results"], Path(out) / name, title=title)
+    target = Path(json_path) if json_path else Path(path)
+    write_json(target, fresh)
+    for res in fresh["results"]:
+        w = res["summary"]["within_prompt"]
+        echo(f"{res['family']}: mean 2nd-largest task probability {w['second']['mean']:.4f} "
+             f"+- {w['second']['ci95']:.4f}, prompts with >= 2 tasks at >= 0.1: {w['several']['mean']:.2f}")
+    echo(f"plot: {plot}\njson: {target}")
+    return fresh

@@ -11,7 +11,7 @@ import functools
 import numpy as np
 import pytest
 
-from empirical import compare as C
+from empirical import models as M
 from empirical import sweep
 from empirical import task_vectors as TV
 from empirical import within_prompt as wp
@@ -41,8 +41,8 @@ def named(fn, *args):
 
 @pytest.fixture(scope="module")
 def subjects():
-    return {"constructed": C.constructed_subject(test_task_vectors.TS, bits=5),
-            "lookup": C.learned_subject("lookup")[0]}
+    return {"constructed": M.FlaxModel.constructed(test_task_vectors.TS, bits=5),
+            "lookup": M.FlaxModel.trained("lookup")[0]}
 
 
 def _patch_checks(subjects):
@@ -53,20 +53,20 @@ def _patch_checks(subjects):
 
 
 def test_a_patch_that_does_nothing_is_caught(subjects, monkeypatch):
-    real = TV._clean_and_patched
+    real = M._clean_and_patched
 
     def unchanged(config, params, tokens, name, vectors, mask):  # the edit's mask is all zeros
         return real(config, params, tokens, name, vectors, mask * 0)
 
-    monkeypatch.setattr(TV, "_clean_and_patched", unchanged)
+    monkeypatch.setattr(M, "_clean_and_patched", unchanged)
     assert len(failing(*_patch_checks(subjects))) == 3
 
 
 def test_a_patch_one_layer_late_is_caught(subjects, monkeypatch):
     real = TV.patch
 
-    def late(subject, tokens, layer, vectors, mask=None):
-        return real(subject, tokens, min(layer + 1, subject.num_layers), vectors, mask)
+    def late(model, tokens, layer, vectors, mask=None):
+        return real(model, tokens, min(layer + 1, model.num_layers), vectors, mask)
 
     monkeypatch.setattr(TV, "patch", late)
     assert failing(*_patch_checks(subjects))

@@ -37,7 +37,7 @@ from hypothesis import strategies as st
 from construction import construct, sample_prompts
 from construction.reference import consistency, superposition_target, task_outputs
 from empirical import runs, superposition
-from empirical.sweep import trained_probs
+from empirical.models import FlaxModel
 
 PROMPTS = 32
 TV_MAX = 0.15
@@ -55,13 +55,13 @@ CHOOSES = ("a single-task model chooses one task per prompt (README, superpositi
 
 @cache
 def _model(name: str):
-    """(probs, task set) of a shipped model or the constructed model."""
+    """(probs, task set) of a shipped model or the constructed model: its Model's ``last_probs``."""
     cfg, params, _ = runs.load("lookup" if name == "constructed" else name)
     ts = cfg.fam.task_set
     if name == "constructed":
         m = construct(ts.tasks, vocab_size=ts.vocab_size, example_len=ts.example_len, max_examples=64, beta=30.0)
-        return m.probabilities, ts
-    return trained_probs(cfg.model, params, batch=PROMPTS), ts
+        return FlaxModel.of(m).last_probs, ts
+    return FlaxModel(name, cfg.model, params, batch=PROMPTS).last_probs, ts
 
 
 def _oracle(kind: str):

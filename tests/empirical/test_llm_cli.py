@@ -21,7 +21,7 @@ def tiny_path(tmp_path_factory):
 
 def test_probe_writes_json_and_plot(tiny_path, tmp_path, capsys):
     out, js = tmp_path / "plots", tmp_path / "p.json"
-    rc = main(["probe", "--model", str(tiny_path), "--family", "letter", "--prompts", "3",
+    rc = main(["probe", "run", "--model", str(tiny_path), "--family", "letter", "--prompts", "3",
                "--examples-per-task", "2", "--seed", "1", "--json", str(js), "--out", str(out), "--quiet"])
     assert rc == 0
     doc = json.loads(js.read_text())
@@ -36,6 +36,29 @@ def test_probe_writes_json_and_plot(tiny_path, tmp_path, capsys):
     assert (out / "fig2_letter.png").stat().st_size > 1000
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     assert "letter:" in capsys.readouterr().out
+    # refresh: the summaries again from the rows, no model run; the older flag form works too
+    fresh = tmp_path / "fresh.json"
+    for argv in (["probe", "refresh", str(js)], ["probe", "--refresh", str(js)]):
+        assert main([*argv, "--json", str(fresh), "--out", str(out)]) == 0
+        assert json.loads(fresh.read_text())["results"][0]["summary"]["tasks"] == res["summary"]["tasks"]
+    assert "letter: mean 2nd-largest" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("old, new", [
+    (["probe"], ["probe", "run"]),
+    (["probe", "--model", "m", "--quiet"], ["probe", "run", "--model", "m", "--quiet"]),
+    (["probe", "--family", "at", "--skewed", "--seed", "2"], ["probe", "skewed", "--family", "at", "--seed", "2"]),
+    (["probe", "--collapse", "a.json", "b.json", "--out", "o"], ["probe", "collapse", "a.json", "b.json", "--out", "o"]),
+    (["probe", "--out", "o", "--refresh=r.json"], ["probe", "refresh", "r.json", "--out", "o"]),
+    (["probe", "skewed", "--family", "at"], ["probe", "skewed", "--family", "at"]),
+    (["sweep", "--skewed"], ["sweep", "--skewed"]),
+])
+def test_probe_older_flag_forms_name_their_mode(old, new):
+    from empirical.cli import _probe_argv, build_parser
+
+    assert _probe_argv(old) == new
+    if new[0] == "probe":
+        assert build_parser().parse_args(new).mode == new[1]
 
 
 @pytest.mark.parametrize("argv, needle", [

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from empirical.llm import data
-from empirical.llm.families import FAMILIES, get_family, make_prompts
+from empirical.llm.families import PROBE_FAMILIES, get_family, make_prompts
 
 
 def test_numbers_file():
@@ -112,7 +112,7 @@ def _parse(prompt_text: str, sep: str):
     return examples, query[: -len(sep)]
 
 
-@pytest.mark.parametrize("name", list(FAMILIES))
+@pytest.mark.parametrize("name", list(PROBE_FAMILIES))
 def test_prompts_follow_protocol(name):
     fam = get_family(name)
     prompts = make_prompts(fam, 5, seed=0)

@@ -15,6 +15,7 @@ import pytest
 
 from empirical import runs, training
 from empirical import sweep as sweep_lib
+from empirical.models import FlaxModel
 
 SHIPPED = {"copy": ("copy:1", "copy:5"), "add": ("add:2", "add:6"), "lookup": ("lookup:0", "lookup:1"),
            "like-construction": ("lookup:0", "lookup:1"), "like-construction-nonorm": ("lookup:0", "lookup:1"),
@@ -88,7 +89,7 @@ def test_shipped_checkpoint_meets_the_95_percent_target(name, fresh):
 def test_shipped_checkpoint_sweep_ends(name):
     cfg, params, _ = runs.load(name)
     hs = [int(t.split(":")[1]) for t in SHIPPED[name]]
-    res = sweep_lib.sweep(sweep_lib.trained_probs(cfg.model, params, 50), cfg.fam, hs, n_prompts=200,
+    res = sweep_lib.sweep(FlaxModel("model", cfg.model, params, batch=50), cfg.fam, hs, n_prompts=200,
                           n_examples=cfg.n_examples - 1, lambdas=(0.0, 0.5, 1.0), progress=False)
     p_a, p_b = sweep_lib.series(res, "p_a"), sweep_lib.series(res, "p_b")
     assert p_a[-1] > 0.85 and p_b[0] > 0.85  # single-task prompts: the task's answer

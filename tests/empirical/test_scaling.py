@@ -5,6 +5,7 @@ examples (a proportional mixer and a per-prompt chooser of the majority task).""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -27,8 +28,9 @@ def _example_tasks(tokens: np.ndarray) -> np.ndarray:
 
 
 def _oracle(kind: str):
-    """Next-token distributions of an oracle: every task's answer to the query with the task's
-    share of the examples (``mixer``), or all mass on the majority task's (``chooser``)."""
+    """An oracle whose ``last_probs`` (all the study asks of a model) give every task's answer to
+    the query with the task's share of the examples (``mixer``), or all mass on the majority
+    task's (``chooser``)."""
 
     def probs(tokens: np.ndarray) -> np.ndarray:
         hs = _example_tasks(tokens)
@@ -42,7 +44,7 @@ def _oracle(kind: str):
                 p[i, synthetic.DIGIT0 + (xq[i] + h) % 10] += share[h]
         return p
 
-    return probs
+    return SimpleNamespace(name=kind, last_probs=probs)
 
 
 def test_the_proportional_oracle_is_calibrated_and_superposes():
@@ -71,7 +73,7 @@ def test_the_majority_chooser_is_far_from_proportional():
 def test_the_constructed_model_puts_every_task_in_its_top_k():
     fam = scaling.constructed_family()
     res = scaling.evaluate_mixtures(None, fam, ks=(2, 5), n_prompts=20, progress=False,
-                                    make_probs=scaling.constructed_probs(fam))
+                                    make_model=scaling.constructed_models(fam))
     for m in res:
         assert m["r"]["mean"] == m["k"]
         assert m["kl"]["mean"] < 0.01
@@ -139,7 +141,7 @@ def test_next_after_reads_each_extended_prompt():
 
     tokens = np.array([[1, 2, 3], [4, 4, 4]])
     p = np.array([[0.1, 0.5, 0.4, 0, 0, 0], [0, 0, 0, 0.3, 0.3, 0.4]])
-    q = scaling.next_after(probs, tokens, p, np.array([[1, 3], [2, 5]]), beam=2)
+    q = scaling.next_after(SimpleNamespace(last_probs=probs), tokens, p, np.array([[1, 3], [2, 5]]), beam=2)
     assert len(calls) == 1 and calls[0][1] == 4
     for i, t in ((0, 1), (0, 2), (0, 3), (1, 5), (1, 3), (1, 2)):
         assert q[i, t, t] == 1.0
@@ -235,8 +237,7 @@ def test_the_committed_study_reproduces_on_a_seeded_subset():
     """One member's r's and KL recomputed on the committed study's first prompt group of K = 3
     (50 prompts, the same seeded draw): per prompt as committed (KL stored to 4 decimals, answer
     probabilities to 5; an r may differ only where a float32 tie decides it)."""
-    from empirical import runs
-    from empirical.sweep import trained_probs
+    from empirical.models import FlaxModel
 
     doc, name, k = _committed_study(), "add-d96-h6", 3
     c = doc["config"]
@@ -245,11 +246,10 @@ def test_the_committed_study_reproduces_on_a_seeded_subset():
                                     seed=c["seed"])[0]
     saved = committed["groups"][0]
     assert group["tasks"] == saved["tasks"]
-    cfg, params, _ = runs.load(name)
-    probs = trained_probs(cfg.model, params)
-    p = np.asarray(probs(group["tokens"]), np.float64)
+    model, _ = FlaxModel.trained(name)
+    p = model.last_probs(group["tokens"])
     m = scaling.prompt_metrics(p, group["answers"], group["example_task"], k,
-                               p_next=scaling.next_after(probs, group["tokens"], p, group["answers"]))
+                               p_next=scaling.next_after(model, group["tokens"], p, group["answers"]))
     np.testing.assert_allclose(m["d"], saved["d"], atol=1e-4)
     np.testing.assert_allclose(m["p"], saved["p"], atol=2e-5)
     np.testing.assert_allclose(m["kl"], saved["kl"], atol=2e-4)

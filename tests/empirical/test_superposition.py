@@ -351,11 +351,12 @@ def test_bad_input_is_one_clear_error():
 
 def test_the_constructed_model_mixes_within_each_prompt():
     from construction import construct, default_task_set
+    from empirical.models import FlaxModel
 
     ts = default_task_set()
     model = construct(ts.tasks, vocab_size=ts.vocab_size, example_len=ts.example_len, max_examples=64, beta=30.0)
     fam = _fam("lookup")
-    res = S.report(model.probabilities, fam, [0, 1], n_train_examples=20, n_prompts=40, lambdas=(0.2, 0.5, 0.8),
+    res = S.report(FlaxModel.of(model), fam, [0, 1], n_train_examples=20, n_prompts=40, lambdas=(0.2, 0.5, 0.8),
                    oracles=False)
     s = S.at_lambda(res["lambda_grid"], 0.5)
     # Averaging (Theorem 1) gives q = D up to the examples that fit both copy tasks (x0 = x2,

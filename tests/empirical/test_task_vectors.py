@@ -1,6 +1,7 @@
 """Task vectors: extraction, patching and convex combinations do what they say, on the
 constructed model (the ground truth: its task identity is the S block after layer 4) and on a
-shipped trained model, through the one intermediates API."""
+shipped trained model, through the one Model interface (empirical.models); the same report runs
+on a tiny random LLM."""
 
 from __future__ import annotations
 
@@ -10,22 +11,23 @@ import numpy as np
 import pytest
 
 from construction import default_task_set, run
-from empirical import compare as C
+from empirical.analysis.prompts import dirichlet_prompts
 from empirical import task_vectors as TV
+from empirical.models import FlaxModel
 
 TS = default_task_set()
 
 
 @pytest.fixture(scope="module")
 def subjects():
-    return {"constructed": C.constructed_subject(TS, bits=5), "lookup": C.learned_subject("lookup")[0]}
+    return {"constructed": FlaxModel.constructed(TS, bits=5), "lookup": FlaxModel.trained("lookup")[0]}
 
 
 @pytest.mark.parametrize("name", ["constructed", "lookup"])
 def test_patching_a_prompts_own_residual_reproduces_the_clean_run(subjects, name):
     s = subjects[name]
-    tokens = C.mixture_prompts(TS, np.random.default_rng(0), 16, 6)
-    res = TV.residuals_at_last(s, tokens)
+    tokens = dirichlet_prompts(TS, np.random.default_rng(0), 16, 6)
+    res = s.last_residuals(tokens)
     for layer in (0, 2, s.num_layers):
         clean, patched = TV.patch(s, tokens, layer, res[layer])
         np.testing.assert_allclose(patched, clean, atol=1e-6)
@@ -102,7 +104,7 @@ def test_the_constructed_models_patched_readout_is_the_predicted_mixture(subject
 @pytest.mark.parametrize("name", ["constructed", "lookup"])
 def test_patching_at_a_layer_leaves_earlier_layers_untouched(subjects, name):
     s = subjects[name]
-    tokens = jnp.asarray(C.mixture_prompts(TS, np.random.default_rng(1), 8, 5))
+    tokens = jnp.asarray(dirichlet_prompts(TS, np.random.default_rng(1), 8, 5))
     layer = 2
     names = [TV.layer_name(l) for l in range(s.num_layers + 1)]
     _, clean = run(s.config, s.params, tokens, capture=names)
@@ -133,7 +135,8 @@ def test_interpolation_ends_equal_the_single_task_patches(subjects, name):
     vecs = {k: TV.extract(s, TV.single_task_prompts(TS, k, rng, 8, 6)) for k in (0, 1)}
     queries = TV.zero_shot_queries(TS, rng, 12)
     layer = 2
-    res = TV.convex(s, TS, vecs, layer, queries, np.array([[1.0, 0.0], [0.0, 1.0]]))
+    answers = TV.LayoutPrompts(TS, 6).answers(queries)
+    res = TV.convex(s, vecs, layer, queries, answers, TS.names, np.array([[1.0, 0.0], [0.0, 1.0]]))
     for point, k in zip(res["points"], (0, 1)):
         probs = TV.patch(s, queries, layer, vecs[k][layer])[1]
         for j, task in enumerate(TS.tasks):
@@ -257,7 +260,7 @@ def test_llm_report_runs_end_to_end_on_a_tiny_gguf(tmp_path):
     from tests.tiny_llm import tiny_config, write_tiny_gguf
 
     model = load_model(write_tiny_gguf(tmp_path / "tiny.gguf", tiny_config(n_layers=2)))
-    r = TV.llm_report(model, "at", n_prompts=4, examples=2, n_queries=4, progress=False)
+    r = TV.report(model, TV.FamilyPrompts(model.tokenizer, "at", 2), n_prompts=4, n_queries=4, progress=False)
     c = r["contexts"]["zero-shot"]
     assert len(c["choice"]["mean"]) == 3 and 0 <= c["layer"] <= 2
     assert set(c["held_out"]) == set(r["tasks"]) == {"A", "B", "A+B"}

@@ -16,6 +16,7 @@ import pytest
 
 from empirical import sweep as sweep_lib
 from empirical import cli, synthetic, training
+from empirical.models import FlaxModel
 from empirical.results import write_json
 from construction.transformer import param_shapes
 
@@ -162,7 +163,7 @@ def test_existing_run_needs_resume_and_same_config(tmp_path):
 def test_sweep_statistics_and_plot(tmp_path):
     cfg = micro()
     params = training.init_state(cfg)["params"]
-    res = sweep_lib.sweep(sweep_lib.trained_probs(cfg.model, params, 4), "add", [1, 3], n_prompts=7, n_examples=4,
+    res = sweep_lib.sweep(FlaxModel("model", cfg.model, params, batch=4), "add", [1, 3], n_prompts=7, n_examples=4,
                           lambdas=(0.0, 0.5, 1.0), progress=False)
     assert res["tasks"] == ["add:1", "add:3"] and res["lambdas"] == [0.0, 0.5, 1.0]
     for pt in res["points"]:
@@ -172,7 +173,7 @@ def test_sweep_statistics_and_plot(tmp_path):
             assert 0.0 <= pt[key]["mean"] <= 1.0 and pt[key]["ci95"] >= 0
             assert pt[key]["lo"] <= pt[key]["mean"] <= pt[key]["hi"]
     # The same seed gives the same numbers; batching does not change them.
-    again = sweep_lib.sweep(sweep_lib.trained_probs(cfg.model, params, 3), "add", [1, 3], n_prompts=7,
+    again = sweep_lib.sweep(FlaxModel("model", cfg.model, params, batch=3), "add", [1, 3], n_prompts=7,
                             n_examples=4, lambdas=(0.0, 0.5, 1.0), progress=False)
     np.testing.assert_allclose(sweep_lib.series(res, "p_a"), sweep_lib.series(again, "p_a"), rtol=1e-5)
     path = sweep_lib.plot(res, tmp_path / "fig3.png")
@@ -185,7 +186,7 @@ def test_sweep_probabilities_match_a_direct_forward_pass():
 
     cfg = micro()
     params = training.init_state(cfg)["params"]
-    res = sweep_lib.sweep(sweep_lib.trained_probs(cfg.model, params, 3), "add", [2, 5], n_prompts=3, n_examples=4,
+    res = sweep_lib.sweep(FlaxModel("model", cfg.model, params, batch=3), "add", [2, 5], n_prompts=3, n_examples=4,
                           lambdas=(0.3,), progress=False)
     prompts = synthetic.mixed_prompts(synthetic.FAMILIES["add"], np.random.default_rng([0, 0]), 3, 4, [2, 5],
                                       [0.3, 0.7])
@@ -253,7 +254,7 @@ def test_cli_refuses_to_overwrite_a_run(tmp_path, capsys):
 def test_sweep_keeps_per_prompt_values_and_their_statistics():
     cfg = micro()
     params = training.init_state(cfg)["params"]
-    res = sweep_lib.sweep(sweep_lib.trained_probs(cfg.model, params, 8), "add", [1, 3], n_prompts=9, n_examples=4,
+    res = sweep_lib.sweep(FlaxModel("model", cfg.model, params, batch=8), "add", [1, 3], n_prompts=9, n_examples=4,
                           lambdas=(0.2,), progress=False)
     pt = res["points"][0]
     pa, pb = np.array(pt["per_prompt"]["p_a"]), np.array(pt["per_prompt"]["p_b"])
@@ -263,7 +264,7 @@ def test_sweep_keeps_per_prompt_values_and_their_statistics():
     assert pt["several"]["mean"] == pytest.approx((np.minimum(pa, pb) >= 0.1).mean(), abs=1e-9)
     assert pt["reference"]["proportional"]["second"] == pytest.approx(0.2)
     with pytest.raises(ValueError, match="lambda must lie in"):
-        sweep_lib.sweep(sweep_lib.trained_probs(cfg.model, params, 8), "add", [1, 3], n_prompts=2, n_examples=2,
+        sweep_lib.sweep(FlaxModel("model", cfg.model, params, batch=8), "add", [1, 3], n_prompts=2, n_examples=2,
                         lambdas=(1.5,), progress=False)
 
 
@@ -405,7 +406,7 @@ def test_tiny_lookup_preset_learns_and_superposes_on_average(tmp_path):
     assert summary["eval"]["answer_acc_late"] > 0.95, summary["eval"]
     _, params, _ = training.load_run(tmp_path / "lookup")
     assert training.evaluate_tasks(cfg, params, sequences=50)["answer_acc_late"] >= 0.95
-    res = sweep_lib.sweep(sweep_lib.trained_probs(cfg.model, params), cfg.fam, [0, 1], n_prompts=200,
+    res = sweep_lib.sweep(FlaxModel("model", cfg.model, params), cfg.fam, [0, 1], n_prompts=200,
                           n_examples=cfg.n_examples - 1, progress=False)
     p_a, p_b = sweep_lib.series(res, "p_a"), sweep_lib.series(res, "p_b")
     mid = sweep_lib.at(res, 0.5)
@@ -418,8 +419,8 @@ def test_tiny_lookup_preset_learns_and_superposes_on_average(tmp_path):
 def test_sweep_reports_every_family_tasks_answer_probability():
     cfg = micro()
     params = training.init_state(cfg)["params"]
-    probs = sweep_lib.trained_probs(cfg.model, params, 8)
-    res = sweep_lib.sweep(probs, "add", [1, 3], n_prompts=6, n_examples=4, lambdas=(0.4,), progress=False)
+    model = FlaxModel("model", cfg.model, params, batch=8)
+    res = sweep_lib.sweep(model, "add", [1, 3], n_prompts=6, n_examples=4, lambdas=(0.4,), progress=False)
     pt = res["points"][0]
     assert set(pt["family_tasks"]) == {f"add:{h}" for h in range(10)}
     assert pt["family_tasks"]["add:1"] == pytest.approx(pt["p_a"]["mean"], abs=1e-6)
@@ -427,7 +428,7 @@ def test_sweep_reports_every_family_tasks_answer_probability():
     # add's ten answers to a query are the ten digits: their probabilities are the digits' mass.
     prompts = synthetic.mixed_prompts(synthetic.FAMILIES["add"], np.random.default_rng([0, 0]), 6, 4, [1, 3],
                                       [0.4, 0.6])
-    p = probs(prompts["tokens"])
+    p = model.last_probs(prompts["tokens"])
     digits = p[:, synthetic.DIGIT0:synthetic.DIGIT0 + 10].sum(1).mean()
     assert sum(pt["family_tasks"].values()) == pytest.approx(digits, abs=1e-5)
 

@@ -1,0 +1,157 @@
+"""The plumbing every ``superpose`` subcommand shares: the bad-input error, the output-path
+check, the shared flags and small argument parsers (comma lists, JSON inputs, runs).
+
+Everything here turns command-line text into values or one clear error; no experiment logic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+
+class UsageError(ValueError):
+    """Bad input from the command line."""
+
+
+#: What a subcommand raises for bad input, deliberately (ValueError: UsageError, ModelFileError,
+#: UnicodeDecodeError among them; OSError: missing, unreadable or unwritable paths): each becomes
+#: one line and exit status 2. Anything else (a KeyError, IndexError or TypeError) is a bug and
+#: surfaces as one, with its traceback.
+BAD_INPUT = (ValueError, OSError)
+
+#: The output flags: (flag, attribute, what the path names).
+OUTPUTS = (("--json", "json", "file"), ("--out", "out", "folder"), ("--to", "to", "folder"))
+
+
+def check_outputs(args) -> None:
+    """Before any work: every output path given can be written. A ``--json`` target must not be a
+    folder, an ``--out`` / ``--to`` folder not a file, and the nearest existing folder above
+    either must be a writable folder (not an ordinary file); one UsageError naming the path."""
+    for flag, attr, kind in OUTPUTS:
+        value = getattr(args, attr, None)
+        if value is None:
+            continue
+        path = Path(value)
+        if kind == "file" and path.is_dir():
+            raise UsageError(f"{flag} {value}: is a folder, not a file")
+        if kind == "folder" and path.exists() and not path.is_dir():
+            raise UsageError(f"{flag} {value}: is a file, not a folder")
+        folder = path if kind == "folder" else path.parent
+        above = next((p for p in (folder, *folder.parents) if p.exists()), Path.cwd())
+        if not above.is_dir():
+            raise UsageError(f"{flag} {value}: {above} is a file, not a folder")
+        if not os.access(above, os.W_OK | os.X_OK):
+            raise UsageError(f"{flag} {value}: the folder {above} is not writable")
+
+
+def one_line(err: BaseException) -> str:
+    """The first line of an error's message (its type's name when it has none)."""
+    message = str(err).strip()
+    return message.splitlines()[0] if message else type(err).__name__
+
+
+def positive(text: str) -> int:
+    """An argparse ``type``: a positive integer."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def add_outputs(p: argparse.ArgumentParser, *, result: str = "the result", plots: str = "plots",
+                out_default: str | None = None, seed_help: str = "random seed (default 0)",
+                quiet: bool = True) -> None:
+    """The flags every subcommand shares: --json, --out, --seed (and --quiet)."""
+    p.add_argument("--json", default=None, help=f"write {result} (with config, version, device, date) here")
+    p.add_argument("--out", default=out_default, help=f"directory for {plots}" +
+                   (f" (default {out_default})" if out_default else ""))
+    p.add_argument("--seed", type=int, default=0, help=seed_help)
+    if quiet:
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def number_list(flag: str, text: str | None, kind=int) -> list | None:
+    """``"0,1,2"`` -> [0, 1, 2]; one UsageError naming ``flag`` for anything else."""
+    if text is None:
+        return None
+    parts = [t.strip() for t in text.split(",")]
+    try:
+        values = [kind(t) for t in parts]
+    except ValueError:
+        raise UsageError(f"{flag}: expected comma-separated {'integers' if kind is int else 'numbers'}, "
+                         f"got {text!r}") from None
+    if kind is int and any(v < 0 for v in values):
+        raise UsageError(f"{flag}: seeds must be >= 0, got {text!r}")
+    if len(set(values)) != len(values):
+        raise UsageError(f"{flag}: values repeat in {text!r}")
+    return values
+
+
+def task_range(text: str | None) -> tuple[int, int] | None:
+    """``"2,3"`` (or ``"2"``) -> (2, 3); one UsageError otherwise."""
+    if text is None:
+        return None
+    try:
+        values = tuple(int(t) for t in text.split(","))
+    except ValueError:
+        raise UsageError(f"--mix-tasks: expected LO,HI (integers), got {text!r}") from None
+    if len(values) not in (1, 2):
+        raise UsageError(f"--mix-tasks: expected LO,HI, got {text!r}")
+    return (values[0], values[-1])
+
+
+def read_json(path: str, what: str) -> dict:
+    """The JSON content of ``path``; a missing or malformed file is one UsageError naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UsageError(f"{what} {path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UsageError(f"{path} is not valid JSON: {err}") from None
+
+
+def task_set(path: str | None):
+    """The TaskSet of a ``--tasks-file`` (None without one)."""
+    if path is None:
+        return None
+    from construction.tasks import TaskSet
+
+    return TaskSet.from_json(read_json(path, "task file"))
+
+
+def require_run(run: str | None) -> str:
+    """``--run``'s value, or one UsageError listing the shipped models."""
+    if run is None:
+        from empirical import runs
+
+        raise UsageError("--run is required (a run directory or a shipped model: " + ", ".join(runs.available()) + ")")
+    return run
+
+
+def load_run(run: str | None):
+    """The (config, params, step) of ``--run`` (a run directory or a shipped model)."""
+    from empirical import runs
+
+    return runs.load(require_run(run))
+
+
+def learned_lookup(run: str, tasks_file: str | None):
+    """A lookup-family run (the construction's token layout) as a :class:`empirical.models.FlaxModel`,
+    its training config, its task set and the most examples its prompts hold."""
+    from empirical.models import FlaxModel
+
+    model, cfg = FlaxModel.trained(run)
+    if cfg.family != "lookup":
+        raise UsageError(f"{run} was trained on the {cfg.family!r} family; this needs a model of the lookup "
+                         "family (the construction's token layout)")
+    tasks, max_examples = cfg.fam.task_set, cfg.n_examples - 1
+    given = task_set(tasks_file)
+    if given is not None and given != tasks:
+        raise UsageError(f"{run} was trained on the tasks {list(tasks.names)}, not on those of {tasks_file}")
+    return model, cfg, tasks, max_examples
