@@ -27,7 +27,6 @@ import argparse
 import sys
 
 from empirical.cli_args import BAD_INPUT, UsageError, add_outputs, check_outputs, number_list, one_line, positive
-from empirical.cli_args import learned_lookup as _learned_lookup
 from empirical.cli_args import require_run, task_range
 
 __all__ = ["BAD_INPUT", "UsageError", "build_parser", "main"]
@@ -115,25 +114,14 @@ def _within(args) -> int:
 
 
 def _compare(args) -> int:
-    from empirical import compare, training
+    from empirical import compare
 
     if args.run is None:
         raise UsageError("--run is required (a lookup-family run directory or shipped model: lookup, "
                          "like-construction, like-construction-nonorm)")
-    model, cfg, task_set, max_examples = _learned_lookup(args.run, args.tasks_file)
-    examples = args.examples or max_examples
-    if examples > max_examples:
-        raise UsageError(f"{args.run} was trained on sequences of {max_examples + 1} examples: prompts can hold "
-                         f"at most {max_examples}")
-    result = compare.compare(model, task_set, max_examples=examples, n_prompts=args.prompts,
-                             mechanism_prompts=args.mechanism_prompts, seed=args.seed, beta=args.beta,
-                             progress=not args.quiet)
-    result = result.with_provenance(training.provenance(cfg), command="compare", run=args.run)
-    if args.out:
-        result = result.with_provenance({}, plots=tuple(str(p) for p in compare.plot(result, args.out)))
-    if args.json:
-        result.write(args.json)
-    print("\n".join(compare.summary_lines(result)))
+    compare.command(args.run, tasks_file=args.tasks_file, examples=args.examples, prompts=args.prompts,
+                    mechanism_prompts=args.mechanism_prompts, seed=args.seed, beta=args.beta, out=args.out,
+                    json_path=args.json, progress=not args.quiet)
     return 0
 
 
@@ -165,7 +153,7 @@ def _probe_run(args) -> int:
     from empirical.llm.probe import run_command
 
     if args.total_examples is not None:
-        raise UsageError("--total-examples is for --skewed prompts (use --examples-per-task)")
+        raise UsageError("--total-examples is for `probe skewed` prompts (use --examples-per-task)")
     run_command(args.model, args.family, **_probe_settings(args))
     return 0
 
@@ -414,10 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_seeds)
 
     p = sub.add_parser("probe", help="Figure 2 on a real LLM: per-task answer probabilities, KL, r "
-                                     "(run | skewed | collapse | refresh)",
-                       description="The older flag forms still work: probe [flags] = probe run, probe --skewed = "
-                                   "probe skewed, probe --collapse F.. = probe collapse F.., probe --refresh F = "
-                                   "probe refresh F.")
+                                     "(run | skewed | collapse | refresh)")
     modes = p.add_subparsers(dest="mode", required=True)
     llm = argparse.ArgumentParser(add_help=False)  # the flags of the modes that run a model
     add_outputs(llm, plots="the Figure 2 plot", out_default="results/probe", seed_help="seed of the prompts (default 0)")
@@ -481,33 +466,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: ``superpose probe``'s modes; the older flag forms (``probe --skewed``, ``--collapse A B``,
-#: ``--refresh F``, flags only for ``run``) are rewritten to them.
-_PROBE_MODES = ("run", "skewed", "collapse", "refresh", "-h", "--help")
-
-
-def _probe_argv(argv: list[str]) -> list[str]:
-    """``superpose probe`` in its older flag forms, as the mode it names."""
-    if not argv or argv[0] != "probe" or (len(argv) > 1 and argv[1] in _PROBE_MODES):
-        return argv
-    rest = [part for arg in argv[1:] for part in
-            (arg.split("=", 1) if arg.startswith(("--refresh=", "--collapse=")) else (arg,))]
-    for flag, mode in (("--refresh", "refresh"), ("--collapse", "collapse")):
-        if flag in rest:
-            i = rest.index(flag)
-            j = i + 1
-            while j < len(rest) and not rest[j].startswith("-") and (mode == "collapse" or j == i + 1):
-                j += 1
-            return ["probe", mode, *rest[i + 1:j], *rest[:i], *rest[j:]]
-    if "--skewed" in rest:
-        return ["probe", "skewed", *[arg for arg in rest if arg != "--skewed"]]
-    return ["probe", "run", *rest]
-
-
 def main(argv=None) -> int:
     """Parse ``argv``, check the output paths, run the subcommand; bad input is one line on
     stderr and exit status 2."""
-    args = build_parser().parse_args(_probe_argv(list(sys.argv[1:] if argv is None else argv)))
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
         check_outputs(args)
         return int(args.func(args) or 0)

@@ -749,3 +749,28 @@ def plot(result: CompareResult, out: str | os.PathLike):
     from empirical import compare_plots
 
     return compare_plots.plot(result, out)
+
+
+def command(run: str, *, tasks_file: str | None = None, examples: int | None = None, prompts: int = 500,
+            mechanism_prompts: int = 1000, seed: int = 0, beta: float = 30.0, out=None, json_path=None,
+            progress: bool = True, echo=print) -> "CompareResult":
+    """``superpose compare``: a trained lookup-family model (``run``) against the construction of
+    its tasks on prompts of ``examples`` examples (default: its training sequences less one);
+    plots in ``out``, the typed result written to ``json_path``, its summary echoed."""
+    from empirical import training
+    from empirical.cli_args import learned_lookup
+
+    model, cfg, task_set, max_examples = learned_lookup(run, tasks_file)
+    examples = examples or max_examples
+    if examples > max_examples:
+        raise ValueError(f"{run} was trained on sequences of {max_examples + 1} examples: prompts can hold "
+                         f"at most {max_examples}")
+    result = compare(model, task_set, max_examples=examples, n_prompts=prompts, mechanism_prompts=mechanism_prompts,
+                     seed=seed, beta=beta, progress=progress)
+    result = result.with_provenance(training.provenance(cfg), command="compare", run=run)
+    if out:
+        result = result.with_provenance({}, plots=tuple(str(p) for p in plot(result, out)))
+    if json_path:
+        result.write(json_path)
+    echo("\n".join(summary_lines(result)))
+    return result

@@ -134,7 +134,7 @@ def from_probe(result: dict) -> dict:
     s = result["summary"]
     if "within_prompt" not in s:
         raise ValueError(f"the probe result for {result.get('family')!r} has no within-prompt statistics: "
-                         "recompute it with `superpose probe --refresh`")
+                         "recompute it with `superpose probe refresh`")
     ratios = s.get("variance_ratio")
     if ratios is None:  # a result saved before the ratio was recorded
         ratios = variance_ratio(np.array([r["probs"] for r in result["per_prompt"]]))

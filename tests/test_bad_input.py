@@ -486,7 +486,7 @@ SUBCOMMANDS = {
     "task-vectors": ["task-vectors", "--run", "constructed", "--prompts", "2", "--quiet"],
     "within-prompt": ["within-prompt", "--sweep", "{sweep}"],
     "scaling": ["scaling", "eval", "--prompts", "1", "--quiet"],
-    "probe": ["probe", "--model", "{gguf}", "--prompts", "1", "--quiet"],
+    "probe": ["probe", "run", "--model", "{gguf}", "--prompts", "1", "--quiet"],
 }
 
 
@@ -538,9 +538,9 @@ def test_a_generic_exception_on_the_command_line_is_a_bug(monkeypatch, tmp_path,
 def test_cli_with_bad_model_files(tmp_path, capsys, gguf_bytes):
     cut = _write(tmp_path, "cut.gguf", gguf_bytes[: len(gguf_bytes) // 2])
     out = tmp_path / "p.json"
-    cli_error("GGUF truncated (CLI)", ["probe", "--model", str(cut), "--prompts", "1", "--json", str(out),
+    cli_error("GGUF truncated (CLI)", ["probe", "run", "--model", str(cut), "--prompts", "1", "--json", str(out),
                                        "--out", str(tmp_path)], capsys, folder=tmp_path, match="truncated")
-    cli_error("GGUF truncated (CLI)", ["probe", "--model", str(tmp_path / "missing.gguf"), "--json", str(out)],
+    cli_error("GGUF truncated (CLI)", ["probe", "run", "--model", str(tmp_path / "missing.gguf"), "--json", str(out)],
               capsys, folder=tmp_path, match="no such model file")
 
 

@@ -237,7 +237,7 @@ def calibration_rows(model, family: str, prompts: int, seed: int = 0, total_exam
 
 def calibration_record(model, model_name: str, family: str, rows: Sequence[dict], *, seed: int,
                        total_examples: int | None, seconds: float) -> dict:
-    """The ``superpose probe --skewed`` JSON: provenance, the model, the family's tasks, rows."""
+    """The ``superpose probe skewed`` JSON: provenance, the model, the family's tasks, rows."""
     from empirical.results import provenance
 
     fam = get_family(family)

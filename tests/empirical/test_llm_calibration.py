@@ -62,7 +62,7 @@ def test_calibration_rows_and_cli(tiny_path, tmp_path, capsys):
         assert r["proportions"] == list(p.proportions) and r["answers"] == list(p.answers)
         np.testing.assert_allclose(r["probs"], m.score(p.text, p.answers).probs, rtol=1e-4, atol=1e-9)
     js = tmp_path / "cal.json"
-    assert main(["probe", "--model", str(tiny_path), "--family", "at", "--skewed", "--prompts", "5", "--seed", "2",
+    assert main(["probe", "skewed", "--model", str(tiny_path), "--family", "at", "--prompts", "5", "--seed", "2",
                  "--total-examples", "6", "--json", str(js), "--quiet"]) == 0
     doc = json.loads(js.read_text())
     assert doc["family"] == "at" and doc["model"] == "tiny" and doc["tasks"] == ["A", "B", "A+B"]
@@ -71,36 +71,36 @@ def test_calibration_rows_and_cli(tiny_path, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, needle", [
-    (["--family", "all", "--skewed"], "one family"),
-    (["--family", "at", "--total-examples", "6"], "--total-examples is for --skewed"),
-    (["--family", "at", "--skewed", "--total-examples", "2"], "at least the number of tasks"),
+    (["skewed", "--family", "all"], "one family"),
+    (["run", "--family", "at", "--total-examples", "6"], "--total-examples is for `probe skewed`"),
+    (["skewed", "--family", "at", "--total-examples", "2"], "at least the number of tasks"),
 ])
 def test_skewed_bad_input(argv, needle, tiny_path, capsys):
-    assert main(["probe", "--model", str(tiny_path), *argv]) == 2
+    assert main(["probe", argv[0], "--model", str(tiny_path), *argv[1:]]) == 2
     err = capsys.readouterr().err
     assert needle in err and len(err.strip().splitlines()) == 1
 
 
 def test_collapse_comparison_cli(tiny_path, tmp_path, capsys):
     for name, fam in (("a", "letter"), ("b", "at"), ("c", "letter")):
-        assert main(["probe", "--model", str(tiny_path), "--family", fam, "--prompts", "2", "--examples-per-task", "2",
+        assert main(["probe", "run", "--model", str(tiny_path), "--family", fam, "--prompts", "2", "--examples-per-task", "2",
                      "--json", str(tmp_path / f"{name}.json"), "--out", str(tmp_path), "--quiet"]) == 0
     out = tmp_path / "cmp"
     # one model, one file per family: its families side by side under the model's name
-    assert main(["probe", "--collapse", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--out", str(out)]) == 0
+    assert main(["probe", "collapse", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--out", str(out)]) == 0
     doc = json.loads((out / "collapse_tiny.json").read_text())
     assert doc["models"] == ["tiny"] and list(doc["families"]) == ["at", "letter"]
     v = doc["families"]["letter"]["tiny"]
     assert len(v["first_token_prob"]) == 4 and all(0 <= x <= 1 for x in v["rest_given_first"])
     assert (out / "collapse_tiny.png").stat().st_size > 1000
     # the same family twice: told apart by file name
-    assert main(["probe", "--collapse", str(tmp_path / "a.json"), str(tmp_path / "c.json"), "--out", str(out)]) == 0
+    assert main(["probe", "collapse", str(tmp_path / "a.json"), str(tmp_path / "c.json"), "--out", str(out)]) == 0
     doc = json.loads((out / "collapse_a_c.json").read_text())
     assert doc["models"] == ["a", "c"] and set(doc["families"]["letter"]) == {"a", "c"}
     assert "letter: a first" in capsys.readouterr().out
     (tmp_path / "bad.json").write_text("{}")
-    assert main(["probe", "--collapse", str(tmp_path / "bad.json"), "--out", str(out)]) == 2
-    assert main(["probe", "--collapse", str(tmp_path / "missing.json"), "--out", str(out)]) == 2
+    assert main(["probe", "collapse", str(tmp_path / "bad.json"), "--out", str(out)]) == 2
+    assert main(["probe", "collapse", str(tmp_path / "missing.json"), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "not a saved probe result" in err[0] and "does not exist" in err[1]
 

