@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.superpose-installed
 
-.PHONY: install demo test test-slow test-thorough bad-input check bench clean pretrained figure3 like-construction compare task-vectors scaling mixture seeds
+.PHONY: install demo test test-slow test-thorough bad-input check bench clean pretrained figure3 like-construction compare task-vectors scaling mixture seeds docs notebooks
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -157,3 +157,17 @@ seeds: $(STAMP)
 	$(VENV)/bin/superpose seeds train --runs runs/seeds --quiet
 	$(VENV)/bin/superpose seeds eval --runs runs/seeds --out $(SEEDS_RESULTS) --quiet
 	$(VENV)/bin/superpose seeds plot --study $(SEEDS_RESULTS)/seeds.json --out $(SEEDS_RESULTS)
+
+# The results tables of the README and docs/*.md, regenerated in place from the committed JSON
+# under benchmarks/results/ (docs/generate.py, standard library only, < 5 s); the default suite
+# (tests/test_docs.py) fails when a page is out of date.
+docs:
+	python3 docs/generate.py
+
+# The three notebooks executed in place from the repository root with nbclient, their outputs
+# stored (tests/test_notebooks.py checks that every code cell has run without an error).
+notebooks: $(STAMP)
+	for nb in notebooks/*.ipynb; do \
+	  echo "executing $$nb"; \
+	  PYTHONPATH=$(CURDIR) $(PY) -c 'import sys, nbformat, nbclient; p = sys.argv[1]; nb = nbformat.read(p, as_version=4); nbclient.NotebookClient(nb, kernel_name="python3", timeout=1200, record_timing=False, resources={"metadata": {"path": "."}}).execute(); nbformat.write(nb, p)' $$nb || exit 1; \
+	done

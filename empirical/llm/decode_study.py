@@ -423,7 +423,7 @@ def _fmt(x, digits: int = 2) -> str:
 
 
 def markdown_tables(docs: Sequence[dict]) -> str:
-    """The README's tables from saved parts: per model and family, each method's recall / all
+    """Markdown tables (docs/real_llms.md) from saved parts: per model and family, each method's recall / all
     tasks / precision and cost at every k measured, and the collapse measures."""
     lines = ["| model | family | prompts | single-task ceiling | method | k | recall | all tasks | precision | "
              "generated tokens | median s |", "|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -176,7 +176,7 @@ def _preset(name: str, family: str, tasks: TaskSet | None, model: dict, train: d
 
 
 #: The tiny preset's settings per family (model, then data and optimiser), found on a 2-core CPU
-#: (README, "Training from scratch": what was tried and what each change did). Every family
+#: (docs/training.md: what was tried and what each change did). Every family
 #: starts on two of its tasks (a curriculum: in-context task inference appears there within a
 #: few hundred steps, where all tasks at once stall at chance) and then trains on all of them.
 #: copy and lookup add learned embeddings of the offset inside an example and of the example
@@ -252,7 +252,7 @@ def like_construction(*, tasks: TaskSet | None = None, norm: str = "rms", n_exam
     model = asdict(transformer_config(spec))
     model.update(norm=norm, attn_scale=None, dtype="float32", **(changes.pop("model_changes", None) or {}))
     # Two tasks first (in-context inference of two tasks appears near step 600 on the default
-    # tasks), then all of them (learned by step ~1200; README, "Constructed versus learned").
+    # tasks), then all of them (learned by step ~1200; docs/compare.md).
     train = dict(n_examples=n_examples, batch_size=32, lr=3e-3, steps=3000, curriculum=((800, (0, 2)),)
                  if len(ts.tasks) > 2 else (), log_every=20, eval_every=250, eval_batch=64, ckpt_every=500)
     train.update(changes)
