@@ -501,12 +501,23 @@ def t_training_many() -> str:
 
 # --- the README's findings at a glance -----------------------------------------------------------
 
+#: A seed has learned its tasks when its second-half single-task accuracy reaches this.
+LEARNED = 0.95
+
+
 def t_findings() -> str:
     wp = load("within_prompt_summary.json")["rows"]
     cons = wp["constructed: lookup:0 vs lookup:1"]
     trained = [r["second"]["mean"] for k, r in wp.items() if k.startswith("trained ")]
     mix = {n: _point(load(f"mixture/sweep_{n}.json"), 0.5)["second"]["mean"] for n in ("lookup-mix",
                                                                                        "like-construction-mix")}
+    seed_fams = load("seeds/seeds.json")["families"]
+    learners = {fam: [e for e in seeds.values() if e["accuracy"]["answer_acc_late"] >= LEARNED]
+                for fam, seeds in seed_fams.items()}
+    n_learn = sum(len(v) for v in learners.values())
+    n_choose = sum(next(q for q in e["points"] if q["lambda"] == 0.5)["second"] < 0.1
+                   for v in learners.values() for e in v)
+    learn_counts = ", ".join(f"{fam} {len(v)}" for fam, v in learners.items())
     copy = load("training/sweep_copy.json")
     ca, cb = _pa_pb(_point(copy, 0.5))
     authors = load("within_prompt_summary.json")["authors"]["runs"]
@@ -550,7 +561,8 @@ def t_findings() -> str:
          "[proofs_check](docs/proofs_check.md)"],
         ["Does Figure 3 come out of single-task training?",
          f"On average yes (copy 1 vs 5: {p(ca)} / {p(cb)} at lambda 0.5), per prompt no: copy follows the last "
-         f"example, add answers the average shift", "[training](docs/training.md)"],
+         f"example, add answers the average shift; {n_choose} of {n_learn} seeds that learn their tasks choose per "
+         f"prompt ({learn_counts} of 3 seeds learn)", "[training](docs/training.md#results-seed-spread)"],
         ["Do the authors' own models superpose?",
          f"No: their logged variance ratio is {rng(a_copy)} (copy) and {rng(a_add, 3)} (add) over lambda 0.1-0.9, "
          f"a chooser's 1", "[superposition](docs/superposition.md#results-the-authors-own-per-prompt-numbers)"],

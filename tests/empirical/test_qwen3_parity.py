@@ -47,7 +47,6 @@ def _reference(variant: str):
     return cfg, model, ids, ref
 
 
-
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_hf_folder_matches_transformers(variant, tmp_path):
     cfg, model, ids, ref = _reference(variant)
