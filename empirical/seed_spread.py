@@ -153,10 +153,13 @@ def plot(doc: dict, path: str | os.PathLike) -> Path:
         ax_v.axhline(1.0, color="tab:red", ls=":", lw=1, label="a per-prompt chooser")
         for x in (ax, ax_v):
             x.grid(alpha=0.3)
-            x.legend(fontsize=7)
+    # one legend for every panel, below them (the lines cross every corner of the panels)
+    handles = [h for x in fig.axes[:2] for h in x.get_legend_handles_labels()[0]]
+    fig.legend(handles, [h.get_label() for h in handles], loc="lower center", ncol=len(handles), fontsize=8,
+               frameon=False)
     fig.suptitle(f"Shipped single-task families, {len(doc['seeds'])} seeds each "
                  f"({doc['n_prompts']} prompts per lambda)", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     return save_figure(fig, path)
 
 
