@@ -49,7 +49,7 @@ MIN_EXAMPLES, MAX_EXAMPLES = 8, 19
 LENGTHS = (MIN_EXAMPLES, 12, 16, MAX_EXAMPLES)
 #: the shipped mixture-trained models: the construction-shaped and the tiny lookup preset
 MIXED = ("like-construction-mix", "lookup-mix")
-CHOOSES = ("a single-task model chooses one task per prompt (README, superposition within a prompt): "
+CHOOSES = ("a single-task model chooses one task per prompt (docs/superposition.md): "
            "its distance to the theorem's mixture is a chooser's")
 
 

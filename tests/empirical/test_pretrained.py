@@ -2,7 +2,7 @@
 on fresh sequences, and their Figure 3 sweep has the shape the paper describes at its ends.
 
 Seconds each: 64 fresh sequences per task and 200 prompts at lambda 0, 0.5 and 1. Fresh
-accuracy is held to what `superpose export` recorded on 200 sequences per task (README),
+accuracy is held to what `superpose export` recorded on 200 sequences per task (docs/training.md),
 within the sampling error of the smaller sample, and to the 95% target itself.
 """
 
