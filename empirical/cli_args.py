@@ -1,5 +1,5 @@
 """The plumbing every ``superpose`` subcommand shares: the bad-input error, the output-path
-check, the shared flags and small argument parsers (comma lists, JSON inputs, runs).
+check, the shared flags and small argument parsers (comma lists, task ranges, --run).
 
 Everything here turns command-line text into values or one clear error; no experiment logic.
 """
@@ -7,7 +7,6 @@ Everything here turns command-line text into values or one clear error; no exper
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
@@ -106,25 +105,6 @@ def task_range(text: str | None) -> tuple[int, int] | None:
     return (values[0], values[-1])
 
 
-def read_json(path: str, what: str) -> dict:
-    """The JSON content of ``path``; a missing or malformed file is one UsageError naming it."""
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise UsageError(f"{what} {path} does not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise UsageError(f"{path} is not valid JSON: {err}") from None
-
-
-def task_set(path: str | None):
-    """The TaskSet of a ``--tasks-file`` (None without one)."""
-    if path is None:
-        return None
-    from construction.tasks import TaskSet
-
-    return TaskSet.from_json(read_json(path, "task file"))
-
-
 def require_run(run: str | None) -> str:
     """``--run``'s value, or one UsageError listing the shipped models."""
     if run is None:
@@ -132,26 +112,3 @@ def require_run(run: str | None) -> str:
 
         raise UsageError("--run is required (a run directory or a shipped model: " + ", ".join(runs.available()) + ")")
     return run
-
-
-def load_run(run: str | None):
-    """The (config, params, step) of ``--run`` (a run directory or a shipped model)."""
-    from empirical import runs
-
-    return runs.load(require_run(run))
-
-
-def learned_lookup(run: str, tasks_file: str | None):
-    """A lookup-family run (the construction's token layout) as a :class:`empirical.models.FlaxModel`,
-    its training config, its task set and the most examples its prompts hold."""
-    from empirical.models import FlaxModel
-
-    model, cfg = FlaxModel.trained(run)
-    if cfg.family != "lookup":
-        raise UsageError(f"{run} was trained on the {cfg.family!r} family; this needs a model of the lookup "
-                         "family (the construction's token layout)")
-    tasks, max_examples = cfg.fam.task_set, cfg.n_examples - 1
-    given = task_set(tasks_file)
-    if given is not None and given != tasks:
-        raise UsageError(f"{run} was trained on the tasks {list(tasks.names)}, not on those of {tasks_file}")
-    return model, cfg, tasks, max_examples

@@ -758,9 +758,9 @@ def command(run: str, *, tasks_file: str | None = None, examples: int | None = N
     its tasks on prompts of ``examples`` examples (default: its training sequences less one);
     plots in ``out``, the typed result written to ``json_path``, its summary echoed."""
     from empirical import training
-    from empirical.cli_args import learned_lookup
+    from empirical.models import lookup_model
 
-    model, cfg, task_set, max_examples = learned_lookup(run, tasks_file)
+    model, cfg, task_set, max_examples = lookup_model(run, tasks_file)
     examples = examples or max_examples
     if examples > max_examples:
         raise ValueError(f"{run} was trained on sequences of {max_examples + 1} examples: prompts can hold "

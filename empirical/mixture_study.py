@@ -458,7 +458,7 @@ def command(action: str, *, preset: str = "like-construction", runs: str | os.Pa
     """``superpose mixture train|eval|plot|ablate`` as one call (``arms``: the command line's
     comma list; ``run``: the models to ablate; ``study_path``: the JSON to plot); echoes what the
     command prints and returns the evaluation (or the trained runs)."""
-    from empirical.cli_args import read_json
+    from empirical.results import read_json
     from empirical.results import provenance, write_json
 
     out = Path(out)

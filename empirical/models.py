@@ -247,3 +247,20 @@ class FlaxModel:
 
         cfg, params, _ = runs.load(run)
         return cls(str(run), cfg.model, params, "learned", batch=batch), cfg
+
+
+def lookup_model(run: str | os.PathLike, tasks_file: str | os.PathLike | None = None):
+    """A trained lookup-family model (the construction's token layout): ``(model, training config,
+    task set, the most examples its prompts hold)``; one ValueError when ``run`` is of another
+    family or ``tasks_file`` names other tasks than it was trained on."""
+    from empirical.results import read_task_set
+
+    model, cfg = FlaxModel.trained(run)
+    if cfg.family != "lookup":
+        raise ValueError(f"{run} was trained on the {cfg.family!r} family; this needs a model of the lookup "
+                         "family (the construction's token layout)")
+    tasks, max_examples = cfg.fam.task_set, cfg.n_examples - 1
+    given = read_task_set(tasks_file)
+    if given is not None and given != tasks:
+        raise ValueError(f"{run} was trained on the tasks {list(tasks.names)}, not on those of {tasks_file}")
+    return model, cfg, tasks, max_examples

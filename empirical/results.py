@@ -50,6 +50,25 @@ def _jsonable(x):
     return x
 
 
+def read_json(path: str | os.PathLike, what: str) -> dict:
+    """The JSON content of an input file; a missing or malformed file is one ValueError naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{what} {path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from None
+
+
+def read_task_set(path: str | os.PathLike | None):
+    """The :class:`construction.tasks.TaskSet` of a task file (None without one)."""
+    if path is None:
+        return None
+    from construction.tasks import TaskSet
+
+    return TaskSet.from_json(read_json(path, "task file"))
+
+
 def write_atomic(path: str | os.PathLike, write) -> Path:
     """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it there."""
     path = Path(path)

@@ -596,7 +596,7 @@ def command(action: str, *, runs: str = "runs/scaling", which: str = "all", run_
     """``superpose scaling train|runs|eval|plot|calibration`` (one action per call): train the
     members, evaluate other runs or the study (JSON), plot it, or fit calibration exponents of
     the study's models and saved LLM calibration runs."""
-    from empirical.cli_args import read_json
+    from empirical.results import read_json
     from empirical.results import provenance, write_json
 
     out = Path(out)

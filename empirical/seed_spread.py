@@ -170,7 +170,7 @@ def command(action: str, *, runs: str | os.PathLike = "runs/seeds", families: li
     """``superpose seeds train|eval|plot`` as one call (``families``: default every Figure 3
     family; ``study_path``: the JSON to plot); echoes what the command prints and returns the
     evaluation (or the trained runs)."""
-    from empirical.cli_args import read_json
+    from empirical.results import read_json
     from empirical.results import provenance, write_json
 
     out = Path(out)

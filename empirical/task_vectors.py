@@ -537,9 +537,8 @@ def command(run: str, *, tasks_file: str | None = None, examples: int | None = N
     model, on prompts of ``examples`` examples (default 19); plot in ``out``, JSON, summary lines."""
     from pathlib import Path
 
-    from empirical.cli_args import learned_lookup, task_set as read_task_set
-    from empirical.models import FlaxModel
-    from empirical.results import provenance, write_json
+    from empirical.models import FlaxModel, lookup_model
+    from empirical.results import provenance, read_task_set, write_json
 
     if run == "constructed":
         from construction.tasks import default_task_set
@@ -548,7 +547,7 @@ def command(run: str, *, tasks_file: str | None = None, examples: int | None = N
         model = FlaxModel.constructed(task_set, bits=CONSTRUCTED_BITS)
         max_examples, config = 2**CONSTRUCTED_BITS - 1, {"model": "constructed", "spec": model.spec.to_dict()}
     else:
-        model, cfg, task_set, max_examples = learned_lookup(run, tasks_file)
+        model, cfg, task_set, max_examples = lookup_model(run, tasks_file)
         config = cfg.to_dict()
     examples = examples or min(19, max_examples)
     if examples > max_examples:

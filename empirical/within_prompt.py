@@ -274,7 +274,7 @@ def command(sweeps: Sequence[str] = (), probes: Sequence[str] = (), *, lam: floa
     line per row."""
     from pathlib import Path
 
-    from empirical.cli_args import read_json
+    from empirical.results import read_json
     from empirical.results import provenance, write_json
 
     if not sweeps and not probes:

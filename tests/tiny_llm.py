@@ -148,3 +148,12 @@ def check_cached_scoring(m, seq, atol: float = 1e-4) -> np.ndarray:
     np.testing.assert_allclose(cont[0], [ref_lp[14 + j, seq[15 + j]] for j in range(15)], atol=atol)
     np.testing.assert_allclose(cont[1], [ref_lp[8 + j, seq[9 + j]] for j in range(3)], atol=atol)
     return ref_lp
+
+
+def reference_logits(model, vocab_size: int, *, seed: int = 0, shape=(2, 40)) -> tuple[np.ndarray, np.ndarray]:
+    """Random token ids of ``shape`` and a ``transformers`` model's logits for them."""
+    import torch
+
+    ids = np.random.default_rng(seed).integers(0, vocab_size, shape)
+    with torch.no_grad():
+        return ids, model(torch.tensor(ids)).logits.numpy()

@@ -33,7 +33,7 @@ def base_config(*, preset: str | None = None, family: str | None = None, tasks_f
                 like: bool = False, norm: str = "rms", seed: int | None = None, mix: dict | None = None):
     """The TrainConfig the command line describes (before the per-model grid)."""
     from empirical import synthetic
-    from empirical.cli_args import task_set
+    from empirical.results import read_task_set
 
     seed = 0 if seed is None else seed
     mix = mix or {}
@@ -41,7 +41,7 @@ def base_config(*, preset: str | None = None, family: str | None = None, tasks_f
         if preset is not None or family not in (None, "lookup"):
             raise ValueError("--like-construction sets the architecture and the family (lookup) itself; "
                              "drop --preset and --family")
-        return like_construction(tasks=task_set(tasks_file), norm=norm, seed=seed, **mix)
+        return like_construction(tasks=read_task_set(tasks_file), norm=norm, seed=seed, **mix)
     if norm != "rms":
         raise ValueError("--norm applies to --like-construction only")
     preset = preset or "tiny"
@@ -50,7 +50,7 @@ def base_config(*, preset: str | None = None, family: str | None = None, tasks_f
     family = family or "copy"
     if family not in synthetic.FAMILIES:
         raise ValueError(f"unknown family {family!r}; choose from {', '.join(synthetic.FAMILIES)}")
-    tasks = task_set(tasks_file)
+    tasks = read_task_set(tasks_file)
     if tasks is not None and family != "lookup":
         raise ValueError("--tasks-file applies to --family lookup only")
     extra = {"tasks": tasks} if tasks is not None else {}

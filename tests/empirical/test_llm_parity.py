@@ -19,7 +19,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from empirical.llm import load_model, smollm2_path  # noqa: E402
 from tests.tiny_llm import (  # noqa: E402
-    params_of_torch, precise_logits, save_hf_folder, tiny_config, tiny_spec, tolerance,
+    params_of_torch, precise_logits, reference_logits, save_hf_folder, tiny_config, tiny_spec, tolerance,
     torch_model,
 )
 
@@ -34,7 +34,7 @@ VARIANTS = {
 
 
 def _reference(variant: str):
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     pytest.importorskip("transformers")
     changes, scaling = VARIANTS[variant]
     cfg = tiny_config(**changes)
@@ -45,9 +45,7 @@ def _reference(variant: str):
         params = {k: v for k, v in scaling.items() if k != "rope_type"}
         cfg = cfg.replace(rope_freq_factors=llama3_freq_factors(
             head_dim=cfg.head_dim, theta=cfg.rope_theta, **params))
-    ids = np.random.default_rng(0).integers(0, cfg.vocab_size, (2, 40))
-    with torch.no_grad():
-        ref = model(torch.tensor(ids)).logits.numpy()
+    ids, ref = reference_logits(model, cfg.vocab_size)
     return cfg, model, ids, ref
 
 

@@ -23,8 +23,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from empirical.llm import load_model, model_from_params  # noqa: E402
 from tests.tiny_llm import (  # noqa: E402
-    check_cached_scoring, params_of_torch, precise_logits, save_hf_folder, tiny_config, tiny_spec, tolerance,
-    torch_model,
+    check_cached_scoring, params_of_torch, precise_logits, reference_logits, save_hf_folder, tiny_config,
+    tiny_spec, tolerance, torch_model,
 )
 
 VARIANTS = {
@@ -34,16 +34,14 @@ VARIANTS = {
 
 
 def _reference(variant: str):
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     pytest.importorskip("transformers")
     cfg = tiny_config(family="qwen3", **VARIANTS[variant])
     model = torch_model(cfg, seed=2)
     assert type(model).__name__ == "Qwen3ForCausalLM"
     assert "model.layers.0.self_attn.q_norm.weight" in model.state_dict()
     assert "model.layers.0.self_attn.q_proj.bias" not in model.state_dict()
-    ids = np.random.default_rng(0).integers(0, cfg.vocab_size, (2, 40))
-    with torch.no_grad():
-        ref = model(torch.tensor(ids)).logits.numpy()
+    ids, ref = reference_logits(model, cfg.vocab_size)
     return cfg, model, ids, ref
 
 
