@@ -205,7 +205,8 @@ def _scaling(args) -> int:
     """``superpose scaling train|runs|eval|plot|calibration`` (one action per call)."""
     from empirical import scaling
 
-    scaling.command(args.action, runs=args.runs, which=args.which, run_dirs=args.run or (), prompts=args.prompts,
+    scaling.command(args.action, runs=args.runs, which=args.which, seeds=number_list("--seeds", args.seeds),
+                    run_dirs=args.run or (), prompts=args.prompts,
                     seed=args.seed, study=args.study, reuse=args.reuse, llm=args.llm or (), out=args.out,
                     json_path=args.json, progress=not args.quiet)
     return 0
@@ -359,6 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="directory of the members' run directories (default runs/scaling; members not there "
                         "are read from the shipped models)")
     p.add_argument("--which", choices=("scaling", "capacity", "all"), default="all", help="train: which family")
+    p.add_argument("--seeds", default=None, help="train: comma-separated seeds, one vmapped step per member "
+                                                 "(runs <name>-seed<s>; default: the one budget-rule model)")
     p.add_argument("--prompts", type=positive, default=500, help="eval: prompts per K (default 500)")
     p.add_argument("--study", default=None, help="plot, calibration: a `superpose scaling eval` JSON")
     p.add_argument("--reuse", default=None, help="eval: keep the entries of this earlier study (same settings) "

@@ -4,6 +4,7 @@ written atomically (a temporary file renamed into place, so nothing half-written
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import os
 import tempfile
@@ -246,6 +247,16 @@ def _to_json(x):
     return _jsonable(x)
 
 
+@functools.lru_cache(maxsize=None)
+def _layout(tp):
+    """A record class's field types and its fields by JSON key (computed once per class)."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(tp)
+    return hints, {f.metadata.get("json", f.name): f for f in dataclasses.fields(tp) if f.init}
+
+
 def _from_json(tp, value, where: str):
     import collections.abc
     import dataclasses
@@ -269,9 +280,7 @@ def _from_json(tp, value, where: str):
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ResultError(f"{where}: expected an object for {tp.__name__}, got {type(value).__name__}")
-        hints = typing.get_type_hints(tp)
-        fs = [f for f in dataclasses.fields(tp) if f.init]
-        by_key = {f.metadata.get("json", f.name): f for f in fs}
+        hints, by_key = _layout(tp)
         unknown = [k for k in value if k not in by_key]
         if unknown:
             raise ResultError(f"{where}: unknown field(s) {unknown} for {tp.__name__} (known: {list(by_key)})")

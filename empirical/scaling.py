@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -84,26 +84,39 @@ def members(which: str = "all") -> list[Member]:
     return unique
 
 
-def train_members(out: str | os.PathLike, which: str = "all", *, progress: bool = True,
-                  report: Callable[[str], None] = print) -> list[dict]:
-    """Train every member of ``which`` into ``out/<name>`` (finished runs are kept, interrupted
-    ones resumed); returns their training summaries."""
-    from empirical.training import train
+def train_member(m: Member, out: str | os.PathLike, seeds: Sequence[int] | None = None, *,
+                 progress: bool = True) -> list[dict]:
+    """Train member ``m`` into ``out/<name>`` (the budget rule's seed), or, given ``seeds``, one
+    model per seed into ``out/<name>-seed<s>`` in one vmapped step. Finished runs are kept,
+    interrupted ones resumed; returns the training summaries."""
+    from empirical.training import train_many
 
-    out = Path(out)
+    cfg = m.config()
+    if seeds is None:
+        cfgs, runs = [cfg], [Path(out) / m.name]
+    else:
+        if not seeds or len(set(seeds)) != len(seeds) or any(int(s) < 0 for s in seeds):
+            raise ValueError(f"seeds must be distinct non-negative integers, got {list(seeds)}")
+        cfgs = [replace(cfg, seed=int(s)) for s in seeds]
+        runs = [Path(out) / f"{m.name}-seed{int(s)}" for s in seeds]
+    done = [json.loads((r / "result.json").read_text()) if (r / "result.json").is_file() else None for r in runs]
+    if all(d is not None and d.get("step") == STEPS for d in done):
+        return done
+    resume = any((r / "config.json").is_file() for r in runs)
+    return train_many(cfgs, runs, resume=resume, progress=progress)
+
+
+def train_members(out: str | os.PathLike, which: str = "all", *, seeds: Sequence[int] | None = None,
+                  progress: bool = True, report: Callable[[str], None] = print) -> list[dict]:
+    """Train every member of ``which`` into ``out`` (see :func:`train_member`); returns their
+    training summaries."""
     summaries = []
     for m in members(which):
-        run = out / m.name
-        if (run / "result.json").is_file():
-            summary = json.loads((run / "result.json").read_text())
-            if summary.get("step") == STEPS:
-                report(f"{m.name}: trained already ({run})")
-                summaries.append(summary)
-                continue
-        summary = train(m.config(), run, resume=(run / "config.json").is_file(), progress=progress)
-        report(f"{m.name}: {summary['params']} parameters, late accuracy {summary['eval'].get('answer_acc_late', float('nan')):.3f}, "
-               f"{summary['wall_s']:.0f} s")
-        summaries.append(summary)
+        for summary in train_member(m, out, seeds, progress=progress):
+            acc = summary["eval"].get("answer_acc_late", float("nan"))
+            report(f"{m.name} seed {summary['config']['seed']}: "
+                   f"{summary['params']} parameters, late accuracy {acc:.3f}, {summary['wall_s']:.0f} s")
+            summaries.append(summary)
     return summaries
 
 
@@ -589,7 +602,8 @@ def evaluate_runs(run_dirs: Sequence[str | os.PathLike], *, n_prompts: int = 500
                                                      "seed": seed}), "models": out}
 
 
-def command(action: str, *, runs: str = "runs/scaling", which: str = "all", run_dirs: Sequence[str] = (),
+def command(action: str, *, runs: str = "runs/scaling", which: str = "all", seeds: Sequence[int] | None = None,
+            run_dirs: Sequence[str] = (),
             prompts: int = 500, seed: int = 0, study: str | None = None, reuse: str | None = None,
             llm: Sequence[str] = (), out: str = "benchmarks/results/scaling", json_path: str | None = None,
             progress: bool = True, echo=print) -> None:
@@ -601,7 +615,7 @@ def command(action: str, *, runs: str = "runs/scaling", which: str = "all", run_
 
     out = Path(out)
     if action == "train":
-        train_members(runs, which, progress=progress)
+        train_members(runs, which, seeds=seeds, progress=progress, report=echo)
         return
     if action == "runs":
         if not run_dirs:
