@@ -50,7 +50,7 @@ from empirical.analysis.probes import fit_probe, probe_score, score_of
 from empirical.analysis.prompts import dirichlet_prompts, proportion_prompts, two_task_prompts
 from empirical.analysis.similarity import cka_matrix
 from empirical.models import FlaxModel, pattern_names, residual_names
-from empirical.results import MeanCI, Record, key, optional, record
+from empirical.results import MeanCI, Record, key, optional, record, result_type
 
 #: Skewed three-task mixtures (proportions of tasks 0, 1, 2), not only uniform ones.
 SKEWED = ((0.6, 0.3, 0.1), (0.1, 0.6, 0.3), (0.3, 0.1, 0.6), (0.8, 0.1, 0.1), (0.5, 0.25, 0.25), (1 / 3, 1 / 3, 1 / 3))
@@ -244,6 +244,7 @@ class Weights(Record):
     cka_best_per_constructed_layer: tuple[float, ...]
 
 
+@result_type("compare")
 @record
 class CompareResult(Record):
     """The three-level report; the provenance fields (``config`` ... ``run``) and ``plots`` are

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+import importlib
 import json
 import os
 import tempfile
@@ -178,6 +179,44 @@ def clear_legends(fig) -> None:
 
 
 # --------------------------------------------------------------------------- typed results
+
+
+#: The modules that define typed results (imported by :func:`result_types`).
+RESULT_MODULES = (
+    "empirical.compare", "empirical.sweep", "empirical.within_prompt", "empirical.scaling", "empirical.calibration",
+    "empirical.seed_spread", "empirical.mixture_study", "empirical.task_vectors", "empirical.verify",
+    "empirical.llm.probe", "empirical.llm.decode_study", "empirical.training.commands", "proofs_check.report",
+)
+_RESULT_TYPES: dict[str, type] = {}
+
+
+def result_type(*commands: str):
+    """Class decorator: the typed result of the result files whose ``command`` (or, for a
+    benchmark, ``benchmark``) field is one of ``commands``."""
+
+    def register(cls):
+        for c in commands:
+            if _RESULT_TYPES.get(c, cls) is not cls:
+                raise ValueError(f"two typed results for command {c!r}: {_RESULT_TYPES[c].__name__}, {cls.__name__}")
+            _RESULT_TYPES[c] = cls
+        return cls
+
+    return register
+
+
+def result_types() -> dict[str, type]:
+    """Every typed result by the command its files record (importing :data:`RESULT_MODULES`)."""
+    for name in RESULT_MODULES:
+        importlib.import_module(name)
+    return dict(_RESULT_TYPES)
+
+
+def result_class(payload) -> type | None:
+    """The typed result of a result file's payload (None for an untyped one)."""
+    if not isinstance(payload, dict):
+        return None
+    types_ = result_types()
+    return types_.get(payload.get("command")) or types_.get(payload.get("benchmark"))
 
 
 class ResultError(ValueError):
