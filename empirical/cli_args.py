@@ -63,6 +63,21 @@ def positive(text: str) -> int:
     return value
 
 
+def flags(p: argparse.ArgumentParser, *rows: tuple) -> None:
+    """Add flags from rows ``(name, default, help)`` or ``(name, default, help, kind)``, where
+    ``kind`` is an argparse ``type`` (``positive``, ``int``, ``float``), a tuple of choices, or
+    ``"store_true"`` (a switch; its default is False)."""
+    for name, default, helptext, *kind in rows:
+        options = {}
+        if kind == ["store_true"]:
+            options = {"action": "store_true"}
+        elif kind and isinstance(kind[0], tuple):
+            options = {"choices": kind[0]}
+        elif kind:
+            options = {"type": kind[0]}
+        p.add_argument(name, default=default, help=helptext, **options)
+
+
 def add_outputs(p: argparse.ArgumentParser, *, result: str = "the result", plots: str = "plots",
                 out_default: str | None = None, seed_help: str = "random seed (default 0)",
                 quiet: bool = True) -> None:
@@ -73,6 +88,12 @@ def add_outputs(p: argparse.ArgumentParser, *, result: str = "the result", plots
     p.add_argument("--seed", type=int, default=0, help=seed_help)
     if quiet:
         p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def outputs(args) -> dict:
+    """The shared flags (:func:`add_outputs`) as a library command's keywords: ``seed``, ``out``,
+    ``json_path`` and ``progress``."""
+    return dict(seed=args.seed, out=args.out, json_path=args.json, progress=not args.quiet)
 
 
 def number_list(flag: str, text: str | None, kind=int) -> list | None:
