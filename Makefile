@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.superpose-installed
 
-.PHONY: install demo test test-slow test-thorough bad-input check bench clean pretrained figure3 like-construction compare task-vectors scaling mixture seeds docs notebooks
+.PHONY: install demo test test-slow test-thorough bad-input check bench clean pretrained figure3 like-construction compare task-vectors scaling mixture seeds probes decoding docs notebooks
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,19 @@ test-thorough: $(STAMP)
 # the README's table; ~2 minutes).
 bad-input: $(STAMP)
 	SUPERPOSE_BAD_INPUT_SUMMARY=benchmarks/results/bad_input_summary.json $(PY) -m pytest -q -p no:cacheprovider tests/test_bad_input.py
+
+# Every lemma and bound of Theorem 1 on the full grid, with the beta and prompt-length plots
+# (benchmarks/results/check/; the proofs_check page's tables).
+check: $(STAMP)
+	$(VENV)/bin/superpose check --json benchmarks/results/check/check.json --out benchmarks/results/check
+
+# The speed benchmarks on this machine (each side in its own process; JSON under benchmarks/results/).
+bench: $(STAMP)
+	$(PY) benchmarks/construction.py
+	$(PY) benchmarks/training.py --family add
+	$(PY) benchmarks/training_breakdown.py
+	$(PY) benchmarks/training_many.py
+	$(PY) benchmarks/llm_harness.py
 
 clean:
 	rm -rf $(VENV) results .pytest_cache .hypothesis
@@ -157,6 +170,36 @@ seeds: $(STAMP)
 	$(VENV)/bin/superpose seeds train --runs runs/seeds --quiet
 	$(VENV)/bin/superpose seeds eval --runs runs/seeds --out $(SEEDS_RESULTS) --quiet
 	$(VENV)/bin/superpose seeds plot --study $(SEEDS_RESULTS)/seeds.json --out $(SEEDS_RESULTS)
+
+# Figure 2 on the real LLMs (SmolLM2 and Gemma 3, every probe family, 100 prompts each; the
+# all-families run of SmolLM2 at 30), their generation collapse side by side, and the
+# skewed-mixture calibration rows (letter and country) that `make scaling` fits.
+PROBES := benchmarks/results/llm_probe
+CALIBRATION := benchmarks/results/calibration
+probes: $(STAMP)
+	for m in smollm2 gemma3; do for f in letter letter_rare at country add; do \
+	  $(VENV)/bin/superpose probe run --model $$m --family $$f --prompts 100 --json $(PROBES)/$${m}_$${f}_100.json \
+	    --out $(PROBES) --quiet || exit 1; \
+	done; done
+	$(VENV)/bin/superpose probe run --model smollm2 --family all --prompts 30 --json $(PROBES)/smollm2_all_30.json \
+	  --out $(PROBES) --quiet
+	$(VENV)/bin/superpose probe collapse $(foreach f,$(WITHIN_PROMPT_PROBES),$(PROBES)/$(f).json) --out $(PROBES)
+	for m in smollm2 gemma3; do for f in letter country; do \
+	  $(VENV)/bin/superpose probe skewed --model $$m --family $$f --prompts 100 \
+	    --json $(CALIBRATION)/llm_$${m}_$${f}.json --out $(CALIBRATION) --quiet || exit 1; \
+	done; done
+
+# Superposed decoding against the usual ways of getting several answers (docs/real_llms.md):
+# one resumable study per model and family, with the family's prompt count and k grid.
+DECODING := benchmarks/results/decoding
+decoding: $(STAMP)
+	for m in smollm2 gemma3; do \
+	  $(VENV)/bin/superpose decode --study --model $$m --family add --prompts 10 --ks 2,4 --ceiling-prompts 5 --out $(DECODING) --quiet && \
+	  $(VENV)/bin/superpose decode --study --model $$m --family at --prompts 40 --ks 2,3 --ceiling-prompts 5 --out $(DECODING) --quiet && \
+	  $(VENV)/bin/superpose decode --study --model $$m --family country --prompts 30 --ks 2,3 --ceiling-prompts 5 --out $(DECODING) --quiet && \
+	  $(VENV)/bin/superpose decode --study --model $$m --family letter --prompts 40 --ks 2,4 --ceiling-prompts 5 --out $(DECODING) --quiet \
+	  || exit 1; \
+	done
 
 # The results tables of the README and docs/*.md, regenerated in place from the committed JSON
 # under benchmarks/results/ (docs/generate.py, standard library only, < 5 s); the default suite
