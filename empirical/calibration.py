@@ -26,6 +26,8 @@ from typing import Sequence
 
 import numpy as np
 
+from empirical.results import MeanCI, Record, Stamped, optional, record, result_type
+
 ALPHA_MIN, ALPHA_MAX = -5.0, 30.0
 #: Bins of D for the reliability curve.
 BINS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -74,7 +76,95 @@ def _fit(logd, q, mask) -> float:
     return float(res.x)
 
 
-def fit_exponent(d_rows, p_rows, *, bootstrap: int = 200, seed: int = 0) -> dict:
+@record
+class Exponent(Record):
+    """The fitted exponent alpha of q_k proportional to D_k^alpha (:func:`fit_exponent`): its
+    95% bootstrap interval [lo, hi], the temperature 1 / alpha, the prompts fitted, the bootstrap
+    resamples, and whether alpha sits at :data:`ALPHA_MAX`."""
+
+    alpha: float
+    lo: float
+    hi: float
+    temperature: float
+    n_prompts: int
+    bootstrap: int
+    at_bound: bool
+
+
+@record
+class PerPrompt(Record):
+    """Calibration inside each prompt (:func:`per_prompt_distance`): the mean TV(q, D) and the
+    two choosers' and the 1/K mixer's mean distances on the same proportions."""
+
+    tv: MeanCI
+    matching_chooser: float
+    majority_chooser: float
+    uniform_mixer: float
+
+
+@record
+class ReliabilityBin(Record):
+    """One bin [lo, hi] of D of the reliability curve: its (D, P) pairs, their mean D, and the
+    mean raw P and renormalised q (None with fewer than two defined q)."""
+
+    lo: float
+    hi: float
+    n: int
+    d: float
+    p: MeanCI
+    q: MeanCI | None
+
+
+@record
+class Reliability(Record):
+    """The reliability curve (:func:`reliability`): its non-empty bins of D."""
+
+    bins: tuple[ReliabilityBin, ...]
+
+
+@record
+class CalibrationRows(Record):
+    """Per prompt, the in-context proportions D and the answer probabilities P (the scatter's)."""
+
+    d: tuple[tuple[float, ...], ...]
+    p: tuple[tuple[float, ...], ...]
+
+
+@record
+class CalibrationEntry(Record):
+    """One model's calibration (:func:`summarize`): its name and kind (``trained``,
+    ``constructed``, ``llm``), the K of its mixtures, the prompts, the fitted exponent, the
+    per-prompt distance, the reliability curve and the first 400 prompts' rows."""
+
+    name: str
+    kind: str | None = optional()
+    ks: tuple[int, ...] | None = optional()
+    n_prompts: int
+    exponent: Exponent
+    per_prompt: PerPrompt
+    reliability: Reliability
+    rows: CalibrationRows
+
+
+@record
+class CalibrationConfig(Record):
+    """The inputs of ``superpose scaling calibration``: the study and the LLM calibration files."""
+
+    study: str
+    llm: tuple[str, ...]
+
+
+@result_type("scaling calibration")
+@record
+class CalibrationResult(Stamped):
+    """The result of ``superpose scaling calibration``: one :class:`CalibrationEntry` per model
+    (the study's scaling family and constructed model, then the LLM runs)."""
+
+    config: CalibrationConfig
+    models: tuple[CalibrationEntry, ...]
+
+
+def fit_exponent(d_rows, p_rows, *, bootstrap: int = 200, seed: int = 0) -> Exponent:
     """The exponent alpha of q_k proportional to D_k^alpha (module docstring) with a 95%
     percentile bootstrap interval over prompts (``bootstrap`` resamples, ``seed``)."""
     logd, q, mask = _rows(d_rows, p_rows)
@@ -83,15 +173,13 @@ def fit_exponent(d_rows, p_rows, *, bootstrap: int = 200, seed: int = 0) -> dict
     n = len(logd)
     boots = [_fit(logd[i], q[i], mask[i]) for i in (rng.integers(0, n, n) for _ in range(bootstrap))]
     lo, hi = (np.percentile(boots, [2.5, 97.5]).tolist() if boots else (float("nan"), float("nan")))
-    return {"alpha": alpha, "lo": lo, "hi": hi, "temperature": (1.0 / alpha if alpha else float("inf")),
-            "n_prompts": n, "bootstrap": bootstrap, "at_bound": bool(alpha > ALPHA_MAX - 0.01)}
+    return Exponent(alpha=alpha, lo=lo, hi=hi, temperature=(1.0 / alpha if alpha else float("inf")), n_prompts=n,
+                    bootstrap=bootstrap, at_bound=bool(alpha > ALPHA_MAX - 0.01))
 
 
-def reliability(d_rows, p_rows, bins: Sequence[float] = BINS) -> dict:
+def reliability(d_rows, p_rows, bins: Sequence[float] = BINS) -> Reliability:
     """Mean raw P and renormalised q per bin of D, pooled over prompts and tasks (with 95%
     intervals and counts; empty bins are left out)."""
-    from empirical.within_prompt import mean_ci
-
     d_all, p_all, q_all = [], [], []
     for d, p in zip(d_rows, p_rows):
         d, p = np.asarray(d, np.float64), np.asarray(p, np.float64)
@@ -108,21 +196,18 @@ def reliability(d_rows, p_rows, bins: Sequence[float] = BINS) -> dict:
         if m.sum() < 2:
             continue
         q = q_all[m][~np.isnan(q_all[m])]
-        out.append({"lo": float(edges[b]), "hi": float(edges[b + 1]), "n": int(m.sum()),
-                    "d": float(d_all[m].mean()), "p": mean_ci(p_all[m]),
-                    "q": mean_ci(q) if len(q) > 1 else None})
-    return {"bins": out}
+        out.append(ReliabilityBin(lo=float(edges[b]), hi=float(edges[b + 1]), n=int(m.sum()), d=float(d_all[m].mean()),
+                                  p=MeanCI.of(p_all[m]), q=MeanCI.of(q) if len(q) > 1 else None))
+    return Reliability(bins=tuple(out))
 
 
-def per_prompt_distance(d_rows, p_rows) -> dict:
+def per_prompt_distance(d_rows, p_rows) -> PerPrompt:
     """Calibration inside each prompt: the mean total-variation distance between q (the
     renormalised answer probabilities) and D, with the values of the two choosers on the same
     proportions: one that puts all mass on a task drawn with probability D_k (it matches D on
     average over prompts, so the reliability curve and alpha cannot tell it from proportional
     mixing; its expected distance is 1 - sum D_k^2) and one that always picks the majority task
     (1 - max D); and of a mixer that ignores D (1/K on each task)."""
-    from empirical.within_prompt import mean_ci
-
     tv, matching, majority, uniform = [], [], [], []
     for d, p in zip(d_rows, p_rows):
         d, p = np.asarray(d, np.float64), np.asarray(p, np.float64)
@@ -132,19 +217,22 @@ def per_prompt_distance(d_rows, p_rows) -> dict:
         matching.append(1.0 - np.sum(d ** 2))
         majority.append(1.0 - d.max())
         uniform.append(0.5 * np.abs(1.0 / len(d) - d).sum())
-    return {"tv": mean_ci(tv), "matching_chooser": float(np.mean(matching)), "majority_chooser": float(np.mean(majority)),
-            "uniform_mixer": float(np.mean(uniform))}
+    return PerPrompt(tv=MeanCI.of(tv), matching_chooser=float(np.mean(matching)),
+                     majority_chooser=float(np.mean(majority)), uniform_mixer=float(np.mean(uniform)))
 
 
-def summarize(name: str, d_rows, p_rows, **info) -> dict:
+def summarize(name: str, d_rows, p_rows, *, kind: str | None = None,
+              ks: Sequence[int] | None = None) -> CalibrationEntry:
     """One model's calibration entry: reliability curve, fitted exponent, the per-prompt
-    distance and ``info``; the first 400 prompts' (D, P) rows are kept for the scatter."""
-    return {"name": name, **info, "n_prompts": len(d_rows), "exponent": fit_exponent(d_rows, p_rows),
-            "per_prompt": per_prompt_distance(d_rows, p_rows), "reliability": reliability(d_rows, p_rows),
-            "rows": {"d": [list(map(float, r)) for r in d_rows[:400]], "p": [list(map(float, r)) for r in p_rows[:400]]}}
+    distance, its ``kind`` and ``ks``; the first 400 prompts' (D, P) rows are kept for the scatter."""
+    return CalibrationEntry(name=name, kind=kind, ks=None if ks is None else tuple(ks), n_prompts=len(d_rows),
+                            exponent=fit_exponent(d_rows, p_rows), per_prompt=per_prompt_distance(d_rows, p_rows),
+                            reliability=reliability(d_rows, p_rows),
+                            rows=CalibrationRows(d=tuple(tuple(map(float, r)) for r in d_rows[:400]),
+                                                 p=tuple(tuple(map(float, r)) for r in p_rows[:400])))
 
 
-def plot(entries: Sequence[dict], path: str | os.PathLike, title: str = "") -> os.PathLike:
+def plot(entries: Sequence[CalibrationEntry], path: str | os.PathLike, title: str = "") -> os.PathLike:
     """Reliability curves (one panel per model: mean raw P and renormalised q per bin of D,
     the diagonal = proportional) and a last panel with every model's fitted alpha and its
     interval (alpha = 1: proportional)."""
@@ -160,21 +248,21 @@ def plot(entries: Sequence[dict], path: str | os.PathLike, title: str = "") -> o
     FigureCanvasAgg(fig)
     for i, e in enumerate(entries):
         ax = fig.add_subplot(rows_n, cols, i + 1)
-        pts = [(dk, pk / sum(p)) for d, p in zip(e["rows"]["d"], e["rows"]["p"]) if sum(p) > 0 for dk, pk in zip(d, p)]
+        pts = [(dk, pk / sum(p)) for d, p in zip(e.rows.d, e.rows.p) if sum(p) > 0 for dk, pk in zip(d, p)]
         if pts:
             ax.scatter(*zip(*pts), s=4, alpha=0.2, color="tab:orange", linewidths=0, label="q, each prompt")
-        bins = e["reliability"]["bins"]
-        d = [b["d"] for b in bins]
-        ax.errorbar(d, [b["p"]["mean"] for b in bins], yerr=[b["p"]["ci95"] for b in bins], fmt="o-",
+        bins = e.reliability.bins
+        d = [b.d for b in bins]
+        ax.errorbar(d, [b.p.mean for b in bins], yerr=[b.p.ci95 for b in bins], fmt="o-",
                     markersize=3, color="tab:blue", label="raw P")
-        qb = [b for b in bins if b["q"] is not None]
-        ax.errorbar([b["d"] for b in qb], [b["q"]["mean"] for b in qb], yerr=[b["q"]["ci95"] for b in qb],
+        qb = [b for b in bins if b.q is not None]
+        ax.errorbar([b.d for b in qb], [b.q.mean for b in qb], yerr=[b.q.ci95 for b in qb],
                     fmt="s--", markersize=3, color="tab:orange", label="renormalised q")
         ax.plot([0, 1], [0, 1], ":", color="gray", label="proportional")
-        ex, pp = e["exponent"], e["per_prompt"]
-        ax.set_title(f"{e['name']}: {e['n_prompts']} prompts\nalpha={ex['alpha']:.2f} [{ex['lo']:.2f}, {ex['hi']:.2f}]"
-                     f"{' (bound)' if ex['at_bound'] else ''}; per prompt TV(q, D)={pp['tv']['mean']:.2f}\n"
-                     f"(a chooser matching D: {pp['matching_chooser']:.2f})", fontsize=7)
+        ex, pp = e.exponent, e.per_prompt
+        ax.set_title(f"{e.name}: {e.n_prompts} prompts\nalpha={ex.alpha:.2f} [{ex.lo:.2f}, {ex.hi:.2f}]"
+                     f"{' (bound)' if ex.at_bound else ''}; per prompt TV(q, D)={pp.tv.mean:.2f}\n"
+                     f"(a chooser matching D: {pp.matching_chooser:.2f})", fontsize=7)
         ax.set_xlim(0, 1)
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("in-context proportion D", fontsize=8)
@@ -183,26 +271,26 @@ def plot(entries: Sequence[dict], path: str | os.PathLike, title: str = "") -> o
         if i == 0:
             handles, labels = ax.get_legend_handles_labels()
     ax = fig.add_subplot(rows_n, cols, n + 1)
-    alphas = [e["exponent"] for e in entries]
+    alphas = [e.exponent for e in entries]
     y = np.arange(n)
-    ax.errorbar([a["alpha"] for a in alphas], y,
-                xerr=[[a["alpha"] - a["lo"] for a in alphas], [a["hi"] - a["alpha"] for a in alphas]],
+    ax.errorbar([a.alpha for a in alphas], y,
+                xerr=[[a.alpha - a.lo for a in alphas], [a.hi - a.alpha for a in alphas]],
                 fmt="o", color="black", capsize=3)
     ax.axvline(1.0, color="tab:green", ls="--", lw=1, label="proportional (1)")
     ax.axvline(0.0, color="gray", ls=":", lw=1, label="ignores D (0)")
-    ax.set_yticks(y, [e["name"] for e in entries], fontsize=7)
+    ax.set_yticks(y, [e.name for e in entries], fontsize=7)
     ax.set_xlabel("fitted exponent alpha (q ~ D^alpha)", fontsize=8)
     ax.grid(alpha=0.3)
     more = ax.get_legend_handles_labels()
     ax = fig.add_subplot(rows_n, cols, n + 2)
-    pp = [e["per_prompt"] for e in entries]
-    ax.errorbar([p["tv"]["mean"] for p in pp], y, xerr=[p["tv"]["ci95"] for p in pp], fmt="o", color="black",
+    pp = [e.per_prompt for e in entries]
+    ax.errorbar([p.tv.mean for p in pp], y, xerr=[p.tv.ci95 for p in pp], fmt="o", color="black",
                 capsize=3, label="the model")
-    ax.plot([p["matching_chooser"] for p in pp], y, "x", color="tab:red", label="chooser matching D")
-    ax.plot([p["majority_chooser"] for p in pp], y, "+", color="tab:purple", label="majority chooser")
-    ax.plot([p["uniform_mixer"] for p in pp], y, "|", color="tab:blue", markersize=9, label="1/K mixer (ignores D)")
+    ax.plot([p.matching_chooser for p in pp], y, "x", color="tab:red", label="chooser matching D")
+    ax.plot([p.majority_chooser for p in pp], y, "+", color="tab:purple", label="majority chooser")
+    ax.plot([p.uniform_mixer for p in pp], y, "|", color="tab:blue", markersize=9, label="1/K mixer (ignores D)")
     ax.axvline(0.0, color="tab:green", ls="--", lw=1, label="proportional (0)")
-    ax.set_yticks(y, [e["name"] for e in entries], fontsize=7)
+    ax.set_yticks(y, [e.name for e in entries], fontsize=7)
     ax.set_xlabel("per prompt TV(q, D)", fontsize=8)
     ax.grid(alpha=0.3)
     for h, lab in zip(*more):

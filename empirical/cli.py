@@ -180,7 +180,7 @@ def _scaling(args) -> None:
 
     scaling.command(args.action, runs=args.runs, which=args.which, seeds=number_list("--seeds", args.seeds),
                     run_dirs=args.run or (), prompts=args.prompts, study=args.study, reuse=args.reuse,
-                    llm=args.llm or (), **outputs(args))
+                    llm=args.llm or (), spread=args.spread, **outputs(args))
 
 
 def _mixture(args) -> None:
@@ -316,7 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
           ("--seeds", None, "train: comma-separated seeds, one vmapped step per member (runs <name>-seed<s>)"),
           ("--prompts", 500, "eval: prompts per K (default 500)", positive),
           ("--study", None, "plot, calibration: a `superpose scaling eval` JSON"),
-          ("--reuse", None, "eval: keep this earlier study's entries of members whose weights are unchanged"))
+          ("--reuse", None, "eval: keep this earlier study's entries of members whose weights are unchanged"),
+          ("--spread", None, "plot: a `superpose scaling runs` JSON of the members at other seeds (crosses)"))
     p.add_argument("--llm", action="append", help="calibration: a `superpose probe skewed` JSON (repeatable)")
     p.add_argument("--run", action="append", help="runs: a run directory of an add-family model (repeatable)")
     add_outputs(p, result="the evaluation or calibration", plots="plots and default JSON",

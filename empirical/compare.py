@@ -50,7 +50,7 @@ from empirical.analysis.probes import fit_probe, probe_score, score_of
 from empirical.analysis.prompts import dirichlet_prompts, proportion_prompts, two_task_prompts
 from empirical.analysis.similarity import cka_matrix
 from empirical.models import FlaxModel, pattern_names, residual_names
-from empirical.results import MeanCI, Record, key, optional, record, result_type
+from empirical.results import MeanCI, Record, Stampable, key, optional, record, result_type
 
 #: Skewed three-task mixtures (proportions of tasks 0, 1, 2), not only uniform ones.
 SKEWED = ((0.6, 0.3, 0.1), (0.1, 0.6, 0.3), (0.3, 0.1, 0.6), (0.8, 0.1, 0.1), (0.5, 0.25, 0.25), (1 / 3, 1 / 3, 1 / 3))
@@ -246,15 +246,10 @@ class Weights(Record):
 
 @result_type("compare")
 @record
-class CompareResult(Record):
+class CompareResult(Stampable):
     """The three-level report; the provenance fields (``config`` ... ``run``) and ``plots`` are
     set by the command line (None and left out of the JSON otherwise)."""
 
-    config: dict[str, Any] | None = optional()
-    package_version: str | None = optional()
-    device: str | None = optional()
-    date: str | None = optional()
-    command: str | None = optional()
     run: str | None = optional()
     learned: str
     tasks: dict[str, Any]
@@ -268,11 +263,6 @@ class CompareResult(Record):
     causal: Causal
     weights: Weights
     plots: tuple[str, ...] | None = optional()
-
-    def with_provenance(self, provenance: dict, **more) -> "CompareResult":
-        """This result with the provenance fields (``config``, ``package_version``, ``device``,
-        ``date``) and ``more`` (``command``, ``run``, ``plots``) set."""
-        return replace(self, **provenance, **more)
 
 
 def _tuples(x):

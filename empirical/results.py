@@ -12,6 +12,7 @@ import tempfile
 from dataclasses import dataclass, field, fields
 from importlib import metadata as _metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -282,84 +283,214 @@ def _to_json(x):
     if isinstance(x, dict):
         return {str(k): _to_json(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
+        if all(type(v) is float or type(v) is int for v in x):
+            return list(x)  # the common case (numbers), without a call per number
         return [_to_json(v) for v in x]
     return _jsonable(x)
 
 
-@functools.lru_cache(maxsize=None)
-def _layout(tp):
-    """A record class's field types and its fields by JSON key (computed once per class)."""
-    import dataclasses
-    import typing
+class _Misfit(Exception):
+    """A value that does not fit its type; ``path`` collects the keys and indices above it
+    (innermost first) on the way out, so that the path is built only for an error."""
 
-    hints = typing.get_type_hints(tp)
-    return hints, {f.metadata.get("json", f.name): f for f in dataclasses.fields(tp) if f.init}
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message, self.path = message, []
+
+    def text(self, where: str = "") -> str:
+        return f"{where}{''.join(reversed(self.path))}: {self.message}"
 
 
 def _from_json(tp, value, where: str):
+    try:
+        return _reader(tp)(value)
+    except _Misfit as e:
+        raise ResultError(e.text(where)) from None
+
+
+def _number(value):
+    if type(value) is float or type(value) is int:
+        return value  # kept as written (an int stays an int), so that the JSON reads back unchanged
+    raise _Misfit(f"expected a number, got {value!r}")
+
+
+def _exact(tp):
+    def read(value):
+        if type(value) is not tp:
+            raise _Misfit(f"expected {tp.__name__}, got {value!r}")
+        return value
+
+    return read
+
+
+def _null(value):
+    if value is not None:
+        raise _Misfit(f"expected null, got {value!r}")
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def _reader(tp):
+    """The function that reads a JSON value as type ``tp`` (built once per type; raises
+    :class:`_Misfit`)."""
     import collections.abc
     import dataclasses
     import types
     import typing
 
     if tp is typing.Any or tp is object:
-        return value
+        return lambda value: value
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
+        nullable = type(None) in args
         inner = [a for a in args if a is not type(None)]
-        errors = []
-        for a in inner:
-            try:
-                return _from_json(a, value, where)
-            except ResultError as e:
-                errors.append(str(e))
-        raise ResultError(errors[0] if len(errors) == 1 else f"{where}: fits none of {tp}: " + "; ".join(errors))
+
+        def read_union(value):
+            if value is None and nullable:
+                return None
+            errors = []
+            for a in inner:
+                try:
+                    return _reader(a)(value)
+                except _Misfit as e:
+                    errors.append(e)
+            if len(errors) == 1:
+                raise errors[0]
+            raise _Misfit(f"fits none of {tp}: " + "; ".join(e.text() for e in errors))
+
+        return read_union
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ResultError(f"{where}: expected an object for {tp.__name__}, got {type(value).__name__}")
-        hints, by_key = _layout(tp)
-        unknown = [k for k in value if k not in by_key]
-        if unknown:
-            raise ResultError(f"{where}: unknown field(s) {unknown} for {tp.__name__} (known: {list(by_key)})")
-        kwargs = {}
-        for k, f in by_key.items():
-            if k not in value:
-                if f.metadata.get("omit_none") or f.default is not dataclasses.MISSING or \
-                        f.default_factory is not dataclasses.MISSING:
-                    continue
-                raise ResultError(f"{where}: missing field {k!r} of {tp.__name__}")
-            kwargs[f.name] = _from_json(hints[f.name], value[k], f"{where}.{k}")
-        return tp(**kwargs)
+        return _record_reader(tp)
     if origin is tuple or origin is list or tp in (tuple, list):
-        if not isinstance(value, list):
-            raise ResultError(f"{where}: expected a list, got {type(value).__name__}")
+        as_list = origin is list or tp is list
         if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
-            if len(args) != len(value):
-                raise ResultError(f"{where}: expected {len(args)} items, got {len(value)}")
-            return tuple(_from_json(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+            def read_fixed(value):
+                if type(value) is not list:
+                    raise _Misfit(f"expected a list, got {type(value).__name__}")
+                if len(args) != len(value):
+                    raise _Misfit(f"expected {len(args)} items, got {len(value)}")
+                return tuple(_indexed(_reader(a), v, i) for i, (a, v) in enumerate(zip(args, value)))
+
+            return read_fixed
         item = args[0] if args else typing.Any
-        items = [_from_json(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
-        return items if origin is list or tp is list else tuple(items)
+
+        def read_items(value):
+            if type(value) is not list:
+                raise _Misfit(f"expected a list, got {type(value).__name__}")
+            if item is float and all(type(v) is float or type(v) is int for v in value):
+                out = value  # the common case (a list of numbers), without a call per number
+            else:
+                read = _reader(item)
+                out = [_indexed(read, v, i) for i, v in enumerate(value)]
+            return list(out) if as_list else tuple(out)
+
+        return read_items
     if origin in (dict, collections.abc.Mapping) or tp is dict:
-        if not isinstance(value, dict):
-            raise ResultError(f"{where}: expected an object, got {type(value).__name__}")
         item = args[1] if len(args) == 2 else typing.Any
-        return {k: _from_json(item, v, f"{where}.{k}") for k, v in value.items()}
+
+        def read_dict(value):
+            if type(value) is not dict:
+                raise _Misfit(f"expected an object, got {type(value).__name__}")
+            read = _reader(item)
+            out = {}
+            for k, v in value.items():
+                try:
+                    out[k] = read(v)
+                except _Misfit as e:
+                    e.path.append(f".{k}")
+                    raise
+            return out
+
+        return read_dict
     if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ResultError(f"{where}: expected a number, got {value!r}")
-        return value  # kept as written (an int stays an int), so that the JSON reads back unchanged
+        return _number
     if tp in (int, bool, str):
-        if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
-            raise ResultError(f"{where}: expected {tp.__name__}, got {value!r}")
-        return value
+        return _exact(tp)
     if tp is type(None):
-        if value is not None:
-            raise ResultError(f"{where}: expected null, got {value!r}")
-        return None
-    raise ResultError(f"{where}: cannot read type {tp!r}")
+        return _null
+    raise ResultError(f"cannot read type {tp!r}")
+
+
+def _indexed(read, value, i: int):
+    try:
+        return read(value)
+    except _Misfit as e:
+        e.path.append(f"[{i}]")
+        raise
+
+
+def _record_reader(tp):
+    """The reader of a record class: its fields by JSON key, each read by its type's reader
+    (resolved on first use, so that a record may hold records of its own class)."""
+    import dataclasses
+    import typing
+
+    fields_: list = []
+
+    def layout():
+        hints = typing.get_type_hints(tp)
+        for f in dataclasses.fields(tp):
+            if f.init:
+                required = not (f.metadata.get("omit_none") or f.default is not dataclasses.MISSING
+                                or f.default_factory is not dataclasses.MISSING)
+                fields_.append((f.metadata.get("json", f.name), f.name, _reader(hints[f.name]), required))
+        return {k for k, *_ in fields_}
+
+    known: set = set()
+
+    def read_record(value):
+        if not known:
+            known.update(layout())
+        if type(value) is not dict:
+            raise _Misfit(f"expected an object for {tp.__name__}, got {type(value).__name__}")
+        if len(value) > len(known) or not known.issuperset(value):
+            unknown = [k for k in value if k not in known]
+            raise _Misfit(f"unknown field(s) {unknown} for {tp.__name__} (known: {[k for k, *_ in fields_]})")
+        kwargs = {}
+        for k, name, read, required in fields_:
+            if k in value:
+                try:
+                    kwargs[name] = read(value[k])
+                except _Misfit as e:
+                    e.path.append(f".{k}")
+                    raise
+            elif required:
+                raise _Misfit(f"missing field {k!r} of {tp.__name__}")
+        return tp(**kwargs)
+
+    return read_record
+
+
+@record
+class Stamped(Record):
+    """The fields a result file opens with (:func:`provenance`): the command that wrote it, its
+    config, the package version, the device and the date. A result record subclasses this (or
+    :class:`Stampable`) and may narrow ``config`` to a record of its own."""
+
+    command: str
+    config: dict[str, Any]
+    package_version: str
+    device: str
+    date: str
+
+
+@record
+class Stampable(Record):
+    """:class:`Stamped`'s fields for a result that a library call returns bare (each None, and
+    left out of the JSON) and its command stamps (:meth:`with_provenance`)."""
+
+    command: str | None = optional()
+    config: dict[str, Any] | None = optional()
+    package_version: str | None = optional()
+    device: str | None = optional()
+    date: str | None = optional()
+
+    def with_provenance(self, provenance: dict, **more):
+        """This result with the provenance fields (``config``, ``package_version``, ``device``,
+        ``date``: :func:`provenance`) and ``more`` (e.g. ``command``, ``run``, plots) set."""
+        import dataclasses
+
+        return dataclasses.replace(self, **provenance, **more)
 
 
 @record

@@ -17,6 +17,11 @@ and r (docs/theory.md section 6: the number of the K tasks whose answer is among
 next tokens; here every answer is one token, followed by the newline). The constructed model
 (Theorem 1) with the same K tasks is the reference: it has K heads where they are needed and
 outputs the mixture itself.
+
+The results are typed records: :class:`ScalingStudy` (``scaling eval``) and
+:class:`ScalingRuns` (``scaling runs``) hold one :class:`ScalingEntry` per model, whose uniform
+(and skewed) mixtures are one :class:`MixtureBlock` per K; ``scaling calibration`` writes an
+:class:`empirical.calibration.CalibrationResult`.
 """
 
 from __future__ import annotations
@@ -24,13 +29,14 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
 from empirical import synthetic
+from empirical.results import MeanCI, Record, ResultError, Stamped, optional, record, result_type
 from empirical.training import TrainConfig, tiny
 
 #: Training budget of every member: steps, sequences per step (40 examples each).
@@ -129,6 +135,58 @@ GROUPS = 10
 N_EXAMPLES = 40
 
 
+@record
+class MixtureGroup(Record):
+    """One prompt group of a K block (:func:`mixture_prompts`): its K tasks (add-family shifts)
+    and their mixture, and per prompt the realised proportions D [K], the K answer
+    probabilities P [K], KL(D || P) and the r's (:func:`prompt_metrics`; a study saved before the
+    split of r has only ``r``, the next-token r)."""
+
+    tasks: tuple[int, ...]
+    mixture: tuple[float, ...]
+    d: tuple[tuple[float, ...], ...]
+    p: tuple[tuple[float, ...], ...]
+    kl: tuple[float, ...]
+    r: tuple[int, ...]
+    r_complete: tuple[int, ...] | None = optional()
+    r_strict: tuple[int, ...] | None = optional()
+    r_next_token: tuple[int, ...] | None = optional()
+
+
+@record
+class MixtureBlock(Record):
+    """One K of a model's uniform or skewed K-task mixtures (:func:`evaluate_mixtures`): the
+    number of prompts; means over prompts with 95% intervals of KL(D || P), of the r's, of the
+    mass on no task's answer (``other``) and of the second-largest task probability
+    (``second``); the r's histograms (prompts with r = 0 ... K); var / (m (1 - m)) of each
+    task's answer probability (None where undefined); and the per-prompt groups (absent in
+    ``scaling runs`` files). ``r`` is the authors' rule where ``r_next_token`` is present, else
+    (files saved before r was split) the next-token r: :attr:`next_token_r` is that one either
+    way."""
+
+    k: int
+    skewed: bool
+    n_prompts: int
+    kl: MeanCI
+    r: MeanCI
+    r_histogram: tuple[int, ...]
+    other: MeanCI
+    second: MeanCI
+    groups: tuple[MixtureGroup, ...] | None = optional()
+    r_complete: MeanCI | None = optional()
+    r_next_token: MeanCI | None = optional()
+    r_strict: MeanCI | None = optional()
+    r_complete_histogram: tuple[int, ...] | None = optional()
+    r_next_token_histogram: tuple[int, ...] | None = optional()
+    r_strict_histogram: tuple[int, ...] | None = optional()
+    variance_ratio: tuple[float | None, ...] | None = optional()
+
+    @property
+    def next_token_r(self) -> MeanCI:
+        """r as the answers among the K most likely next tokens."""
+        return self.r if self.r_next_token is None else self.r_next_token
+
+
 def mixture_prompts(fam: synthetic.Family, k: int, *, n_prompts: int, n_examples: int, skewed: bool,
                     seed: int, groups: int = GROUPS, tasks: Sequence[int] | None = None) -> list[dict]:
     """``groups`` prompt groups for K = ``k``: each draws K distinct tasks of ``fam`` (or uses
@@ -216,10 +274,11 @@ def next_after(model, tokens: np.ndarray, p: np.ndarray, answers: np.ndarray, be
 def evaluate_mixtures(model, fam: synthetic.Family, *,
                       ks: Sequence[int] = KS, n_prompts: int = 500, n_examples: int = N_EXAMPLES,
                       skewed: bool = False, seed: int = 0, progress: bool = True,
-                      make_model: Callable[[list[int]], object] | None = None) -> list[dict]:
-    """For each K in ``ks``: :func:`mixture_prompts`, every prompt's metrics, and their
-    summary (mean with 95% interval of KL, r, other mass and the within-prompt second-largest
-    task probability; r's histogram) of ``model`` (an :class:`empirical.models.Model`).
+                      make_model: Callable[[list[int]], object] | None = None) -> list[MixtureBlock]:
+    """For each K in ``ks``, a :class:`MixtureBlock`: :func:`mixture_prompts`, every prompt's
+    metrics, and their summary (mean with 95% interval of KL, the r's, other mass and the
+    within-prompt second-largest task probability; the r's histograms) of ``model`` (an
+    :class:`empirical.models.Model`).
     ``make_model(tasks)``, when given, builds the model per task subset instead (the
     constructed model of exactly those K tasks: :func:`constructed_models`)."""
     from tqdm.auto import tqdm
@@ -242,30 +301,36 @@ def evaluate_mixtures(model, fam: synthetic.Family, *,
                 if m[key] is not None:
                     rs[key].extend(m[key].tolist())
             p_all.append(m["p"])
-            groups.append({"tasks": group["tasks"], "mixture": np.round(group["mixture"], 4).tolist(),
-                           "d": np.round(m["d"], 4).tolist(), "p": np.round(m["p"], 5).tolist(),
-                           "kl": np.round(m["kl"], 4).tolist(),
-                           **{key: m[key].tolist() for key in rs if m[key] is not None}})
+            groups.append(MixtureGroup(tasks=tuple(group["tasks"]),
+                                       mixture=tuple(np.round(group["mixture"], 4).tolist()),
+                                       d=_table(np.round(m["d"], 4)), p=_table(np.round(m["p"], 5)),
+                                       kl=tuple(np.round(m["kl"], 4).tolist()),
+                                       **{key: tuple(m[key].tolist()) for key in rs if m[key] is not None}))
         p_ans = np.concatenate(p_all)
-        out.append({
-            "k": int(k),
-            "skewed": bool(skewed),
-            "n_prompts": len(p_ans),
-            "kl": wp.mean_ci(kl),
-            **{key: wp.mean_ci(v) for key, v in rs.items() if v},
-            **{f"{key}_histogram": np.bincount(v, minlength=k + 1).tolist() for key, v in rs.items() if v},
-            "other": wp.mean_ci(1.0 - p_ans.sum(axis=1)),
-            "second": wp.mean_ci(np.sort(p_ans, axis=1)[:, -2]),
+        out.append(MixtureBlock(
+            k=int(k), skewed=bool(skewed), n_prompts=len(p_ans), kl=MeanCI.of(kl),
+            **{key: MeanCI.of(v) for key, v in rs.items() if v},
+            **{f"{key}_histogram": _histogram(v, k) for key, v in rs.items() if v},
+            other=MeanCI.of(1.0 - p_ans.sum(axis=1)),
+            second=MeanCI.of(np.sort(p_ans, axis=1)[:, -2]),
             # P(answer of the k-th task in the prompt's order) over prompts: var / (m (1 - m))
-            "variance_ratio": wp.variance_ratio(p_ans),
+            variance_ratio=tuple(wp.variance_ratio(p_ans)),
             # per prompt, by group (its tasks and mixture): D, P, KL and the r's
-            "groups": groups,
-        })
+            groups=tuple(groups)))
     return out
 
 
-def refresh_r(doc: dict, *, progress: bool = True, report: Callable[[str], None] = print,
-              names: Sequence[str] | None = None, parts: Sequence[str] = ("uniform", "skewed")) -> dict:
+def _table(a: np.ndarray) -> tuple[tuple[float, ...], ...]:
+    return tuple(map(tuple, np.asarray(a).tolist()))
+
+
+def _histogram(r, k: int) -> tuple[int, ...]:
+    """Prompts with r = 0, 1, ..., K."""
+    return tuple(np.bincount(np.asarray(r, dtype=int), minlength=k + 1).tolist())
+
+
+def refresh_r(study: ScalingStudy, *, progress: bool = True, report: Callable[[str], None] = print,
+              names: Sequence[str] | None = None, parts: Sequence[str] = ("uniform", "skewed")) -> ScalingStudy:
     """A saved study whose trained members get ``r`` (the authors' rule) and ``r_complete``
     (ours) per prompt, re-measured on the shipped weights (checked against each entry's
     fingerprint) on the study's own prompts (rebuilt from its seed); the answer probabilities,
@@ -277,76 +342,74 @@ def refresh_r(doc: dict, *, progress: bool = True, report: Callable[[str], None]
     from empirical import within_prompt as wp
     from empirical.models import FlaxModel
 
-    cfg = doc["config"]
+    cfg = study.config
     fam = synthetic.family("add")
-    out = dict(doc)
-    out["models"] = []
-    for entry in doc["models"]:
-        def with_ratio(block: dict) -> dict:  # var / (m (1 - m)) from the saved per-prompt P
-            return {**block, "variance_ratio": wp.variance_ratio(np.concatenate([np.asarray(g["p"])
-                                                                              for g in block["groups"]]))}
 
-        if entry.get("kind") == "constructed":  # no newline token: every r is the next-token r
-            same = ("r_complete", "r_next_token", "r_strict")
-            out["models"].append({**entry, **{part: [with_ratio({**b, **{key: b["r"] for key in same},
-                                                                 "groups": [{**g, **{key: g["r"] for key in same}}
-                                                                            for g in b["groups"]]})
-                                                     for b in entry[part]]
-                                              for part in ("uniform", "skewed") if part in entry}})
+    def with_ratio(block: MixtureBlock, **changes) -> MixtureBlock:  # var / (m (1 - m)) from the saved per-prompt P
+        p = np.concatenate([np.asarray(g.p) for g in block.groups])
+        return replace(block, **changes, variance_ratio=tuple(wp.variance_ratio(p)))
+
+    def each_block(entry: ScalingEntry, change: Callable[[MixtureBlock], MixtureBlock]) -> ScalingEntry:
+        return replace(entry, **{part: tuple(change(b) for b in getattr(entry, part))
+                                 for part in ("uniform", "skewed") if getattr(entry, part) is not None})
+
+    same = ("r_complete", "r_next_token", "r_strict")
+    models = []
+    for entry in study.models:
+        if entry.kind == "constructed":  # no newline token: every r is the next-token r
+            models.append(each_block(entry, lambda b: with_ratio(
+                b, **{key: b.r for key in same},
+                groups=tuple(replace(g, **{key: g.r for key in same}) for g in b.groups))))
             continue
-        if entry.get("kind") != "trained" or (names is not None and entry["name"] not in names):
+        if entry.kind != "trained" or (names is not None and entry.name not in names):
             # not re-measured: "r" stays what it was (the next-token r unless r_complete is there)
-            out["models"].append({**entry, **{part: [with_ratio({**b, "r_next_token": b.get("r_next_token", b["r"])})
-                                                     for b in entry[part]]
-                                              for part in ("uniform", "skewed") if part in entry}})
+            models.append(each_block(entry, lambda b: with_ratio(b, r_next_token=b.next_token_r)))
             continue
         try:
-            mcfg, params, _ = runs.load(entry["name"])
+            mcfg, params, _ = runs.load(entry.name)
         except (FileNotFoundError, ValueError) as err:
-            report(f"{entry['name']}: not re-measured ({err})")
-            out["models"].append(entry)
+            report(f"{entry.name}: not re-measured ({err})")
+            models.append(entry)
             continue
-        if fingerprint(params) != entry.get("fingerprint"):
-            report(f"{entry['name']}: the shipped weights are not the measured ones; not re-measured")
-            out["models"].append(entry)
+        if fingerprint(params) != entry.fingerprint:
+            report(f"{entry.name}: the shipped weights are not the measured ones; not re-measured")
+            models.append(entry)
             continue
-        model = FlaxModel(entry["name"], mcfg.model, params, "learned")
-        new = dict(entry)
+        model = FlaxModel(entry.name, mcfg.model, params, "learned")
+        new = entry
         for part, skewed in (("uniform", False), ("skewed", True)):
-            if part not in entry or part not in parts:
+            if getattr(entry, part) is None or part not in parts:
                 continue
             fresh = []
-            for block in entry[part]:
-                k = block["k"]
-                gs = mixture_prompts(fam, k, n_prompts=cfg["n_prompts"], n_examples=cfg["n_examples"], skewed=skewed,
-                                     seed=cfg["seed"], groups=cfg.get("groups", GROUPS))
+            for block in getattr(entry, part):
+                k = block.k
+                gs = mixture_prompts(fam, k, n_prompts=cfg.n_prompts, n_examples=cfg.n_examples, skewed=skewed,
+                                     seed=cfg.seed, groups=cfg.groups)
                 rs: dict[str, list] = {"r": [], "r_complete": [], "r_next_token": [], "r_strict": []}
                 groups = []
-                for g, saved in zip(gs, block["groups"]):
+                for g, saved in zip(gs, block.groups):
                     p = np.asarray(model.last_probs(g["tokens"]), dtype=np.float64)
                     m = prompt_metrics(p, g["answers"], g["example_task"], k,
                                        p_next=next_after(model, g["tokens"], p, g["answers"]))
-                    if np.abs(np.round(m["p"], 5) - np.asarray(saved["p"])).max() > 2e-4:
-                        raise ValueError(f"{entry['name']} K={k}: re-measured answer probabilities differ from the saved")
-                    old_r = saved.get("r_next_token", saved["r"])
+                    if np.abs(np.round(m["p"], 5) - np.asarray(saved.p)).max() > 2e-4:
+                        raise ValueError(f"{entry.name} K={k}: re-measured answer probabilities differ from the saved")
+                    old_r = saved.r if saved.r_next_token is None else saved.r_next_token
                     if m["r_next_token"].tolist() != list(old_r):
-                        report(f"{entry['name']} K={k}: next-token r differs from the saved in "
+                        report(f"{entry.name} K={k}: next-token r differs from the saved in "
                                f"{int(np.sum(m['r_next_token'] != np.asarray(old_r)))} prompts (float ties)")
-                    groups.append({**saved, "r": m["r"].tolist(), "r_complete": m["r_complete"].tolist(),
-                                   "r_strict": m["r_strict"].tolist(), "r_next_token": list(old_r)})
+                    groups.append(replace(saved, r=tuple(m["r"].tolist()), r_complete=tuple(m["r_complete"].tolist()),
+                                          r_strict=tuple(m["r_strict"].tolist()), r_next_token=tuple(old_r)))
                     for key in rs:
-                        rs[key].extend(groups[-1][key])
-                p_ans = np.concatenate([np.asarray(g["p"]) for g in groups])
-                fresh.append({**block, **{key: wp.mean_ci(v) for key, v in rs.items()},
-                              **{f"{key}_histogram": np.bincount(v, minlength=k + 1).tolist() for key, v in rs.items()},
-                              "variance_ratio": wp.variance_ratio(p_ans), "groups": groups})
-            new[part] = fresh
-        out["models"].append(new)
-        u = new["uniform"]
-        report(f"{entry['name']}: " + ", ".join(f"K={x['k']}: r={x['r']['mean']:.2f} r_complete="
-                                                f"{x['r_complete']['mean']:.2f} (next-token {x['r_next_token']['mean']:.2f})"
-                                                for x in u))
-    return out
+                        rs[key].extend(getattr(groups[-1], key))
+                p_ans = np.concatenate([np.asarray(g.p) for g in groups])
+                fresh.append(replace(block, **{key: MeanCI.of(v) for key, v in rs.items()},
+                                     **{f"{key}_histogram": _histogram(v, k) for key, v in rs.items()},
+                                     variance_ratio=tuple(wp.variance_ratio(p_ans)), groups=tuple(groups)))
+            new = replace(new, **{part: tuple(fresh)})
+        models.append(new)
+        report(f"{entry.name}: " + ", ".join(f"K={x.k}: r={x.r.mean:.2f} r_complete={x.r_complete.mean:.2f} "
+                                             f"(next-token {x.r_next_token.mean:.2f})" for x in new.uniform))
+    return replace(study, models=tuple(models))
 
 
 def constructed_family() -> synthetic.Family:
@@ -380,16 +443,136 @@ def constructed_models(fam: synthetic.Family, *, max_examples: int = 64, beta: f
 SKEWED_KS = (2, 3, 4)
 
 
+@record
+class ScalingEntry(Record):
+    """One model of a study (``scaling eval``) or of ``scaling runs``, and its uniform (and, in
+    a study, skewed) K-task mixtures, one :class:`MixtureBlock` per K. A trained add model
+    (``kind="trained"``) has its width, heads, parameters, training step and seed, weights'
+    fingerprint and single-task accuracy on the second half of one-task sequences (all tasks,
+    and the worst task); the constructed model (``"constructed"``) has ``heads="K"`` and its
+    ``beta``. ``scaling runs`` files written before the entries were shared name a run by
+    ``run``, ``seed`` and ``steps`` instead (:attr:`label`, :attr:`training_seed`,
+    :attr:`training_steps` read either)."""
+
+    run: str | None = optional()
+    seed: int | None = optional()
+    steps: int | None = optional()
+    name: str | None = optional()
+    kind: str | None = optional()
+    width: int | None = optional()
+    heads: int | str
+    beta: float | None = optional()
+    params: int | None = optional()
+    step: int | None = optional()
+    seed_of_training: int | None = optional()
+    fingerprint: str | None = optional()
+    single_task_late_acc: float | None = optional()
+    worst_task_late_acc: float | None = optional()
+    uniform: tuple[MixtureBlock, ...]
+    skewed: tuple[MixtureBlock, ...] | None = optional()
+
+    @property
+    def label(self) -> str:
+        """The model's name (its run directory's), or its run directory."""
+        return self.name if self.name is not None else self.run
+
+    @property
+    def training_seed(self) -> int | None:
+        return self.seed if self.seed_of_training is None else self.seed_of_training
+
+    @property
+    def training_steps(self) -> int | None:
+        return self.steps if self.step is None else self.step
+
+    def block(self, k: int, *, skewed: bool = False) -> MixtureBlock:
+        """The uniform (or skewed) mixtures' block of K = ``k``."""
+        found = [b for b in (self.skewed if skewed else self.uniform) or () if b.k == k]
+        if not found:
+            raise KeyError(f"{self.label}: no {'skewed' if skewed else 'uniform'} block of K = {k}")
+        return found[0]
+
+
+@record
+class StudyConfig(Record):
+    """The settings of a study (:func:`evaluate_study`): the members' training budget and the two
+    families, the K's of the uniform and skewed mixtures, the prompts per K, examples per prompt,
+    prompt groups and seed, and the runs directory."""
+
+    steps: int
+    batch: int
+    curriculum: tuple[tuple[int, tuple[int, ...]], ...]
+    sizes: tuple[int, ...]
+    heads: tuple[int, ...]
+    capacity_width: int
+    ks: tuple[int, ...]
+    skewed_ks: tuple[int, ...]
+    n_prompts: int
+    n_examples: int
+    groups: int
+    seed: int
+    runs: str
+
+
+@record
+class RefreshNote(Record):
+    """Where a study's r's were re-measured (:func:`refresh_r`): its settings, provenance and a note."""
+
+    config: dict
+    package_version: str
+    device: str
+    date: str
+    note: str
+
+
+@result_type("scaling eval")
+@record
+class ScalingStudy(Stamped):
+    """The result of ``superpose scaling eval`` (:func:`evaluate_study`): the members not
+    trained yet, and one :class:`ScalingEntry` per trained member and for the constructed model."""
+
+    config: StudyConfig
+    missing: tuple[str, ...]
+    models: tuple[ScalingEntry, ...]
+    r_refresh: RefreshNote | None = optional()
+
+    def family(self, which: str) -> list[ScalingEntry]:
+        """The entries of the members of ``which`` in {"scaling", "capacity"}."""
+        names = {m.name for m in (scaling_members() if which == "scaling" else capacity_members())}
+        return [e for e in self.models if e.name in names]
+
+    @property
+    def constructed(self) -> ScalingEntry | None:
+        return next((e for e in self.models if e.kind == "constructed"), None)
+
+
+@record
+class RunsConfig(Record):
+    """The settings of ``superpose scaling runs``: the run directories, prompts per K and seed."""
+
+    runs: tuple[str, ...]
+    n_prompts: int
+    seed: int
+
+
+@result_type("scaling runs")
+@record
+class ScalingRuns(Stamped):
+    """The result of ``superpose scaling runs`` (:func:`evaluate_runs`): one
+    :class:`ScalingEntry` per run, uniform mixtures only, without per-prompt groups."""
+
+    config: RunsConfig
+    models: tuple[ScalingEntry, ...]
+
+
 def _entry(name: str, model, fam, *, n_prompts: int, seed: int, progress: bool, make_model=None, skewed: bool = True,
-           **info) -> dict:
+           **info) -> ScalingEntry:
     kw = dict(n_prompts=n_prompts, seed=seed, progress=progress, make_model=make_model)
-    out = {"name": name, **info, "uniform": evaluate_mixtures(model, fam, ks=KS, **kw)}
-    if skewed:
-        out["skewed"] = evaluate_mixtures(model, fam, ks=SKEWED_KS, skewed=True, **kw)
-    return out
+    uniform = tuple(evaluate_mixtures(model, fam, ks=KS, **kw))
+    skewed_blocks = tuple(evaluate_mixtures(model, fam, ks=SKEWED_KS, skewed=True, **kw)) if skewed else None
+    return ScalingEntry(name=name, **info, uniform=uniform, skewed=skewed_blocks)
 
 
-def _trained_entry(name: str, cfg, params, step: int, **kw) -> dict:
+def _trained_entry(name: str, cfg, params, step: int, **kw) -> ScalingEntry:
     """:func:`_entry` of a trained add model, with its size, weights' fingerprint and
     single-task accuracy (100 fresh sequences per task)."""
     from empirical.models import FlaxModel
@@ -414,30 +597,28 @@ def fingerprint(params) -> str:
     return h.hexdigest()[:16]
 
 
-def _study_config(runs_dir, n_prompts: int, seed: int) -> dict:
-    return {"steps": STEPS, "batch": BATCH, "curriculum": CURRICULUM, "sizes": SIZES, "heads": HEADS,
-            "capacity_width": CAPACITY_WIDTH, "ks": KS, "skewed_ks": SKEWED_KS, "n_prompts": n_prompts,
-            "n_examples": N_EXAMPLES, "groups": GROUPS, "seed": seed, "runs": str(runs_dir)}
+def _study_config(runs_dir, n_prompts: int, seed: int) -> StudyConfig:
+    return StudyConfig(steps=STEPS, batch=BATCH, curriculum=CURRICULUM, sizes=SIZES, heads=HEADS,
+                       capacity_width=CAPACITY_WIDTH, ks=KS, skewed_ks=SKEWED_KS, n_prompts=n_prompts,
+                       n_examples=N_EXAMPLES, groups=GROUPS, seed=seed, runs=str(runs_dir))
 
 
 def evaluate_study(runs_dir: str | os.PathLike, *, n_prompts: int = 500, seed: int = 0, progress: bool = True,
-                   reuse: dict | None = None, report: Callable[[str], None] = print) -> dict:
+                   reuse: ScalingStudy | None = None, report: Callable[[str], None] = print) -> ScalingStudy:
     """Every member of both families found in ``runs_dir`` (a run directory per member, or
     a shipped model of the member's name) trained to the end, and the constructed model with
     K heads, on uniform K-task mixtures (K in :data:`KS`) and skewed ones (:data:`SKEWED_KS`);
     the same prompts for every trained model. Members not trained yet are listed in
-    ``"missing"``. ``reuse``: an earlier study of the same settings whose entries are kept for
+    ``missing``. ``reuse``: an earlier study of the same settings whose entries are kept for
     members whose weights have the same :func:`fingerprint` (the rest are evaluated)."""
     from empirical import runs
     from empirical.results import provenance
     config = _study_config(runs_dir, n_prompts, seed)
     old = {}
     if reuse is not None:
-        same = {k: v for k, v in reuse.get("config", {}).items() if k != "runs"} == \
-            {k: v for k, v in json_ready(config).items() if k != "runs"}
-        if not same:
+        if replace(reuse.config, runs="") != replace(config, runs=""):
             raise ValueError("the study to reuse was made with other settings (steps, prompts, K, seed, ...)")
-        old = {e["name"]: e for e in reuse["models"]}
+        old = {e.name: e for e in reuse.models}
     entries, missing = [], []
     for m in members("all"):
         where = Path(runs_dir) / m.name
@@ -451,84 +632,116 @@ def evaluate_study(runs_dir: str | os.PathLike, *, n_prompts: int = 500, seed: i
             continue
         if cfg.model != m.config().model:
             raise ValueError(f"{where}: its model is not the family member {m.name}'s")
-        if m.name in old and old[m.name].get("fingerprint") == fingerprint(params):
+        if m.name in old and old[m.name].fingerprint == fingerprint(params):
             entries.append(old[m.name])
             report(f"{m.name}: reused (same weights)")
             continue
         entries.append(_trained_entry(m.name, cfg, params, step, n_prompts=n_prompts, seed=seed, progress=progress))
-        u = entries[-1]["uniform"]
-        report(f"{m.name}: {entries[-1]['params']} params, single-task late acc "
-               f"{entries[-1]['single_task_late_acc']:.3f}; "
-               + ", ".join(f"K={x['k']}: r={x['r']['mean']:.2f} KL={x['kl']['mean']:.2f}" for x in u))
+        e = entries[-1]
+        report(f"{m.name}: {e.params} params, single-task late acc {e.single_task_late_acc:.3f}; "
+               + ", ".join(f"K={x.k}: r={x.r.mean:.2f} KL={x.kl.mean:.2f}" for x in e.uniform))
     if "constructed (K heads)" in old:
         entries.append(old["constructed (K heads)"])
     else:
         cfam = constructed_family()
         entries.append(_entry("constructed (K heads)", None, cfam, n_prompts=n_prompts, seed=seed, progress=progress,
                               make_model=constructed_models(cfam), kind="constructed", heads="K", beta=30.0))
-    u = entries[-1]["uniform"]
-    report("constructed: " + ", ".join(f"K={x['k']}: r={x['r']['mean']:.2f} KL={x['kl']['mean']:.4f}" for x in u))
-    return {"command": "scaling eval", **provenance(config), "missing": missing, "models": entries}
+    report("constructed: " + ", ".join(f"K={x.k}: r={x.r.mean:.2f} KL={x.kl.mean:.4f}" for x in entries[-1].uniform))
+    return ScalingStudy(command="scaling eval", **provenance(config), missing=tuple(missing), models=tuple(entries))
 
 
-def json_ready(x):
-    """``x`` as it reads back from JSON (tuples as lists), for comparing settings."""
-    return json.loads(json.dumps(x))
+def read_study(path: str | os.PathLike, what: str = "study") -> ScalingStudy:
+    """The study of a `superpose scaling eval` JSON file (a ValueError naming the file otherwise)."""
+    from empirical.results import read_json
+
+    doc = read_json(path, what)
+    if not isinstance(doc, dict) or doc.get("command") != "scaling eval" or "models" not in doc:
+        raise ValueError(f"{path} is not a `superpose scaling eval` result")
+    try:
+        return ScalingStudy.from_json(doc)
+    except ResultError as err:
+        raise ResultError(f"{path}: {err}") from None
+
+
+def read_runs(path: str | os.PathLike) -> ScalingRuns:
+    """The runs of a `superpose scaling runs` JSON file (a ValueError naming the file otherwise)."""
+    from empirical.results import read_json
+
+    doc = read_json(path, "runs result")
+    if not isinstance(doc, dict) or doc.get("command") != "scaling runs":
+        raise ValueError(f"{path} is not a `superpose scaling runs` result")
+    try:
+        return ScalingRuns.from_json(doc)
+    except ResultError as err:
+        raise ResultError(f"{path}: {err}") from None
+
+
+#: Single-task accuracy (second half of one-task sequences) from which a model counts as having
+#: learned its tasks (chance is 0.1; a model that learns reaches 0.96-1.0 in the study).
+LEARNED = 0.95
+
+
+def seeds_of(entry: ScalingEntry, spread: ScalingRuns | None) -> list[ScalingEntry]:
+    """The runs of ``spread`` with ``entry``'s width and heads (the member at other seeds)."""
+    if spread is None:
+        return []
+    return [m for m in spread.models if (m.width, m.heads) == (entry.width, entry.heads)]
 
 
 # --------------------------------------------------------------------------- plots
 
 
-def _trained(doc: dict, which: str) -> list[dict]:
-    names = {m.name for m in (scaling_members() if which == "scaling" else capacity_members())}
-    return [e for e in doc["models"] if e["name"] in names]
-
-
-def _constructed(doc: dict) -> dict | None:
-    return next((e for e in doc["models"] if e.get("kind") == "constructed"), None)
-
-
-def plot_family(doc: dict, which: str, path: str | os.PathLike) -> Path:
+def plot_family(study: ScalingStudy, which: str, path: str | os.PathLike, spread: ScalingRuns | None = None) -> Path:
     """r, KL(D || P), the within-prompt second-largest task probability and the single-task
     accuracy (on the second half of one-task sequences: did the model learn?) against model size
     (``which="scaling"``, log-scaled parameters) or heads per layer (``"capacity"``), one
     line per K of the uniform mixtures, with 95% intervals; the constructed model with K heads
-    is drawn as dotted lines of the same colours."""
+    is drawn as dotted lines of the same colours. ``spread`` (a ``scaling runs`` result of the
+    members at other seeds) adds each of those models as a cross at its member's place, and
+    the accuracy panel says in how many seeds the member learned its tasks."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     from empirical import results
 
-    models = sorted(_trained(doc, which), key=lambda e: e["params"] if which == "scaling" else e["heads"])
+    models = sorted(study.family(which), key=lambda e: e.params if which == "scaling" else e.heads)
     if not models:
         raise ValueError(f"the study holds no trained member of the {which} family")
-    x = [e["params"] if which == "scaling" else e["heads"] for e in models]
-    ref = _constructed(doc)
+    x = [e.params if which == "scaling" else e.heads for e in models]
+    ref = study.constructed
     fig = Figure(figsize=(17, 3.8), dpi=140)
     FigureCanvasAgg(fig)
     axes = [fig.add_subplot(1, 4, i + 1) for i in range(4)]
-    axes[3].plot(x, [e["single_task_late_acc"] for e in models], "ko-", markersize=4, label="all tasks")
-    axes[3].plot(x, [e["worst_task_late_acc"] for e in models], "k^--", markersize=4, label="worst task")
+    axes[3].plot(x, [e.single_task_late_acc for e in models], "ko-", markersize=4, label="all tasks")
+    axes[3].plot(x, [e.worst_task_late_acc for e in models], "k^--", markersize=4, label="worst task")
     axes[3].axhline(0.1, color="gray", ls=":", lw=1)
-    axes[3].set_ylim(0, 1.02)
+    axes[3].set_ylim(0, 1.12 if spread is not None else 1.02)
+    others = [seeds_of(e, spread) for e in models]
+    for xi, e, more in zip(x, models, others):
+        if more:
+            axes[3].plot([xi] * len(more), [m.single_task_late_acc for m in more], "kx", markersize=6)
+            learned = sum(a >= LEARNED for a in [e.single_task_late_acc] + [m.single_task_late_acc for m in more])
+            axes[3].annotate(f"{learned}/{len(more) + 1} learned", (xi, 1.04), ha="center", fontsize=6)
+    axes[3].margins(x=0.12)
     axes[3].legend(fontsize=7, loc="center right")
     # r as the answers among the K most likely next tokens (the study's first r; saved studies
     # before the split carry it as "r"); the authors' r and ours are in the JSON
-    keys = (("r_next_token", "r (tasks among the top K next tokens)"), ("kl", "KL(D || P)"),
-            ("second", "mean 2nd-largest task prob."))
-    ks = [m["k"] for m in models[0]["uniform"]]
+    stats = ((lambda b: b.next_token_r, "r (tasks among the top K next tokens)"), (lambda b: b.kl, "KL(D || P)"),
+             (lambda b: b.second, "mean 2nd-largest task prob."))
+    ks = [m.k for m in models[0].uniform]
     for j, k in enumerate(ks):
         color = f"C{j}"
-        for ax, (key, _) in zip(axes, keys):
-            pts = [_stat(next(m for m in e["uniform"] if m["k"] == k), key) for e in models]
-            ax.errorbar(x, [p["mean"] for p in pts], yerr=[p["ci95"] for p in pts], fmt="o-", color=color,
+        for ax, (stat, _) in zip(axes, stats):
+            pts = [stat(e.block(k)) for e in models]
+            ax.errorbar(x, [p.mean for p in pts], yerr=[p.ci95 for p in pts], fmt="o-", color=color,
                         markersize=4, capsize=2, label=f"K={k}")
             if ref is not None:
-                rv = _stat(next(m for m in ref["uniform"] if m["k"] == k), key)["mean"]
-                ax.axhline(rv, color=color, ls=":", lw=1)
+                ax.axhline(stat(ref.block(k)).mean, color=color, ls=":", lw=1)
+            for xi, more in zip(x, others):
+                ax.plot([xi] * len(more), [stat(m.block(k)).mean for m in more], "x", color=color, markersize=5)
         # r of a model that ranks the ten digits at random: K answers among K of 10 places
         axes[0].axhline(k * k / 10, color=color, ls="-.", lw=0.8, alpha=0.6)
-    for ax, (key, label) in zip(axes, keys + (("", "single-task accuracy, 2nd half (chance 0.1)"),)):
+    for ax, (_, label) in zip(axes, stats + ((None, "single-task accuracy, 2nd half (chance 0.1)"),)):
         ax.set_ylabel(label, fontsize=8)
         ax.grid(alpha=0.3)
         if which == "scaling":
@@ -546,40 +759,39 @@ def plot_family(doc: dict, which: str, path: str | os.PathLike) -> Path:
         labels.append("constructed,\nK heads")
     handles.append(Line2D([], [], color="gray", ls="-.", lw=0.8))
     labels.append("r of a random\ndigit ranking")
+    if spread is not None:
+        n_other = {m.training_seed for m in spread.models}
+        handles.append(Line2D([], [], color="k", marker="x", ls=""))
+        labels.append(f"seeds {', '.join(map(str, sorted(n_other)))}\n({spread.config.n_prompts} prompts per K)")
     fig.legend(handles, labels, fontsize=7, loc="center right")
     what = "model size" if which == "scaling" else "heads per layer"
-    fig.suptitle(f"add family, uniform K-task mixtures ({doc['config']['n_prompts']} prompts per K): against {what}; "
-                 "dotted: the constructed model with K heads", fontsize=9)
+    lines = "lines: the study's models (seed 0); " if spread is not None else ""
+    fig.suptitle(f"add family, uniform K-task mixtures ({study.config.n_prompts} prompts per K): against {what}; "
+                 f"{lines}dotted: the constructed model with K heads", fontsize=9)
     fig.tight_layout(rect=(0, 0, 0.93, 1))
     return results.save_figure(fig, path)
 
 
-def _stat(block: dict, key: str) -> dict:
-    """``block[key]``; the next-token r is ``"r"`` in studies saved before r was split."""
-    return block[key] if key in block else block["r"] if key == "r_next_token" else block[key]
-
-
-def calibration_entries(doc: dict, llm_documents: Sequence[dict] = ()) -> list[dict]:
+def calibration_entries(study: ScalingStudy, llm_documents: Sequence = ()) -> list:
     """Calibration entries (:func:`empirical.calibration.summarize`) of the study's scaling
     family and constructed model (their skewed mixtures, all K pooled) and of saved LLM
-    calibration runs (rows with ``proportions`` and ``probs``)."""
+    calibration runs (:class:`empirical.llm.probe.SkewedResult`)."""
     from empirical import calibration
 
     out = []
-    for e in _trained(doc, "scaling") + ([_constructed(doc)] if _constructed(doc) else []):
-        d = [row for m in e["skewed"] for g in m["groups"] for row in g["d"]]
-        p = [row for m in e["skewed"] for g in m["groups"] for row in g["p"]]
-        label = e["name"] if e["kind"] == "constructed" else f"{e['name']} ({e['params'] / 1e6:.2f}M)"
-        out.append(calibration.summarize(label, d, p, kind=e["kind"], ks=list(SKEWED_KS)))
+    for e in study.family("scaling") + ([study.constructed] if study.constructed else []):
+        d = [row for m in e.skewed for g in m.groups for row in g.d]
+        p = [row for m in e.skewed for g in m.groups for row in g.p]
+        label = e.name if e.kind == "constructed" else f"{e.name} ({e.params / 1e6:.2f}M)"
+        out.append(calibration.summarize(label, d, p, kind=e.kind, ks=SKEWED_KS))
     for llm in llm_documents:
-        rows = llm["rows"]
-        out.append(calibration.summarize(f"{llm['model']} {llm['family']}", [r["proportions"] for r in rows],
-                                         [r["probs"] for r in rows], kind="llm"))
+        out.append(calibration.summarize(f"{llm.model} {llm.family}", [r.proportions for r in llm.rows],
+                                         [r.probs for r in llm.rows], kind="llm"))
     return out
 
 
 def evaluate_runs(run_dirs: Sequence[str | os.PathLike], *, n_prompts: int = 500, seed: int = 0,
-                  report: Callable[[str], None] = print) -> dict:
+                  report: Callable[[str], None] = print) -> ScalingRuns:
     """Other runs of the add family, e.g. members trained with another seed
     (``Member(...).config().replace(seed=1)``): single-task accuracy and the uniform K-task
     mixtures exactly as :func:`evaluate_study` measures the members (the same prompts), without
@@ -593,25 +805,23 @@ def evaluate_runs(run_dirs: Sequence[str | os.PathLike], *, n_prompts: int = 500
             raise ValueError(f"{run} is a {cfg.family} run; the study's models are add-family runs")
         entry = _trained_entry(str(run), cfg, params, step, n_prompts=n_prompts, seed=seed, progress=False,
                                skewed=False)
-        for m in entry["uniform"]:
-            m.pop("groups")
+        entry = replace(entry, uniform=tuple(replace(m, groups=None) for m in entry.uniform))
         out.append(entry)
-        report(f"{run} (seed {cfg.seed}): single-task late acc {entry['single_task_late_acc']:.3f}; "
-               + ", ".join(f"K={m['k']}: r={m['r']['mean']:.2f} 2nd={m['second']['mean']:.3f}" for m in entry["uniform"]))
-    return {"command": "scaling runs", **provenance({"runs": [str(r) for r in run_dirs], "n_prompts": n_prompts,
-                                                     "seed": seed}), "models": out}
+        report(f"{run} (seed {cfg.seed}): single-task late acc {entry.single_task_late_acc:.3f}; "
+               + ", ".join(f"K={m.k}: r={m.r.mean:.2f} 2nd={m.second.mean:.3f}" for m in entry.uniform))
+    config = RunsConfig(runs=tuple(str(r) for r in run_dirs), n_prompts=n_prompts, seed=seed)
+    return ScalingRuns(command="scaling runs", **provenance(config), models=tuple(out))
 
 
 def command(action: str, *, runs: str = "runs/scaling", which: str = "all", seeds: Sequence[int] | None = None,
             run_dirs: Sequence[str] = (),
             prompts: int = 500, seed: int = 0, study: str | None = None, reuse: str | None = None,
-            llm: Sequence[str] = (), out: str = "benchmarks/results/scaling", json_path: str | None = None,
-            progress: bool = True, echo=print) -> None:
+            llm: Sequence[str] = (), spread: str | None = None, out: str = "benchmarks/results/scaling",
+            json_path: str | None = None, progress: bool = True, echo=print) -> None:
     """``superpose scaling train|runs|eval|plot|calibration`` (one action per call): train the
     members, evaluate other runs or the study (JSON), plot it, or fit calibration exponents of
     the study's models and saved LLM calibration runs."""
-    from empirical.results import read_json
-    from empirical.results import provenance, write_json
+    from empirical.results import provenance, read_json
 
     out = Path(out)
     if action == "train":
@@ -621,43 +831,47 @@ def command(action: str, *, runs: str = "runs/scaling", which: str = "all", seed
         if not run_dirs:
             raise ValueError("scaling runs needs --run (repeatable): run directories of add-family models")
         target = json_path or str(out / "runs.json")
-        write_json(target, evaluate_runs(run_dirs, n_prompts=prompts, seed=seed))
+        evaluate_runs(run_dirs, n_prompts=prompts, seed=seed).write(target)
         echo(f"json: {target}")
         return
     if action == "eval":
-        earlier = read_json(reuse, "study to reuse") if reuse else None
-        if earlier is not None and earlier.get("command") != "scaling eval":
-            raise ValueError(f"{reuse} is not a `superpose scaling eval` result")
-        doc = evaluate_study(runs, n_prompts=prompts, seed=seed, progress=progress, reuse=earlier)
+        earlier = read_study(reuse, "study to reuse") if reuse else None
+        result = evaluate_study(runs, n_prompts=prompts, seed=seed, progress=progress, reuse=earlier)
         target = json_path or str(out / "scaling.json")
-        write_json(target, doc, indent=None)
+        result.write(target, indent=None)
         echo(f"json: {target}")
-        if doc["missing"]:
-            echo("not trained yet: " + ", ".join(doc["missing"]))
+        if result.missing:
+            echo("not trained yet: " + ", ".join(result.missing))
         return
     if study is None:
         raise ValueError(f"scaling {action} needs --study, a `superpose scaling eval` JSON")
-    doc = read_json(study, "study")
-    if doc.get("command") != "scaling eval" or "models" not in doc:
-        raise ValueError(f"{study} is not a `superpose scaling eval` result")
+    saved = read_study(study)
     if action == "plot":
+        other = read_runs(spread) if spread else None
         for family in ("scaling", "capacity"):
-            echo(f"plot: {plot_family(doc, family, out / f'{family}.png')}")
+            echo(f"plot: {plot_family(saved, family, out / f'{family}.png', other)}")
         return
     from empirical import calibration
 
+    from empirical.llm.probe import SkewedResult
+
     llm_docs = []
     for path in llm:
-        rows = read_json(path, "LLM calibration result")
-        if not isinstance(rows.get("rows"), list) or not rows["rows"]:
+        payload = read_json(path, "LLM calibration result")
+        try:
+            doc = SkewedResult.from_json(payload)
+        except ResultError as err:
+            raise ValueError(f"{path} is not a `superpose probe skewed` result ({err})") from None
+        if not doc.rows:
             raise ValueError(f"{path} holds no calibration rows (a `superpose probe skewed` JSON)")
-        llm_docs.append(rows)
-    entries = calibration_entries(doc, llm_docs)
+        llm_docs.append(doc)
+    entries = calibration_entries(saved, llm_docs)
     for e in entries:
-        ex = e["exponent"]
-        echo(f"{e['name']}: alpha {ex['alpha']:.2f} [{ex['lo']:.2f}, {ex['hi']:.2f}] ({e['n_prompts']} prompts)")
+        ex = e.exponent
+        echo(f"{e.name}: alpha {ex.alpha:.2f} [{ex.lo:.2f}, {ex.hi:.2f}] ({e.n_prompts} prompts)")
     echo(f"plot: {calibration.plot(entries, out / 'calibration.png')}")
     target = json_path or str(out / "calibration.json")
-    write_json(target, {"command": "scaling calibration", **provenance({"study": study, "llm": list(llm)}),
-                        "models": entries}, indent=None)
+    config = calibration.CalibrationConfig(study=study, llm=tuple(llm))
+    calibration.CalibrationResult(command="scaling calibration", **provenance(config), models=tuple(entries)).write(
+        target, indent=None)
     echo(f"json: {target}")

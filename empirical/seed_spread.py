@@ -14,17 +14,104 @@ P(A) and P(B), the per-prompt variance ratio var / (m (1 - m)) of P(A) (1 for a 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from empirical import training
+from empirical.results import Record, ResultError, Stampable, key, optional, record, result_type
 
 #: Each family's Figure 3 pair (the shipped sweeps': benchmarks/results/training/sweep_*.json).
 FIGURE3 = {"add": ("add:2", "add:6"), "copy": ("copy:1", "copy:5"), "lookup": ("lookup:0", "lookup:1")}
 SEEDS = (0, 1, 2)
 #: The sweep's lambdas (five points of the paper's grid).
 LAMBDAS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+# --------------------------------------------------------------------------- the result, typed
+
+
+@record
+class Accuracy(Record):
+    """Single-task answer accuracy (:func:`empirical.training.evaluate_tasks`): over every
+    example, over the second half of the examples, and of the worst task there."""
+
+    answer_acc: float
+    answer_acc_late: float
+    worst_task_late: float
+
+
+@record
+class SeedPoint(Record):
+    """One lambda of a model's Figure 3 sweep: mean P(A), P(B) and mass elsewhere, the variance
+    ratio of P(A) (None where its mean is 0 or 1), the mean second-largest task probability and
+    the share of prompts that follow their last example."""
+
+    lam: float = key("lambda")
+    p_a: float
+    p_b: float
+    p_other: float
+    variance_ratio_a: float | None
+    second: float
+    follows_last: float
+
+
+@record
+class SeedEntry(Record):
+    """One model (:func:`measure`); :func:`evaluate` adds which run it is, its step and its
+    weight fingerprint."""
+
+    accuracy: Accuracy
+    tasks: tuple[str, str]
+    points: tuple[SeedPoint, ...]
+    run: str | None = optional()
+    step: int | None = optional()
+    fingerprint: str | None = optional()
+
+
+@result_type("seeds eval")
+@record
+class SeedStudy(Stampable):
+    """``superpose seeds eval``: every family's models by seed (``families[family][str(seed)]``),
+    measured on the same prompts; the provenance fields are set by the command line
+    (``merged_from``: how a study merged from several runs was put together)."""
+
+    families: dict[str, dict[str, SeedEntry]]
+    seeds: tuple[int, ...]
+    lambdas: tuple[float, ...]
+    n_prompts: int
+    sequences: int
+    seed: int
+    figure3_tasks: dict[str, tuple[str, str]]
+    merged_from: str | None = optional()
+
+
+@record
+class Spread(Record):
+    """Mean, min and max over seeds (``n`` of them)."""
+
+    mean: float
+    lo: float
+    hi: float
+    n: int
+
+
+@record
+class SpreadRow(Record):
+    """One family of :func:`table`: its accuracy and its numbers at lambda 0.5, over seeds."""
+
+    family: str
+    seeds: int
+    accuracy: Spread
+    p_a: Spread
+    p_b: Spread
+    variance_ratio: Spread
+    second: Spread
+
+
+# --------------------------------------------------------------------------- the study
 
 
 def config(family: str, seed: int) -> training.TrainConfig:
@@ -54,7 +141,8 @@ def train(runs: str | os.PathLike, families=tuple(FIGURE3), seeds=SEEDS, *, prog
     return made
 
 
-def measure(cfg: training.TrainConfig, params, *, n_prompts: int = 200, sequences: int = 200, seed: int = 0) -> dict:
+def measure(cfg: training.TrainConfig, params, *, n_prompts: int = 200, sequences: int = 200,
+            seed: int = 0) -> SeedEntry:
     """One model: single-task accuracy and its Figure 3 sweep's per-lambda numbers."""
     from empirical import sweep as sweep_lib
     from empirical import synthetic
@@ -65,18 +153,17 @@ def measure(cfg: training.TrainConfig, params, *, n_prompts: int = 200, sequence
     result = sweep_lib.sweep(FlaxModel("model", cfg.model, params), cfg.fam, tasks, n_prompts=n_prompts,
                              n_examples=cfg.n_examples - 1, lambdas=LAMBDAS, seed=seed, progress=False)
     points = []
-    for pt in result["points"]:
-        pp = np.stack([pt["per_prompt"]["p_a"], pt["per_prompt"]["p_b"]], axis=1)
-        points.append({"lambda": pt["lambda"], "p_a": pt["p_a"]["mean"], "p_b": pt["p_b"]["mean"],
-                       "p_other": pt["p_other"]["mean"], "variance_ratio_a": pt["variance_ratio"]["a"],
-                       "second": float(np.sort(pp, axis=1)[:, -2].mean()),
-                       "follows_last": pt["follows_last"]["mean"]})
-    return {"accuracy": {k: acc[k] for k in ("answer_acc", "answer_acc_late", "worst_task_late")},
-            "tasks": list(result["tasks"]), "points": points}
+    for pt in result.points:
+        pp = np.stack([pt.per_prompt.p_a, pt.per_prompt.p_b], axis=1)
+        points.append(SeedPoint(lam=pt.lam, p_a=pt.p_a.mean, p_b=pt.p_b.mean, p_other=pt.p_other.mean,
+                                variance_ratio_a=pt.variance_ratio.a, second=float(np.sort(pp, axis=1)[:, -2].mean()),
+                                follows_last=pt.follows_last.mean))
+    return SeedEntry(accuracy=Accuracy(**{k: acc[k] for k in ("answer_acc", "answer_acc_late", "worst_task_late")}),
+                     tasks=result.tasks, points=tuple(points))
 
 
 def evaluate(runs: str | os.PathLike, families=tuple(FIGURE3), seeds=SEEDS, *, n_prompts: int = 200,
-             sequences: int = 200, seed: int = 0, progress: bool = True) -> dict:
+             sequences: int = 200, seed: int = 0, progress: bool = True) -> SeedStudy:
     """Measure every family and seed (seed 0: the shipped model; the others from ``runs``) with
     :func:`measure` on the same sequences and prompts, with each model's weight fingerprint."""
     from tqdm.auto import tqdm
@@ -85,69 +172,70 @@ def evaluate(runs: str | os.PathLike, families=tuple(FIGURE3), seeds=SEEDS, *, n
     from empirical.scaling import fingerprint
 
     runs = Path(runs)
-    out: dict[str, dict] = {}
+    out: dict[str, dict[str, SeedEntry]] = {}
     jobs = [(f, s) for f in families for s in seeds]
     for fam, s in tqdm(jobs, disable=not progress, desc="seeds", unit="model"):
         cfg, params, step = runs_lib.load(fam) if s == 0 else training.load_run(runs / run_name(fam, s))
         if cfg.seed != s or cfg.replace(seed=0) != config(fam, 0):
             raise ValueError(f"{fam} seed {s}: the model's configuration is not the shipped one with seed {s}")
         entry = measure(cfg, params, n_prompts=n_prompts, sequences=sequences, seed=seed)
-        entry.update(run=f"shipped {fam}" if s == 0 else run_name(fam, s), step=step, fingerprint=fingerprint(params))
+        entry = replace(entry, run=f"shipped {fam}" if s == 0 else run_name(fam, s), step=step,
+                        fingerprint=fingerprint(params))
         out.setdefault(fam, {})[str(s)] = entry
-    return {"families": out, "seeds": list(seeds), "lambdas": list(LAMBDAS), "n_prompts": n_prompts,
-            "sequences": sequences, "seed": seed, "figure3_tasks": {f: list(FIGURE3[f]) for f in families}}
+    return SeedStudy(families=out, seeds=tuple(seeds), lambdas=LAMBDAS, n_prompts=n_prompts, sequences=sequences,
+                     seed=seed, figure3_tasks={f: FIGURE3[f] for f in families})
 
 
-def spread(values) -> dict:
+def spread(values) -> Spread:
     """Mean, min and max over seeds."""
     v = np.asarray(values, dtype=np.float64)
-    return {"mean": float(v.mean()), "lo": float(v.min()), "hi": float(v.max()), "n": int(v.size)}
+    return Spread(mean=float(v.mean()), lo=float(v.min()), hi=float(v.max()), n=int(v.size))
 
 
-def table(doc: dict) -> list[dict]:
+def table(study: SeedStudy) -> list[SpreadRow]:
     """Per family: the accuracy and the lambda-0.5 numbers as mean and range over seeds."""
     rows = []
-    for fam, seeds in doc["families"].items():
-        mid = [next(p for p in e["points"] if abs(p["lambda"] - 0.5) < 1e-9) for e in seeds.values()]
-        rows.append({"family": fam, "seeds": len(seeds),
-                     "accuracy": spread([e["accuracy"]["answer_acc_late"] for e in seeds.values()]),
-                     "p_a@0.5": spread([m["p_a"] for m in mid]), "p_b@0.5": spread([m["p_b"] for m in mid]),
-                     "variance_ratio@0.5": spread([m["variance_ratio_a"] for m in mid]),
-                     "second@0.5": spread([m["second"] for m in mid])})
+    for fam, seeds in study.families.items():
+        mid = [next(p for p in e.points if abs(p.lam - 0.5) < 1e-9) for e in seeds.values()]
+        rows.append(SpreadRow(family=fam, seeds=len(seeds),
+                              accuracy=spread([e.accuracy.answer_acc_late for e in seeds.values()]),
+                              p_a=spread([m.p_a for m in mid]), p_b=spread([m.p_b for m in mid]),
+                              variance_ratio=spread([m.variance_ratio_a for m in mid]),
+                              second=spread([m.second for m in mid])))
     return rows
 
 
-def summary(doc: dict) -> str:
+def summary(study: SeedStudy) -> str:
     lines = [f"{'family':8s} {'seeds':>5s} {'accuracy':>20s} {'P(A)@0.5':>20s} {'var ratio@0.5':>20s} "
              f"{'second@0.5':>20s}"]
-    fmt = lambda s: f"{s['mean']:.3f} [{s['lo']:.3f}, {s['hi']:.3f}]"  # noqa: E731
-    for r in table(doc):
-        lines.append(f"{r['family']:8s} {r['seeds']:5d} {fmt(r['accuracy']):>20s} {fmt(r['p_a@0.5']):>20s} "
-                     f"{fmt(r['variance_ratio@0.5']):>20s} {fmt(r['second@0.5']):>20s}")
+    fmt = lambda s: f"{s.mean:.3f} [{s.lo:.3f}, {s.hi:.3f}]"  # noqa: E731
+    for r in table(study):
+        lines.append(f"{r.family:8s} {r.seeds:5d} {fmt(r.accuracy):>20s} {fmt(r.p_a):>20s} "
+                     f"{fmt(r.variance_ratio):>20s} {fmt(r.second):>20s}")
     return "\n".join(lines)
 
 
-def plot(doc: dict, path: str | os.PathLike) -> Path:
+def plot(study: SeedStudy, path: str | os.PathLike) -> Path:
     """Per family, P(A), P(B) and the variance ratio against lambda, one line per seed."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     from empirical.results import save_figure
 
-    fams = list(doc["families"])
+    fams = list(study.families)
     fig = Figure(figsize=(4 * len(fams), 6.4), dpi=150)
     FigureCanvasAgg(fig)
     for j, fam in enumerate(fams):
         ax, ax_v = fig.add_subplot(2, len(fams), j + 1), fig.add_subplot(2, len(fams), len(fams) + j + 1)
-        for i, (s, e) in enumerate(doc["families"][fam].items()):
-            lam = [p["lambda"] for p in e["points"]]
-            ax.plot(lam, [p["p_a"] for p in e["points"]], color="tab:blue", alpha=0.8, marker="o", ms=3,
+        for i, e in enumerate(study.families[fam].values()):
+            lam = [p.lam for p in e.points]
+            ax.plot(lam, [p.p_a for p in e.points], color="tab:blue", alpha=0.8, marker="o", ms=3,
                     label="P(A)" if i == 0 else None)
-            ax.plot(lam, [p["p_b"] for p in e["points"]], color="tab:orange", alpha=0.8, marker="o", ms=3,
+            ax.plot(lam, [p.p_b for p in e.points], color="tab:orange", alpha=0.8, marker="o", ms=3,
                     label="P(B)" if i == 0 else None)
-            ax_v.plot(lam, [p["variance_ratio_a"] for p in e["points"]], color="tab:green", alpha=0.8, marker="o",
+            ax_v.plot(lam, [p.variance_ratio_a for p in e.points], color="tab:green", alpha=0.8, marker="o",
                       ms=3, label="a seed" if i == 0 else None)
-        a, b = doc["figure3_tasks"][fam]
+        a, b = study.figure3_tasks[fam]
         ax.set(title=f"{fam}: A = {a}, B = {b}", xlabel="lambda (A's share)", ylabel="mean probability", ylim=(0, 1))
         ax_v.set(xlabel="lambda", ylabel="var P(A) / (m (1 - m))", ylim=(0, 1.05))
         ax_v.axhline(1.0, color="tab:red", ls=":", lw=1, label="a per-prompt chooser")
@@ -157,8 +245,8 @@ def plot(doc: dict, path: str | os.PathLike) -> Path:
     handles = [h for x in fig.axes[:2] for h in x.get_legend_handles_labels()[0]]
     fig.legend(handles, [h.get_label() for h in handles], loc="lower center", ncol=len(handles), fontsize=8,
                frameon=False)
-    fig.suptitle(f"Shipped single-task families, {len(doc['seeds'])} seeds each "
-                 f"({doc['n_prompts']} prompts per lambda)", fontsize=10)
+    fig.suptitle(f"Shipped single-task families, {len(study.seeds)} seeds each "
+                 f"({study.n_prompts} prompts per lambda)", fontsize=10)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     return save_figure(fig, path)
 
@@ -166,12 +254,11 @@ def plot(doc: dict, path: str | os.PathLike) -> Path:
 def command(action: str, *, runs: str | os.PathLike = "runs/seeds", families: list[str] | None = None,
             study_path: str | None = None, prompts: int = 200, seed: int = 0,
             out: str | os.PathLike = "benchmarks/results/seeds", json_path: str | None = None,
-            progress: bool = True, echo=print) -> dict | list[Path]:
+            progress: bool = True, echo=print) -> SeedStudy | list[Path]:
     """``superpose seeds train|eval|plot`` as one call (``families``: default every Figure 3
     family; ``study_path``: the JSON to plot); echoes what the command prints and returns the
     evaluation (or the trained runs)."""
-    from empirical.results import read_json
-    from empirical.results import provenance, write_json
+    from empirical.results import provenance, read_json
 
     out = Path(out)
     families = tuple(families) if families else tuple(FIGURE3)
@@ -183,19 +270,24 @@ def command(action: str, *, runs: str | os.PathLike = "runs/seeds", families: li
             echo(f"run: {path}")
         return trained
     if action == "eval":
-        doc = evaluate(runs, families, n_prompts=prompts, seed=seed, progress=progress)
-        doc = {"command": "seeds eval", **provenance({"families": list(families), "seeds": doc["seeds"],
-                                                      "n_prompts": prompts, "seed": seed}), **doc}
+        study = evaluate(runs, families, n_prompts=prompts, seed=seed, progress=progress)
+        study = replace(study, command="seeds eval", **provenance({"families": list(families),
+                                                                   "seeds": list(study.seeds),
+                                                                   "n_prompts": prompts, "seed": seed}))
         target = json_path or str(out / "seeds.json")
-        write_json(target, doc, indent=None)
-        echo(summary(doc))
+        study.write(target, indent=None)
+        echo(summary(study))
         echo(f"json: {target}")
-        return doc
+        return study
     if study_path is None:
         raise ValueError("seeds plot needs --study, a `superpose seeds eval` JSON")
     doc = read_json(study_path, "study")
-    if doc.get("command") != "seeds eval" or "families" not in doc:
+    if not isinstance(doc, dict) or doc.get("command") != "seeds eval":
         raise ValueError(f"{study_path} is not a `superpose seeds eval` result")
-    echo(summary(doc))
-    echo(f"plot: {plot(doc, out / 'seeds.png')}")
-    return doc
+    try:
+        study = SeedStudy.from_json(doc)
+    except ResultError as err:
+        raise ValueError(f"{study_path} is not a `superpose seeds eval` result ({err})") from None
+    echo(summary(study))
+    echo(f"plot: {plot(study, out / 'seeds.png')}")
+    return study

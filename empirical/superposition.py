@@ -25,6 +25,10 @@ only, so the same code measures trained, constructed and oracle models on any fa
 * :func:`report` / :func:`plot_report`: all of the above for one model, with the oracles'
   values on the very same prompts beside it.
 
+The results are typed records (:mod:`empirical.results`; ``to_json`` / ``from_json``):
+:class:`Summary`, :class:`LambdaGrid`, :class:`Skewed`, :class:`Signatures` and the whole
+:class:`SuperpositionReport`, which the mixture study embeds (:mod:`empirical.mixture_study`).
+
 Prompts are handled as arrays (``x`` [P, m, input_len], ``labels`` [P, m],
 ``example_task`` [P, m] indices into ``tasks``, ``query`` [P, input_len], ``answers`` [P, K])
 and written with the family's own layout (:func:`render`, the writer of
@@ -35,13 +39,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from empirical import synthetic
+from empirical.results import MeanCI, Record, key, optional, record
 from empirical.sweep import LAMBDAS
-from empirical.within_prompt import mean_ci, per_prompt
+from empirical.within_prompt import per_prompt
 
 #: A :class:`empirical.models.Model` or a function ``probs(tokens [P, L]) -> [P, V]``.
 Probs = Callable[[np.ndarray], np.ndarray]
@@ -51,6 +57,185 @@ ORACLES = ("proportional", "last", "majority")
 #: Sub-seeds of the parts of :func:`report` (each part draws from ``default_rng([seed, tag])``;
 #: :func:`lambda_grid` uses ``[seed, i]`` for lambda index i, as the sweep does).
 _SEED_SKEWED, _SEED_SIGNATURES = 101, 102
+
+
+# --------------------------------------------------------------------------- the results, typed
+
+
+@record
+class Summary(Record):
+    """Over prompts, the per-prompt measures of :func:`prompt_stats` (:func:`summarise`): each
+    scalar one as a mean with its 95% interval, ``p`` and ``D`` one such entry per task, the
+    variance ratios of P_A and of A's shares, and the pooled fit of P_k on D_k."""
+
+    second: MeanCI
+    entropy: MeanCI
+    tv: MeanCI
+    tv_chooser: MeanCI
+    tv_uniform: MeanCI
+    kl: MeanCI
+    other: MeanCI
+    p: tuple[MeanCI, ...]
+    D: tuple[MeanCI, ...]
+    var_ratio: float
+    var_ratio_shares: float
+    slope: float
+    intercept: float
+    n_prompts: int
+
+
+@record
+class PerPrompt(Record):
+    """Per prompt (rounded to 5 decimals): each task's answer probability ``p`` and share
+    ``D`` ([P][K]), ``tv`` and ``second``; for skewed prompts also their proportions ``w``."""
+
+    p: tuple[tuple[float, ...], ...]
+    D: tuple[tuple[float, ...], ...]
+    tv: tuple[float, ...]
+    second: tuple[float, ...]
+    w: tuple[tuple[float, ...], ...] | None = optional()
+
+
+@record
+class GridPoint(Record):
+    """One lambda of a :class:`LambdaGrid`."""
+
+    lam: float = key("lambda")
+    summary: Summary
+    per_prompt: PerPrompt
+
+
+@record
+class LambdaGrid(Record):
+    """Two tasks over a lambda grid (:func:`lambda_grid`)."""
+
+    family: str
+    tasks: tuple[str, ...]
+    n_prompts: int
+    n_examples: int
+    seed: int | tuple[int, ...]
+    lambdas: tuple[float, ...]
+    points: tuple[GridPoint, ...]
+
+    def at(self, lam: float) -> Summary:
+        """The summary at ``lam`` (a ValueError if the grid lacks it)."""
+        for pt in self.points:
+            if abs(pt.lam - lam) < 1e-9:
+                return pt.summary
+        raise ValueError(f"the grid has no lambda {lam} (it has {list(self.lambdas)})")
+
+
+@record
+class Skewed(Record):
+    """Prompts of Dirichlet proportions over several tasks (:func:`skewed`)."""
+
+    family: str
+    tasks: tuple[str, ...]
+    n_prompts: int
+    n_examples: int
+    concentration: float
+    seed: int | tuple[int, ...]
+    summary: Summary
+    per_prompt: PerPrompt
+
+
+@record
+class BeforeAfter(Record):
+    """P(A) per prompt before and after a transformation (rounded to 5 decimals)."""
+
+    before: tuple[float, ...]
+    after: tuple[float, ...]
+
+
+@record
+class Delta(Record):
+    """The change of P(A) under a transformation: mean change and mean |change| over the
+    compared prompts (``per_prompt``: left out in the oracles' references)."""
+
+    delta: MeanCI
+    abs_delta: MeanCI
+    n_prompts: int
+    per_prompt: BeforeAfter | None = optional()
+
+
+@record
+class CountDelta(Delta):
+    """``count``: prompts of ``m`` examples against the same shares with ``m2`` = 2m."""
+
+    m: int
+    m2: int
+
+
+@record
+class FlipDelta(Delta):
+    """``flip_one``: one A label set to B's answer; averaging moves P(A) by about -1/m."""
+
+    expected_averaging: float
+
+
+@record
+class LengthCheck(Record):
+    """Prompts of ``n_examples`` (longer than training): their summary, or the model's error."""
+
+    n_examples: int
+    summary: Summary | None = optional()
+    error: str | None = optional()
+
+
+@record
+class Signatures(Record):
+    """docs/theory.md section 7's behavioural signatures (:func:`signatures`)."""
+
+    family: str
+    tasks: tuple[str, ...]
+    lam: float = key("lambda")
+    n_prompts: int
+    n_examples: int
+    seed: int | tuple[int, ...]
+    base: Summary
+    order: Delta
+    a_last: Delta
+    count: CountDelta
+    flip_one: FlipDelta
+    length: LengthCheck
+
+
+@record
+class OracleReference(Record):
+    """An oracle's signatures (without per-prompt lists) and its base prompts' summary."""
+
+    signatures: Signatures
+    base: Summary
+
+
+@record
+class SuperpositionReport(Record):
+    """Everything :func:`report` measures of one model (``skewed`` None for a family of two
+    tasks; ``references``, the oracles' values on the same prompts, left out without them)."""
+
+    family: str
+    tasks: tuple[str, ...]
+    task_labels: tuple[str, ...]
+    n_train_examples: int
+    n_examples: int
+    n_prompts: int
+    seed: int
+    lambda_grid: LambdaGrid
+    skewed: Skewed | None
+    signatures: Signatures
+    references: dict[str, OracleReference] | None = optional()
+
+
+def _tuples(x):
+    """Nested lists (or arrays) as nested tuples of Python numbers."""
+    if isinstance(x, np.ndarray):
+        x = x.tolist()
+    return tuple(_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+def _seed(seed) -> int | tuple[int, ...]:
+    """A seed as recorded: an int, or a tuple of ints for a seed sequence."""
+    return tuple(int(s) for s in seed) if isinstance(seed, (list, tuple, np.ndarray)) else seed
 
 
 # --------------------------------------------------------------------------- checks
@@ -273,10 +458,21 @@ def _var_ratio(x: np.ndarray) -> float:
     return float(x.var() / denom) if denom > 1e-12 else float("nan")
 
 
-def summarise(stats: dict) -> dict:
-    """Over prompts, :func:`prompt_stats`' per-prompt values summarised:
+def _fit(d: np.ndarray, p: np.ndarray) -> tuple[float, float]:
+    """(slope, intercept) of least squares of P_k on D_k pooled over prompts and tasks (nan
+    when the shares do not vary)."""
+    xs, ys = np.asarray(d, dtype=np.float64).ravel(), np.asarray(p, dtype=np.float64).ravel()
+    vx = float(((xs - xs.mean()) ** 2).sum())
+    if vx <= 1e-12:
+        return float("nan"), float("nan")
+    slope = float(((xs - xs.mean()) * (ys - ys.mean())).sum() / vx)
+    return slope, float(ys.mean() - slope * xs.mean())
 
-    * every scalar statistic as ``{mean, ci95, lo, hi}`` (:func:`within_prompt.mean_ci`), and
+
+def summarise(stats: dict) -> Summary:
+    """Over prompts, :func:`prompt_stats`' per-prompt values summarised (a :class:`Summary`):
+
+    * every scalar statistic as a :class:`results.MeanCI` (mean, ci95, lo, hi), and
       ``p`` and ``D`` as one such entry per task;
     * ``var_ratio`` = var(P_A) / (mu (1 - mu)), mu = mean P_A over prompts, population
       variance (A = the first task). A per-prompt chooser (P_A in {0, 1}) gives exactly 1.
@@ -292,25 +488,22 @@ def summarise(stats: dict) -> dict:
     p, d = np.asarray(stats["p"], dtype=np.float64), np.asarray(stats["D"], dtype=np.float64)
     if p.shape != d.shape or p.ndim != 2 or p.shape[0] < 2:
         raise ValueError(f"need p and D of one shape [prompts >= 2, K], got {p.shape} and {d.shape}")
-    out = {name: mean_ci(values) for name, values in stats.items() if name not in ("p", "D")}
-    out["p"] = [mean_ci(p[:, j]) for j in range(p.shape[1])]
-    out["D"] = [mean_ci(d[:, j]) for j in range(d.shape[1])]
-    out["var_ratio"] = _var_ratio(p[:, 0])
-    out["var_ratio_shares"] = _var_ratio(d[:, 0])
-    xs, ys = d.ravel(), p.ravel()
-    vx = float(((xs - xs.mean()) ** 2).sum())
-    slope = float(((xs - xs.mean()) * (ys - ys.mean())).sum() / vx) if vx > 1e-12 else float("nan")
-    out["slope"] = slope
-    out["intercept"] = float(ys.mean() - slope * xs.mean()) if vx > 1e-12 else float("nan")
-    out["n_prompts"] = int(p.shape[0])
-    return out
+    slope, intercept = _fit(d, p)
+    return Summary(**{name: MeanCI.of(stats[name]) for name in ("second", "entropy", "tv", "tv_chooser",
+                                                                 "tv_uniform", "kl", "other")},
+                   p=tuple(MeanCI.of(p[:, j]) for j in range(p.shape[1])),
+                   D=tuple(MeanCI.of(d[:, j]) for j in range(d.shape[1])),
+                   var_ratio=_var_ratio(p[:, 0]), var_ratio_shares=_var_ratio(d[:, 0]), slope=slope,
+                   intercept=intercept, n_prompts=int(p.shape[0]))
 
 
-def _per_prompt_lists(stats: dict) -> dict:
-    return {key: np.round(stats[key], 5).tolist() for key in ("p", "D", "tv", "second")}
+def _per_prompt(stats: dict, w: np.ndarray | None = None) -> PerPrompt:
+    """The per-prompt lists of :func:`prompt_stats` (and the proportions ``w``), rounded."""
+    rounded = {key: _tuples(np.round(stats[key], 5)) for key in ("p", "D", "tv", "second")}
+    return PerPrompt(**rounded, w=None if w is None else _tuples(np.round(w, 5)))
 
 
-def _measure(probs: Probs, fam, prompts: dict) -> tuple[dict, dict]:
+def _measure(probs: Probs, fam, prompts: dict) -> tuple[dict, Summary]:
     stats = prompt_stats(_model_probs(probs, render(fam, prompts)), prompts)
     return stats, summarise(stats)
 
@@ -319,7 +512,7 @@ def _measure(probs: Probs, fam, prompts: dict) -> tuple[dict, dict]:
 
 
 def lambda_grid(probs: Probs, fam, tasks: Sequence[int], *, n_prompts: int = 200, n_examples: int,
-                lambdas: Sequence[float] = LAMBDAS, seed: int = 0) -> dict:
+                lambdas: Sequence[float] = LAMBDAS, seed: int = 0) -> LambdaGrid:
     """Two tasks A, B at A-share lambda (each example A with probability lambda, i.i.d.):
     per lambda, :func:`summarise` of :func:`prompt_stats` and the per-prompt ``p``, ``D``,
     ``tv``, ``second`` (rounded to 5 decimals). Prompts for lambda index i come from
@@ -336,17 +529,10 @@ def lambda_grid(probs: Probs, fam, tasks: Sequence[int], *, n_prompts: int = 200
         rng = np.random.default_rng([seed, i])
         prompts = synthetic.mixed_prompts(fam, rng, int(n_prompts), int(n_examples), tasks, [lam, 1.0 - lam])
         stats = prompt_stats(_model_probs(probs, prompts["tokens"]), prompts)
-        points.append({"lambda": float(lam), "summary": summarise(stats), "per_prompt": _per_prompt_lists(stats)})
-    return {"family": fam.name, "tasks": [fam.task(int(h)) for h in tasks], "n_prompts": int(n_prompts),
-            "n_examples": int(n_examples), "seed": seed, "lambdas": [float(x) for x in lambdas], "points": points}
-
-
-def at_lambda(grid: dict, lam: float) -> dict:
-    """The :func:`summarise` of a :func:`lambda_grid` result at ``lam``."""
-    for pt in grid["points"]:
-        if abs(pt["lambda"] - lam) < 1e-9:
-            return pt["summary"]
-    raise ValueError(f"the grid has no lambda {lam} (it has {grid['lambdas']})")
+        points.append(GridPoint(lam=float(lam), summary=summarise(stats), per_prompt=_per_prompt(stats)))
+    return LambdaGrid(family=fam.name, tasks=tuple(fam.task(int(h)) for h in tasks), n_prompts=int(n_prompts),
+                      n_examples=int(n_examples), seed=_seed(seed), lambdas=tuple(float(x) for x in lambdas),
+                      points=tuple(points))
 
 
 def dirichlet_assignments(rng: np.random.Generator, n_prompts: int, n_examples: int, k: int,
@@ -362,7 +548,7 @@ def dirichlet_assignments(rng: np.random.Generator, n_prompts: int, n_examples: 
 
 
 def skewed(probs: Probs, fam, tasks: Sequence[int], *, n_prompts: int = 200, n_examples: int,
-           concentration: float = 1.0, seed: int = 0) -> dict:
+           concentration: float = 1.0, seed: int = 0) -> Skewed:
     """Prompts whose every one has its own task proportions over ``tasks`` (K >= 2, typically
     3), w ~ Dirichlet(concentration), each example's task ~ w (from ``default_rng(seed)``):
     the shares D cover the simplex, so the pooled slope of P_k on D_k tests proportionality
@@ -374,24 +560,26 @@ def skewed(probs: Probs, fam, tasks: Sequence[int], *, n_prompts: int = 200, n_e
     rng = np.random.default_rng(seed)
     w, which = dirichlet_assignments(rng, int(n_prompts), int(n_examples), len(tasks), concentration)
     stats, summary = _measure(probs, fam, draw_prompts(fam, rng, tasks, which))
-    return {"family": fam.name, "tasks": [fam.task(int(h)) for h in tasks], "n_prompts": int(n_prompts),
-            "n_examples": int(n_examples), "concentration": float(concentration), "seed": seed,
-            "summary": summary, "per_prompt": {**_per_prompt_lists(stats), "w": np.round(w, 5).tolist()}}
+    return Skewed(family=fam.name, tasks=tuple(fam.task(int(h)) for h in tasks), n_prompts=int(n_prompts),
+                  n_examples=int(n_examples), concentration=float(concentration), seed=_seed(seed), summary=summary,
+                  per_prompt=_per_prompt(stats, w))
 
 
 # --------------------------------------------------------------------------- behavioural signatures
 
 
-def _delta(before: np.ndarray, after: np.ndarray, keep: np.ndarray | None = None) -> dict:
+def _delta(before: np.ndarray, after: np.ndarray, keep: np.ndarray | None = None, cls: type = Delta,
+           **more) -> Delta:
+    """The :class:`Delta` (or ``cls`` with the fields ``more``) of P(A) from ``before`` to ``after``."""
     if keep is not None:
         before, after = before[keep], after[keep]
     d = after - before
-    return {"delta": mean_ci(d), "abs_delta": mean_ci(np.abs(d)), "n_prompts": int(len(d)),
-            "per_prompt": {"before": np.round(before, 5).tolist(), "after": np.round(after, 5).tolist()}}
+    return cls(delta=MeanCI.of(d), abs_delta=MeanCI.of(np.abs(d)), n_prompts=int(len(d)),
+               per_prompt=BeforeAfter(before=_tuples(np.round(before, 5)), after=_tuples(np.round(after, 5))), **more)
 
 
 def signatures(probs: Probs, fam, tasks: Sequence[int], *, n_prompts: int = 200, n_examples: int,
-               n_long: int | None = None, seed: int = 0) -> dict:
+               n_long: int | None = None, seed: int = 0) -> Signatures:
     """docs/theory.md section 7's behavioural signatures: the SAME prompts (two tasks, A-share
     lambda = 0.5, ``n_examples`` examples, from ``default_rng(seed)``) under a transformation,
     compared per prompt through P(A) = the probability of task A's answer to the query:
@@ -407,7 +595,7 @@ def signatures(probs: Probs, fam, tasks: Sequence[int], *, n_prompts: int = 200,
       about -1/m (``expected_averaging``), a chooser by 0 or ~1;
     * ``length``: fresh prompts of ``n_long`` examples (default 2 * n_examples):
       :func:`summarise` at that length beside ``base`` (the base prompts'); if the model
-      rejects the length, ``{"error": message}`` instead.
+      rejects the length, its ``error`` message instead.
     """
     fam = _family(fam)
     tasks = _tasks(fam, tasks, exactly=2)
@@ -424,21 +612,21 @@ def signatures(probs: Probs, fam, tasks: Sequence[int], *, n_prompts: int = 200,
     base = _balanced_prompts(fam, rng, tasks, n_prompts, n_examples)
     base_stats, base_summary = _measure(probs, fam, base)
     pa = base_stats["p"][:, 0]
-    out: dict = {"family": fam.name, "tasks": [fam.task(int(h)) for h in tasks], "lambda": 0.5,
-                 "n_prompts": n_prompts, "n_examples": n_examples, "seed": seed, "base": base_summary}
-    out["order"] = _delta(pa, p_a(permuted(base, rng)))
-    out["a_last"] = _delta(pa, p_a(a_last(base)))
+    order = _delta(pa, p_a(permuted(base, rng)))
+    last = _delta(pa, p_a(a_last(base)))
     m_small = max(1, n_examples // 2)
     small = _balanced_prompts(fam, rng, tasks, n_prompts, m_small)
-    out["count"] = {**_delta(p_a(small), p_a(doubled(fam, small, rng))), "m": m_small, "m2": 2 * m_small}
+    count = _delta(p_a(small), p_a(doubled(fam, small, rng)), cls=CountDelta, m=m_small, m2=2 * m_small)
     flipped, ok = flip_one(fam, base, rng)
-    out["flip_one"] = {**_delta(pa, p_a(flipped), ok), "expected_averaging": -1.0 / n_examples}
+    flip = _delta(pa, p_a(flipped), ok, cls=FlipDelta, expected_averaging=-1.0 / n_examples)
     long = _balanced_prompts(fam, rng, tasks, n_prompts, n_long)
     try:
-        out["length"] = {"n_examples": n_long, "summary": _measure(probs, fam, long)[1]}
+        length = LengthCheck(n_examples=n_long, summary=_measure(probs, fam, long)[1])
     except Exception as err:  # a model with bounded positions may reject longer prompts
-        out["length"] = {"n_examples": n_long, "error": f"{type(err).__name__}: {err}".splitlines()[0]}
-    return out
+        length = LengthCheck(n_examples=n_long, error=f"{type(err).__name__}: {err}".splitlines()[0])
+    return Signatures(family=fam.name, tasks=tuple(fam.task(int(h)) for h in tasks), lam=0.5, n_prompts=n_prompts,
+                      n_examples=n_examples, seed=_seed(seed), base=base_summary, order=order, a_last=last,
+                      count=count, flip_one=flip, length=length)
 
 
 # --------------------------------------------------------------------------- oracle models
@@ -507,7 +695,7 @@ def _other_task(fam: synthetic.Family, tasks: np.ndarray) -> list[int] | None:
 
 def report(probs: Probs, fam, tasks: Sequence[int], *, n_train_examples: int, n_prompts: int = 200,
            seed: int = 0, lambdas: Sequence[float] = LAMBDAS, skew_tasks: Sequence[int] | None = None,
-           concentration: float = 1.0, n_long: int | None = None, oracles: bool = True) -> dict:
+           concentration: float = 1.0, n_long: int | None = None, oracles: bool = True) -> SuperpositionReport:
     """Everything for one model: :func:`lambda_grid` and :func:`signatures` on the two
     ``tasks`` (A, B), and :func:`skewed` on ``skew_tasks`` (default: A, B and the family's
     first other task; skipped when the family has only two), on prompts of
@@ -528,62 +716,62 @@ def report(probs: Probs, fam, tasks: Sequence[int], *, n_train_examples: int, n_
     skew = _tasks(fam, skew_tasks) if skew_tasks is not None else _other_task(fam, tasks)
     kw = dict(n_prompts=int(n_prompts), n_examples=m)
     sig_seed, skew_seed = [seed, _SEED_SIGNATURES], [seed, _SEED_SKEWED]
-    out = {
-        "family": fam.name, "tasks": [fam.task(int(h)) for h in tasks],
-        "task_labels": [fam.task_label(int(h)) for h in tasks], "n_train_examples": int(n_train_examples),
-        "n_examples": m, "n_prompts": int(n_prompts), "seed": seed,
-        "lambda_grid": lambda_grid(probs, fam, tasks, lambdas=lambdas, seed=seed, **kw),
-        "skewed": None if skew is None else skewed(probs, fam, skew, concentration=concentration, seed=skew_seed, **kw),
-        "signatures": signatures(probs, fam, tasks, n_long=n_long, seed=sig_seed, **kw),
-    }
+    refs = None
     if oracles:
         refs = {}
         for kind in ORACLES:
             oracle = oracle_probs(fam, kind, tasks=tasks)
             sig = signatures(oracle, fam, tasks, n_long=n_long, seed=sig_seed, **kw)
-            refs[kind] = {"signatures": _strip(sig), "base": sig["base"]}
-        out["references"] = refs
-    return out
+            refs[kind] = OracleReference(signatures=_strip(sig), base=sig.base)
+    return SuperpositionReport(
+        family=fam.name, tasks=tuple(fam.task(int(h)) for h in tasks),
+        task_labels=tuple(fam.task_label(int(h)) for h in tasks), n_train_examples=int(n_train_examples),
+        n_examples=m, n_prompts=int(n_prompts), seed=seed,
+        lambda_grid=lambda_grid(probs, fam, tasks, lambdas=lambdas, seed=seed, **kw),
+        skewed=None if skew is None else skewed(probs, fam, skew, concentration=concentration, seed=skew_seed, **kw),
+        signatures=signatures(probs, fam, tasks, n_long=n_long, seed=sig_seed, **kw),
+        references=refs)
 
 
-def _strip(sig: dict) -> dict:
+def _strip(sig: Signatures) -> Signatures:
     """Signatures without their per-prompt lists (the references keep only the numbers)."""
-    return {k: ({kk: vv for kk, vv in v.items() if kk != "per_prompt"} if isinstance(v, dict) else v)
-            for k, v in sig.items()}
+    return replace(sig, **{name: replace(getattr(sig, name), per_prompt=None)
+                           for name in ("order", "a_last", "count", "flip_one")})
 
 
-#: (label, signature, statistic) of the bar chart.
+#: (label, signature, statistic) of the bar chart: ``getattr(getattr(signatures, signature), statistic)``.
 _BARS = (("order |dP(A)|", "order", "abs_delta"), ("A last dP(A)", "a_last", "delta"),
          ("m vs 2m |dP(A)|", "count", "abs_delta"), ("flip one dP(A)", "flip_one", "delta"))
 
 
-def headline(result: dict, lam: float = 0.5) -> dict:
-    """The key numbers of a :func:`report`: tv (with the chooser's and uniform mixer's), second,
-    var_ratio (and the shares' own), slope/intercept at ``lam``; the slope/intercept pooled
-    over the whole lambda grid (``slope_grid``) and over the skewed prompts; the signatures'
-    deltas; tv at the long length (or the model's error there)."""
-    s, sig = at_lambda(result["lambda_grid"], lam), result["signatures"]
-    pooled = summarise({key: np.concatenate([np.asarray(q["per_prompt"][key]) for q in result["lambda_grid"]["points"]])
-                        for key in ("p", "D")})
-    out = {f"{k}@{lam}": s[k]["mean"] for k in ("tv", "tv_chooser", "tv_uniform", "second", "kl", "other")}
-    out.update({f"var_ratio@{lam}": s["var_ratio"], f"var_ratio_shares@{lam}": s["var_ratio_shares"],
-                f"slope@{lam}": s["slope"], f"intercept@{lam}": s["intercept"],
-                "slope_grid": pooled["slope"], "intercept_grid": pooled["intercept"],
-                "order_abs_delta": sig["order"]["abs_delta"]["mean"], "a_last_delta": sig["a_last"]["delta"]["mean"],
-                "a_last_abs_delta": sig["a_last"]["abs_delta"]["mean"],
-                "count_abs_delta": sig["count"]["abs_delta"]["mean"], "flip_delta": sig["flip_one"]["delta"]["mean"],
-                "flip_expected_averaging": sig["flip_one"]["expected_averaging"]})
-    if result.get("skewed"):
-        out["skewed_slope"] = result["skewed"]["summary"]["slope"]
-        out["skewed_intercept"] = result["skewed"]["summary"]["intercept"]
-        out["skewed_tv"] = result["skewed"]["summary"]["tv"]["mean"]
-    length = sig["length"]
-    key = f"length{length['n_examples']}_tv"
-    out[key] = length["summary"]["tv"]["mean"] if "summary" in length else length["error"]
+def headline(result: SuperpositionReport, lam: float = 0.5) -> dict[str, float | str]:
+    """The key numbers of a :func:`report`, a flat map (its keys name the lambda and the long
+    length, e.g. ``tv@0.5``, ``length40_tv``): tv (with the chooser's and uniform mixer's),
+    second, var_ratio (and the shares' own), slope/intercept at ``lam``; the slope/intercept
+    pooled over the whole lambda grid (``slope_grid``) and over the skewed prompts; the
+    signatures' deltas; tv at the long length (or the model's error there)."""
+    s, sig = result.lambda_grid.at(lam), result.signatures
+    points = result.lambda_grid.points
+    slope_grid, intercept_grid = _fit(np.concatenate([np.asarray(q.per_prompt.D) for q in points]),
+                                      np.concatenate([np.asarray(q.per_prompt.p) for q in points]))
+    out = {f"{k}@{lam}": getattr(s, k).mean for k in ("tv", "tv_chooser", "tv_uniform", "second", "kl", "other")}
+    out.update({f"var_ratio@{lam}": s.var_ratio, f"var_ratio_shares@{lam}": s.var_ratio_shares,
+                f"slope@{lam}": s.slope, f"intercept@{lam}": s.intercept,
+                "slope_grid": slope_grid, "intercept_grid": intercept_grid,
+                "order_abs_delta": sig.order.abs_delta.mean, "a_last_delta": sig.a_last.delta.mean,
+                "a_last_abs_delta": sig.a_last.abs_delta.mean,
+                "count_abs_delta": sig.count.abs_delta.mean, "flip_delta": sig.flip_one.delta.mean,
+                "flip_expected_averaging": sig.flip_one.expected_averaging})
+    if result.skewed is not None:
+        out["skewed_slope"] = result.skewed.summary.slope
+        out["skewed_intercept"] = result.skewed.summary.intercept
+        out["skewed_tv"] = result.skewed.summary.tv.mean
+    length = sig.length
+    out[f"length{length.n_examples}_tv"] = length.summary.tv.mean if length.summary is not None else length.error
     return out
 
 
-def plot_report(result: dict, path: str | os.PathLike, title: str = "") -> Path:
+def plot_report(result: SuperpositionReport, path: str | os.PathLike, title: str = "") -> Path:
     """Three panels: (1) every prompt's P(A) against A's in-context share at every lambda,
     coloured by lambda, with y = x (proportional mixing; a chooser sits at 0 and 1); (2) the
     signatures of the model beside the proportional, majority and last-example oracles on the
@@ -595,64 +783,63 @@ def plot_report(result: dict, path: str | os.PathLike, title: str = "") -> Path:
 
     from empirical.results import save_figure
 
-    grid, sig = result["lambda_grid"], result["signatures"]
-    name_a = result.get("task_labels", result["tasks"])[0]
+    grid, sig = result.lambda_grid, result.signatures
+    name_a = result.task_labels[0]
     fig = Figure(figsize=(15.0, 4.2), dpi=150)
     FigureCanvasAgg(fig)
     sc, bars, tvp = (fig.add_subplot(1, 3, i) for i in (1, 2, 3))
     cmap = matplotlib.colormaps["viridis"]
-    for pt in grid["points"]:
-        pp = pt["per_prompt"]
-        d, p = np.asarray(pp["D"])[:, 0], np.asarray(pp["p"])[:, 0]
-        sc.scatter(d, p, s=5, alpha=0.35, color=cmap(pt["lambda"]))
+    for pt in grid.points:
+        d, p = np.asarray(pt.per_prompt.D)[:, 0], np.asarray(pt.per_prompt.p)[:, 0]
+        sc.scatter(d, p, s=5, alpha=0.35, color=cmap(pt.lam))
     sc.plot([0, 1], [0, 1], "k--", linewidth=1)
     sc.set_xlabel(f"share of {name_a} examples in the prompt")
     sc.set_ylabel(f"P({name_a}) per prompt")
     sc.set_xlim(-0.02, 1.02)
     sc.set_ylim(-0.02, 1.02)
     sc.grid(alpha=0.3)
-    sc.set_title(f"every prompt, lambda {grid['lambdas'][0]:g}..{grid['lambdas'][-1]:g} (colour); "
+    sc.set_title(f"every prompt, lambda {grid.lambdas[0]:g}..{grid.lambdas[-1]:g} (colour); "
                  "dashed: y = x, proportional mixing", fontsize=8)
 
     names = [label for label, _, _ in _BARS]
     series = {"model": sig}
-    series.update({f"{k} oracle": v["signatures"] for k, v in result.get("references", {}).items()})
+    series.update({f"{k} oracle": v.signatures for k, v in (result.references or {}).items()})
     width = 0.8 / len(series)
     xs = np.arange(len(names))
     colors = ("tab:red", "tab:green", "tab:blue", "tab:orange")
     for j, (label, s) in enumerate(series.items()):
-        vals = [s[key][stat]["mean"] for _, key, stat in _BARS]
-        errs = [s[key][stat]["ci95"] for _, key, stat in _BARS]
+        vals = [getattr(getattr(s, key), stat).mean for _, key, stat in _BARS]
+        errs = [getattr(getattr(s, key), stat).ci95 for _, key, stat in _BARS]
         bars.bar(xs + (j - (len(series) - 1) / 2) * width, vals, width, yerr=errs, capsize=2,
                  color=colors[j % len(colors)], alpha=0.85, label=label)
     flip_x = names.index("flip one dP(A)")
-    bars.plot([flip_x - 0.45, flip_x + 0.45], [sig["flip_one"]["expected_averaging"]] * 2, "k:", linewidth=1.5,
+    bars.plot([flip_x - 0.45, flip_x + 0.45], [sig.flip_one.expected_averaging] * 2, "k:", linewidth=1.5,
               label="-1/m")
     bars.axhline(0, color="gray", linewidth=0.8)
     bars.set_xticks(xs, names, fontsize=7)
     bars.set_ylabel("change of P(A), same prompts")
     bars.grid(alpha=0.3, axis="y")
     bars.legend(fontsize=6, loc="upper right")
-    bars.set_title(f"signatures at lambda 0.5, m = {sig['n_examples']}", fontsize=8)
+    bars.set_title(f"signatures at lambda 0.5, m = {sig.n_examples}", fontsize=8)
 
-    lam = np.array(grid["lambdas"])
+    lam = np.array(grid.lambdas)
     for key, style, label in (("tv", "o-", "model: TV(q, D)"), ("tv_chooser", "s--", "majority chooser"),
                               ("tv_uniform", "^:", "uniform 1/K mixer")):
-        tvp.plot(lam, [pt["summary"][key]["mean"] for pt in grid["points"]], style, markersize=4, label=label)
-    length = sig["length"]
-    if "summary" in length:
-        tvp.errorbar([0.5], [length["summary"]["tv"]["mean"]], yerr=[length["summary"]["tv"]["ci95"]], fmt="D",
-                     color="tab:red", capsize=3, label=f"model at {length['n_examples']} examples")
+        tvp.plot(lam, [getattr(pt.summary, key).mean for pt in grid.points], style, markersize=4, label=label)
+    length = sig.length
+    if length.summary is not None:
+        tvp.errorbar([0.5], [length.summary.tv.mean], yerr=[length.summary.tv.ci95], fmt="D",
+                     color="tab:red", capsize=3, label=f"model at {length.n_examples} examples")
     else:
-        tvp.text(0.5, 0.55, f"{length['n_examples']} examples: rejected", ha="center", fontsize=7, color="tab:red")
+        tvp.text(0.5, 0.55, f"{length.n_examples} examples: rejected", ha="center", fontsize=7, color="tab:red")
     tvp.set_xlabel("lambda (A's share)")
     tvp.set_ylabel("mean per-prompt TV to the in-context shares")
     tvp.set_xlim(-0.02, 1.02)
-    tvp.set_ylim(0, max(0.6, *(pt["summary"]["tv"]["mean"] + 0.05 for pt in grid["points"])))
+    tvp.set_ylim(0, max(0.6, *(pt.summary.tv.mean + 0.05 for pt in grid.points)))
     tvp.grid(alpha=0.3)
     tvp.legend(fontsize=6, loc="upper right")
     tvp.set_title("TV(q, D) per prompt: 0 for proportional mixing", fontsize=8)
-    default = f"{' vs '.join(result['tasks'])}: {result['n_prompts']} prompts of {result['n_examples']} examples"
+    default = f"{' vs '.join(result.tasks)}: {result.n_prompts} prompts of {result.n_examples} examples"
     fig.suptitle(title or default, fontsize=9)
     fig.tight_layout()
     return save_figure(fig, path)

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,10 +28,85 @@ from empirical import synthetic
 from empirical import within_prompt as wp
 from empirical.analysis.divergence import kl as _kl
 from empirical.analysis.grid import LAMBDAS  # the paper's grid: lambda in {0, 0.1, ..., 1}
-from empirical.within_prompt import mean_ci
+from empirical.results import MeanCI, Record, Stampable, key, optional, record, result_type
+from empirical.within_prompt import Reference, VarianceRatio
 
 #: The lambdas of the per-prompt scatter panel.
 SCATTER_LAMBDAS = (0.1, 0.3, 0.5, 0.7, 0.9)
+
+
+# --------------------------------------------------------------------------- the result, typed
+
+
+@record
+class PerPrompt(Record):
+    """Each prompt's P(A) and P(B) (5 decimals) and its share of task A's examples (4 decimals)."""
+
+    p_a: tuple[float, ...]
+    p_b: tuple[float, ...]
+    share_a: tuple[float, ...]
+
+
+@record
+class SweepPoint(Record):
+    """Every statistic of one lambda (means over prompts with their 95% intervals):
+    P(A), P(B), the mass elsewhere, the argmax hit rates, KL(D || P), the within-prompt
+    statistics (:mod:`empirical.within_prompt`), the variance ratios (left out of sweeps saved
+    before they were recorded), the pure strategies' values, the mean probability of every task
+    of the family's answer, the share of prompts that follow their last example, and the
+    per-prompt values."""
+
+    lam: float = key("lambda")
+    p_a: MeanCI
+    p_b: MeanCI
+    p_other: MeanCI
+    acc_a: MeanCI
+    acc_b: MeanCI
+    kl: MeanCI
+    second: MeanCI
+    entropy: MeanCI
+    several: MeanCI
+    variance_ratio: VarianceRatio | None = optional()
+    reference: Reference
+    family_tasks: dict[str, float]
+    follows_last: MeanCI
+    per_prompt: PerPrompt
+
+
+@record
+class ConstructedModel(Record):
+    """The constructed model of a sweep's ``constructed`` overlay: its attention sharpness and
+    its :class:`construction.spec.ConstructionSpec` (``to_dict``)."""
+
+    kind: str
+    beta: float
+    spec: dict[str, Any]
+
+
+@result_type("sweep")
+@record
+class Sweep(Stampable):
+    """A lambda sweep (:func:`sweep`): the family, the two tasks A and B, the prompts' numbers and
+    one :class:`SweepPoint` per lambda. ``superpose sweep`` sets the provenance fields
+    (``config`` ... ``checkpoint_step``), the ``constructed`` overlay (lookup family) and ``plot``;
+    the overlay itself carries its ``model``. Fields left None are left out of the JSON."""
+
+    run: str | None = optional()
+    checkpoint_step: int | None = optional()
+    family: str
+    tasks: tuple[str, str]
+    task_labels: tuple[str, str]
+    n_prompts: int
+    n_examples: int
+    seed: int
+    lambdas: tuple[float, ...]
+    points: tuple[SweepPoint, ...]
+    model: ConstructedModel | None = optional()
+    constructed: Sweep | None = optional()
+    plot: str | None = optional()
+
+
+# --------------------------------------------------------------------------- the sweep
 
 
 def _family_answers(fam: synthetic.Family, p: np.ndarray, query: np.ndarray) -> dict:
@@ -39,7 +116,7 @@ def _family_answers(fam: synthetic.Family, p: np.ndarray, query: np.ndarray) -> 
     return {fam.task(h): float(p[rows, fam.answers(query, np.full(len(p), h))].mean()) for h in fam.params}
 
 
-def _point(lam: float, p: np.ndarray, prompts: dict, fam: synthetic.Family) -> dict:
+def _point(lam: float, p: np.ndarray, prompts: dict, fam: synthetic.Family) -> SweepPoint:
     """Every statistic of one lambda from the next-token distributions ``p`` [P, V]."""
     answers = prompts["answers"]
     p_ans = np.take_along_axis(p, answers, axis=1)  # [P, 2]
@@ -47,28 +124,27 @@ def _point(lam: float, p: np.ndarray, prompts: dict, fam: synthetic.Family) -> d
     share_a = (prompts["example_task"] == 0).mean(axis=1)
     d = np.stack([share_a, 1.0 - share_a], axis=1)  # D: the prompt's actual task proportions
     kl = _kl(d, p_ans)
-    return {
-        "lambda": float(lam),
-        "p_a": mean_ci(p_ans[:, 0]),
-        "p_b": mean_ci(p_ans[:, 1]),
-        "p_other": mean_ci(1.0 - p_ans.sum(axis=1)),
-        "acc_a": mean_ci(top == answers[:, 0]),
-        "acc_b": mean_ci(top == answers[:, 1]),
-        "kl": mean_ci(kl),
-        **wp.summary(p_ans),
+    ratio_a, ratio_b = wp.variance_ratio(p_ans)
+    return SweepPoint(
+        lam=float(lam),
+        p_a=MeanCI.of(p_ans[:, 0]),
+        p_b=MeanCI.of(p_ans[:, 1]),
+        p_other=MeanCI.of(1.0 - p_ans.sum(axis=1)),
+        acc_a=MeanCI.of(top == answers[:, 0]),
+        acc_b=MeanCI.of(top == answers[:, 1]),
+        kl=MeanCI.of(kl),
+        **{name: MeanCI.of(values) for name, values in wp.per_prompt(p_ans).items()},
         # var / (m (1 - m)) of P(A) and P(B) over prompts: 1 for a per-prompt chooser
-        "variance_ratio": dict(zip(("a", "b"), wp.variance_ratio(p_ans))),
-        "reference": wp.reference([lam, 1.0 - lam]),
-        "family_tasks": _family_answers(fam, p, prompts["query"]),
+        variance_ratio=VarianceRatio(a=ratio_a, b=ratio_b),
+        reference=Reference.of([lam, 1.0 - lam]),
+        family_tasks=_family_answers(fam, p, prompts["query"]),
         # the share of prompts whose larger answer is the task of their LAST example (a model
         # that reads the task off the previous example alone scores 1 at every lambda)
-        "follows_last": mean_ci((p_ans[:, 0] >= p_ans[:, 1]) == (prompts["example_task"][:, -1] == 0)),
-        "per_prompt": {
-            "p_a": np.round(p_ans[:, 0], 5).tolist(),
-            "p_b": np.round(p_ans[:, 1], 5).tolist(),
-            "share_a": np.round(share_a, 4).tolist(),
-        },
-    }
+        follows_last=MeanCI.of((p_ans[:, 0] >= p_ans[:, 1]) == (prompts["example_task"][:, -1] == 0)),
+        per_prompt=PerPrompt(p_a=tuple(np.round(p_ans[:, 0], 5).tolist()),
+                             p_b=tuple(np.round(p_ans[:, 1], 5).tolist()),
+                             share_a=tuple(np.round(share_a, 4).tolist())),
+    )
 
 
 def sweep(
@@ -81,15 +157,15 @@ def sweep(
     lambdas: Sequence[float] = LAMBDAS,
     seed: int = 0,
     progress: bool = True,
-) -> dict:
+) -> Sweep:
     """P(answer of A = tasks[0]) and P(answer of B = tasks[1]) against lambda (A's share).
 
     ``model`` is a :class:`empirical.models.Model` (its ``last_probs`` give the next-token
     distributions [P, V] of the prompts [P, L]) or such a function itself (a stand-in model,
-    a float64 construction's ``probabilities``). Returns ``{"family", "tasks", "task_labels", "lambdas", "points"}``;
-    every statistic of a point is ``{mean, ci95, lo, hi}`` over the prompts, and
-    ``point["per_prompt"]`` holds each prompt's P(A), P(B) and A's share, and
-    ``point["family_tasks"]`` the mean probability of every task of the family's answer
+    a float64 construction's ``probabilities``). Returns a :class:`Sweep` with one
+    :class:`SweepPoint` per lambda: every statistic a :class:`empirical.results.MeanCI` over the
+    prompts, ``point.per_prompt`` each prompt's P(A), P(B) and A's share, and
+    ``point.family_tasks`` the mean probability of every task of the family's answer
     (does the model follow A, B, or a third task such as an interpolated one?). Prompts for lambda
     index i come from ``numpy.random.default_rng([seed, i])``, so two models swept with the
     same arguments read identical prompts.
@@ -113,22 +189,22 @@ def sweep(
         prompts = synthetic.mixed_prompts(fam, rng, n_prompts, n_examples, tasks, [lam, 1.0 - lam])
         p = np.asarray(probs(prompts["tokens"]), dtype=np.float64)
         points.append(_point(lam, p, prompts, fam))
-    return {
-        "family": fam.name,
-        "tasks": [fam.task(h) for h in tasks],
-        "task_labels": [fam.task_label(h) for h in tasks],
-        "n_prompts": n_prompts,
-        "n_examples": n_examples,
-        "seed": seed,
-        "lambdas": [float(x) for x in lambdas],
-        "points": points,
-    }
+    return Sweep(
+        family=fam.name,
+        tasks=tuple(fam.task(h) for h in tasks),
+        task_labels=tuple(fam.task_label(h) for h in tasks),
+        n_prompts=n_prompts,
+        n_examples=n_examples,
+        seed=seed,
+        lambdas=tuple(float(x) for x in lambdas),
+        points=tuple(points),
+    )
 
 
 def sweep_run(model, fam: synthetic.Family, tasks: Sequence[int], *, n_prompts: int = 1000,
-              n_examples: int = 100, seed: int = 0, beta: float = 30.0, progress: bool = True) -> dict:
+              n_examples: int = 100, seed: int = 0, beta: float = 30.0, progress: bool = True) -> Sweep:
     """:func:`sweep` of a trained :class:`empirical.models.Model`; for the lookup family also
-    of the constructed model of the same tasks on the same prompts (``result["constructed"]``,
+    of the constructed model of the same tasks on the same prompts (``result.constructed``,
     at attention sharpness ``beta``)."""
     kw = dict(n_prompts=n_prompts, n_examples=n_examples, seed=seed, progress=progress)
     result = sweep(model, fam, tasks, **kw)
@@ -136,41 +212,44 @@ def sweep_run(model, fam: synthetic.Family, tasks: Sequence[int], *, n_prompts: 
         from empirical.models import FlaxModel
 
         constructed_model = FlaxModel.constructed(fam.task_set, max_examples=max(64, n_examples), beta=beta)
-        constructed = sweep(constructed_model, fam, tasks, **kw)
-        constructed["model"] = {"kind": "constructed", "beta": beta, "spec": constructed_model.spec.to_dict()}
-        result["constructed"] = constructed
+        constructed = replace(sweep(constructed_model, fam, tasks, **kw),
+                              model=ConstructedModel(kind="constructed", beta=beta,
+                                                     spec=constructed_model.spec.to_dict()))
+        result = replace(result, constructed=constructed)
     return result
 
 
-def variance_ratios(result: dict) -> dict[float, dict]:
+def variance_ratios(result: Sweep) -> dict[float, VarianceRatio]:
     """Per lambda, var / (m (1 - m)) of P(A) and P(B) over the prompts
     (:func:`empirical.within_prompt.variance_ratio`): the saved value, or for a sweep saved
     before it was recorded, recomputed from the per-prompt values (kept to 5 decimals)."""
     out = {}
-    for pt in result["points"]:
-        if "variance_ratio" in pt:
-            out[float(pt["lambda"])] = pt["variance_ratio"]
+    for pt in result.points:
+        if pt.variance_ratio is not None:
+            out[float(pt.lam)] = pt.variance_ratio
         else:
-            pp = pt["per_prompt"]
-            out[float(pt["lambda"])] = dict(zip(("a", "b"), wp.variance_ratio(np.stack([pp["p_a"], pp["p_b"]], axis=1))))
+            pp = pt.per_prompt
+            ratio_a, ratio_b = wp.variance_ratio(np.stack([pp.p_a, pp.p_b], axis=1))
+            out[float(pt.lam)] = VarianceRatio(a=ratio_a, b=ratio_b)
     return out
 
 
-def series(result: dict, key: str, stat: str = "mean") -> np.ndarray:
-    """One statistic of the sweep as an array over lambda (e.g. ``series(r, "p_a")``)."""
-    return np.array([pt[key][stat] for pt in result["points"]])
+def series(result: Sweep, name: str, stat: str = "mean") -> np.ndarray:
+    """One statistic of the sweep as an array over lambda (e.g. ``series(r, "p_a")``: the
+    ``mean`` of every point's ``p_a``)."""
+    return np.array([getattr(getattr(pt, name), stat) for pt in result.points])
 
 
-def at(result: dict, lam: float) -> dict:
+def at(result: Sweep, lam: float) -> SweepPoint:
     """The sweep's point at ``lam``."""
-    for pt in result["points"]:
-        if abs(pt["lambda"] - lam) < 1e-9:
+    for pt in result.points:
+        if abs(pt.lam - lam) < 1e-9:
             return pt
-    raise KeyError(f"lambda {lam} is not in the sweep {result['lambdas']}")
+    raise KeyError(f"lambda {lam} is not in the sweep {list(result.lambdas)}")
 
 
-def plot(result: dict, path: str | os.PathLike, title: str | None = None, *,
-         overlay: dict | None = None, overlay_name: str = "constructed") -> Path:
+def plot(result: Sweep, path: str | os.PathLike, title: str | None = None, *,
+         overlay: Sweep | None = None, overlay_name: str = "constructed") -> Path:
     """Figure 3 with its per-prompt view, side by side.
 
     Left: mean P(A), P(B) (95% bands), "other", the mean second-largest task probability
@@ -183,8 +262,8 @@ def plot(result: dict, path: str | os.PathLike, title: str | None = None, *,
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    lam = np.array(result["lambdas"])
-    name_a, name_b = result.get("task_labels", result["tasks"])
+    lam = np.array(result.lambdas)
+    name_a, name_b = result.task_labels
     fig = Figure(figsize=(10.5, 4.0), dpi=150)
     FigureCanvasAgg(fig)
     ax, sc = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
@@ -192,7 +271,7 @@ def plot(result: dict, path: str | os.PathLike, title: str | None = None, *,
         ax.plot(lam, series(result, key), "o-", color=color, label=f"P({name})", markersize=4)
         ax.fill_between(lam, series(result, key, "lo"), series(result, key, "hi"), color=color, alpha=0.25)
         if overlay is not None:
-            ax.plot(overlay["lambdas"], series(overlay, key), "--", color=color, linewidth=1.2,
+            ax.plot(overlay.lambdas, series(overlay, key), "--", color=color, linewidth=1.2,
                     label=f"{overlay_name}: P({name})")
     ax.plot(lam, series(result, "p_other"), "s:", color="gray", label="other", markersize=3)
     ax.plot(lam, series(result, "second"), "d-", color="tab:green", markersize=3,
@@ -207,7 +286,7 @@ def plot(result: dict, path: str | os.PathLike, title: str | None = None, *,
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6, loc="upper center")
-    ax.set_title(title or f"{name_a} vs {name_b}: {result['n_prompts']} prompts of {result['n_examples']} examples",
+    ax.set_title(title or f"{name_a} vs {name_b}: {result.n_prompts} prompts of {result.n_examples} examples",
                  fontsize=8)
     colors = ("tab:purple", "tab:blue", "tab:green", "tab:orange", "tab:red")
     for value, color in zip(SCATTER_LAMBDAS, colors):
@@ -215,8 +294,7 @@ def plot(result: dict, path: str | os.PathLike, title: str | None = None, *,
             pt = at(result, value)
         except KeyError:
             continue
-        pp = pt["per_prompt"]
-        sc.scatter(pp["p_a"], pp["p_b"], s=4, alpha=0.35, color=color, label=rf"$\lambda$={value}")
+        sc.scatter(pt.per_prompt.p_a, pt.per_prompt.p_b, s=4, alpha=0.35, color=color, label=rf"$\lambda$={value}")
         sc.plot([value], [1 - value], "x", color=color, markersize=9, markeredgewidth=2)
     sc.plot([0, 1], [1, 0], "-", color="gray", linewidth=0.8, alpha=0.5)
     sc.plot([1, 0], [0, 1], "s", color="black", markersize=6, label="chooser (per prompt)")
@@ -233,7 +311,7 @@ def plot(result: dict, path: str | os.PathLike, title: str | None = None, *,
 
 
 def command(run: str, tasks: str, *, prompts: int = 1000, examples: int | None = None, batch: int = 50,
-            beta: float = 30.0, seed: int = 0, out=None, json_path=None, progress: bool = True, echo=print) -> dict:
+            beta: float = 30.0, seed: int = 0, out=None, json_path=None, progress: bool = True, echo=print) -> Sweep:
     """``superpose sweep``: the Figure 3 sweep of a trained run on two of its family's tasks
     (``tasks`` = ``"A,B"``), its plot in ``out`` and its JSON; ``echo`` gets three summary lines."""
     from empirical import runs, training
@@ -254,16 +332,16 @@ def command(run: str, tasks: str, *, prompts: int = 1000, examples: int | None =
     model = FlaxModel(str(run), cfg.model, params, "learned", batch=batch)
     result = sweep_run(model, cfg.fam, hs, n_prompts=prompts, n_examples=n_examples, seed=seed, beta=beta,
                        progress=progress)
-    result = {**training.provenance(cfg), "command": "sweep", "run": run, "checkpoint_step": step, **result}
-    name_a, name_b = result["tasks"]
+    result = replace(result, **training.provenance(cfg), command="sweep", run=run, checkpoint_step=step)
+    name_a, name_b = result.tasks
     if out:
         stem = f"sweep_{name_a}_{name_b}".replace(":", "")
-        result["plot"] = str(plot(result, Path(out) / f"{stem}.png", overlay=result.get("constructed")))
+        result = replace(result, plot=str(plot(result, Path(out) / f"{stem}.png", overlay=result.constructed)))
     if json_path:
-        results_lib.write_json(json_path, result)
+        result.write(json_path)
     for lam in (0.0, 0.5, 1.0):
         pt = at(result, lam)
-        echo(f"lambda={lam:.1f}: P({name_a})={pt['p_a']['mean']:.3f}±{pt['p_a']['ci95']:.3f}  "
-             f"P({name_b})={pt['p_b']['mean']:.3f}±{pt['p_b']['ci95']:.3f}  "
-             f"within-prompt 2nd-largest {pt['second']['mean']:.3f}")
+        echo(f"lambda={lam:.1f}: P({name_a})={pt.p_a.mean:.3f}±{pt.p_a.ci95:.3f}  "
+             f"P({name_b})={pt.p_b.mean:.3f}±{pt.p_b.ci95:.3f}  "
+             f"within-prompt 2nd-largest {pt.second.mean:.3f}")
     return result

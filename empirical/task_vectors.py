@@ -28,9 +28,15 @@ The pieces:
 In the constructed model the task identity lives in known blocks: after layer 4 (averaging)
 the last position holds S_k = alpha_k, and layers 5-7 turn any S into sum_k S_k g_k(x_q).
 Patching there gives exactly the mixture the theory predicts (:func:`predicted_mixture`).
+
+The result is a :class:`TaskVectorsResult` (a typed record; ``to_json`` / ``from_json``), what
+``superpose task-vectors`` writes.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
@@ -41,8 +47,125 @@ from construction.tasks import TaskSet
 from construction.transformer import run
 from empirical.analysis.grid import LAMBDAS  # the two-task interpolation's grid; real prompts use REAL_LAMBDAS
 from empirical.models import layer_name
+from empirical.results import Record, Stampable, key, optional, record, result_type
 
 REAL_LAMBDAS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+# --------------------------------------------------------------------------- the result, typed
+
+
+@record
+class LayerChoice(Record):
+    """Per patched layer (``layers``), every task's mean answer probability with its own vector
+    patched in (``per_layer``) and their mean over tasks (``mean``); ``layer``: the best one."""
+
+    layers: tuple[int, ...]
+    per_layer: tuple[dict[str, float], ...]
+    mean: tuple[float, ...]
+    layer: int
+
+
+@record
+class ConvexPoint(Record):
+    """One patched combination: its weights over the combined tasks and every task's mean
+    answer probability."""
+
+    weights: tuple[float, ...]
+    p: dict[str, float]
+
+
+@record
+class Convex(Record):
+    """Convex combinations of the ``tasks``' vectors patched at ``layer`` (:func:`convex`)."""
+
+    tasks: tuple[str, ...]
+    layer: int
+    points: tuple[ConvexPoint, ...]
+
+
+@record
+class Context(Record):
+    """One query context: the layer choice (on one query set), the held-out patched and the
+    clean answer probabilities per task (on another), the two-task line and the three-task
+    simplex (None with fewer than three tasks)."""
+
+    choice: LayerChoice
+    layer: int
+    held_out: dict[str, float]
+    clean: dict[str, float]
+    convex_two: Convex
+    convex_three: Convex | None
+
+
+@record
+class RealMixed(Record):
+    """Real prompts with a share ``lam`` of the pair's second task: every task's mean answer
+    probability."""
+
+    lam: float = key("lambda")
+    p: dict[str, float]
+
+
+@record
+class MixtureFit(Record):
+    """A vector fitted on the affine hull of the single-task vectors (:func:`mixture_fit`)."""
+
+    coefficients: tuple[float, ...]
+    relative_residual: float
+
+
+#: Points of an LDA projection: [N, components].
+Points = tuple[tuple[float, ...], ...]
+
+
+@record
+class Geometry(Record):
+    """Figure 4 at ``layer`` and the per-layer mixture fits (:func:`geometry`). ``lda`` maps
+    ``"singles"`` to each task's held-out projections and every mixture's name to its own
+    (read them as :attr:`singles` and :attr:`mixtures`)."""
+
+    layer: int
+    lda: dict[str, Points | dict[str, Points]]
+    mixture_fit: dict[str, tuple[MixtureFit, ...]]
+
+    @property
+    def singles(self) -> dict[str, Points]:
+        """Each task's held-out single-task prompts, projected."""
+        return self.lda["singles"]
+
+    @property
+    def mixtures(self) -> dict[str, Points]:
+        """Each mixture's prompts, projected."""
+        return {name: pts for name, pts in self.lda.items() if name != "singles"}
+
+
+@result_type("task-vectors")
+@record
+class TaskVectorsResult(Stampable):
+    """Figures 4 and 5 for one model (:func:`report`). The provenance fields (``config`` ...
+    ``run``) and ``plot`` are set by the command line (None and left out of the JSON otherwise);
+    ``run``, ``n_examples`` are a layout model's, ``family`` ... ``merged_answers`` a real LLM's;
+    ``masked`` (the patches restricted to a subspace) is always there for a layout model and
+    only when set for a real LLM; ``full_vector_choice`` is the constructed model's."""
+
+    run: str | None = optional()
+    model: str
+    family: str | None = optional()
+    tasks: tuple[str, ...]
+    n_examples: int | None = optional()
+    n_prompts: int
+    examples_per_task: int | None = optional()
+    n_queries: int
+    seed: int
+    first_token: bool | None = optional()
+    merged_answers: int | None = optional()
+    masked: bool | None = optional()
+    contexts: dict[str, Context]
+    real_mixed: tuple[RealMixed, ...]
+    geometry: Geometry
+    full_vector_choice: LayerChoice | None = optional()
+    plot: str | None = optional()
 
 
 def single_task_prompts(task_set: TaskSet, task: int, rng: np.random.Generator, n_prompts: int,
@@ -83,7 +206,7 @@ def mean_answers(probs: np.ndarray, answers: np.ndarray) -> np.ndarray:
 
 
 def choose_layer(model, vectors: dict[int, np.ndarray], queries, answers: np.ndarray, names, mask=None,
-                 layers=None) -> dict:
+                 layers=None) -> LayerChoice:
     """Per layer, the mean probability of each task's answer (``answers`` [P, K], task ``k``
     named ``names[k]``) when its vector is patched into the held-out ``queries``; the chosen
     layer maximises the mean over tasks."""
@@ -93,11 +216,12 @@ def choose_layer(model, vectors: dict[int, np.ndarray], queries, answers: np.nda
         per_layer.append({names[k]: float(mean_answers(patch(model, queries, l, vec[l], mask)[1], answers)[k])
                           for k, vec in vectors.items()})
     means = [float(np.mean(list(s.values()))) for s in per_layer]
-    return {"layers": layers, "per_layer": per_layer, "mean": means, "layer": layers[int(np.argmax(means))]}
+    return LayerChoice(layers=tuple(layers), per_layer=tuple(per_layer), mean=tuple(means),
+                       layer=layers[int(np.argmax(means))])
 
 
 def convex(model, vectors: dict[int, np.ndarray], layer: int, queries, answers: np.ndarray, names, weights,
-           mask=None) -> dict:
+           mask=None) -> Convex:
     """Patch sum_j weights[j] v_{task j} (weights [W, J] over the tasks of ``vectors``, in
     their order) at ``layer`` into ``queries``; every task's mean answer probability per row."""
     tasks = list(vectors)
@@ -105,8 +229,8 @@ def convex(model, vectors: dict[int, np.ndarray], layer: int, queries, answers: 
     for w in np.asarray(weights, np.float64):
         vec = sum(wj * vectors[k][layer] for wj, k in zip(w, tasks))
         p = mean_answers(patch(model, queries, layer, vec, mask)[1], answers)
-        rows.append({"weights": w.tolist(), "p": {names[j]: float(p[j]) for j in range(len(names))}})
-    return {"tasks": [names[k] for k in tasks], "layer": layer, "points": rows}
+        rows.append(ConvexPoint(weights=tuple(w.tolist()), p={names[j]: float(p[j]) for j in range(len(names))}))
+    return Convex(tasks=tuple(names[k] for k in tasks), layer=layer, points=tuple(rows))
 
 
 def simplex_grid(step: float = 0.25) -> np.ndarray:
@@ -138,7 +262,7 @@ def lda(x: np.ndarray, labels: np.ndarray, components: int = 2, shrink: float = 
     return evecs[:, order].real, mean
 
 
-def mixture_fit(mixed: np.ndarray, singles: np.ndarray) -> dict:
+def mixture_fit(mixed: np.ndarray, singles: np.ndarray) -> MixtureFit:
     """Least squares of a mixed vector [D] on the affine hull of single-task vectors [K, D]:
     coefficients c (summing to 1) minimising |mixed - sum_k c_k v_k|, and the relative
     residual |mixed - fit| / mean_k |v_k - mean_j v_j| (the residual in units of the single-task
@@ -150,7 +274,8 @@ def mixture_fit(mixed: np.ndarray, singles: np.ndarray) -> dict:
     coef = np.append(c, 1.0 - c.sum())
     resid = mixed - coef @ singles
     scale = np.linalg.norm(singles - singles.mean(0), axis=1).mean()
-    return {"coefficients": coef.tolist(), "relative_residual": float(np.linalg.norm(resid) / max(scale, 1e-12))}
+    return MixtureFit(coefficients=tuple(coef.tolist()),
+                      relative_residual=float(np.linalg.norm(resid) / max(scale, 1e-12)))
 
 
 def random_answer_prompts(tokens: np.ndarray, task_set: TaskSet, rng: np.random.Generator) -> np.ndarray:
@@ -164,7 +289,7 @@ def random_answer_prompts(tokens: np.ndarray, task_set: TaskSet, rng: np.random.
     return out
 
 
-def geometry(singles: dict, vectors: dict, mixed: dict, names: dict, layer: int, half: int) -> dict:
+def geometry(singles: dict, vectors: dict, mixed: dict, names: dict, layer: int, half: int) -> Geometry:
     """Figure 4 and the mixture fit from per-prompt residuals [layers + 1, P, D]: ``singles``
     (per task, the prompts after ``half`` held out), ``vectors`` (per task, [layers + 1, D],
     from the first ``half``), ``mixed`` (per mixture); ``names`` names each task key. Every
@@ -173,19 +298,19 @@ def geometry(singles: dict, vectors: dict, mixed: dict, names: dict, layer: int,
     keys = list(singles)
     everything = {**mixed, **{f"held-out {names[k]}": singles[k][:, half:] for k in keys}}
     n_layers = vectors[keys[0]].shape[0]
-    fits = {name: [mixture_fit(r[l].mean(0), np.stack([vectors[k][l] for k in keys])) for l in range(n_layers)]
+    fits = {name: tuple(mixture_fit(r[l].mean(0), np.stack([vectors[k][l] for k in keys])) for l in range(n_layers))
             for name, r in everything.items()}
     held_x = np.concatenate([singles[k][layer, half:] for k in keys])
     held_y = np.concatenate([np.full(singles[k].shape[1] - half, i) for i, k in enumerate(keys)])
     directions, centre = lda(held_x, held_y, components=min(2, len(keys) - 1))
 
-    def project(x):
-        return ((x - centre) @ directions).tolist()
+    def project(x) -> Points:
+        return tuple(map(tuple, ((x - centre) @ directions).tolist()))
 
-    return {"layer": layer,
-            "lda": {"singles": {names[k]: project(singles[k][layer, half:]) for k in keys},
-                    **{name: project(r[layer]) for name, r in mixed.items()}},
-            "mixture_fit": fits}
+    return Geometry(layer=layer,
+                    lda={"singles": {names[k]: project(singles[k][layer, half:]) for k in keys},
+                         **{name: project(r[layer]) for name, r in mixed.items()}},
+                    mixture_fit=fits)
 
 
 # --------------------------------------------------------------------------- the constructed model
@@ -222,7 +347,7 @@ def s_block_mask(model) -> np.ndarray:
     return mask
 
 
-def plot(result: dict, out, stem: str):
+def plot(result: TaskVectorsResult, out, stem: str):
     """Figure 5 (convex patches beside real mixed prompts), Figure 4 (LDA) and the per-layer
     mixture-fit residuals, as one PNG with four panels."""
     from pathlib import Path
@@ -235,45 +360,45 @@ def plot(result: dict, out, stem: str):
     fig = Figure(figsize=(18, 4), dpi=150)
     FigureCanvasAgg(fig)
     ax1, ax2, ax3, ax4 = (fig.add_subplot(1, 4, i) for i in range(1, 5))
-    names = result["tasks"]
+    names = result.tasks
     colours = dict(zip(names, ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")))
-    for kind, style in zip(result["contexts"], ("-", "--")):
-        two = result["contexts"][kind]["convex_two"]
-        lams = [p["weights"][1] for p in two["points"]]
+    for (kind, context), style in zip(result.contexts.items(), ("-", "--")):
+        two = context.convex_two
+        lams = [p.weights[1] for p in two.points]
         for name in names:
-            ax1.plot(lams, [p["p"][name] for p in two["points"]], style, color=colours[name], marker="o", markersize=2,
-                     label=f"{name} ({kind}, layer {result['contexts'][kind]['layer']})")
-    ax1.set_xlabel(f"lambda: (1 - lambda) v[{two['tasks'][0]}] + lambda v[{two['tasks'][1]}]")
+            ax1.plot(lams, [p.p[name] for p in two.points], style, color=colours[name], marker="o", markersize=2,
+                     label=f"{name} ({kind}, layer {context.layer})")
+    ax1.set_xlabel(f"lambda: (1 - lambda) v[{two.tasks[0]}] + lambda v[{two.tasks[1]}]")
     ax1.set_ylabel("mean answer probability (patched)")
     ax1.set_ylim(0, 1.02)
     ax1.legend(fontsize=5)
     for name in names:
-        ax2.plot([p["lambda"] for p in result["real_mixed"]], [p["p"][name] for p in result["real_mixed"]], "o-",
+        ax2.plot([p.lam for p in result.real_mixed], [p.p[name] for p in result.real_mixed], "o-",
                  color=colours[name], markersize=3, label=name)
-    ax2.set_xlabel(f"lambda (share of {two['tasks'][1]} in real prompts)")
-    ax2.set_ylabel("mean answer probability" + (" (first token)" if result.get("first_token") else ""))
+    ax2.set_xlabel(f"lambda (share of {two.tasks[1]} in real prompts)")
+    ax2.set_ylabel("mean answer probability" + (" (first token)" if result.first_token else ""))
     ax2.set_ylim(0, 1.02)
     ax2.legend(fontsize=6)
-    geo = result["geometry"]
-    for name, pts in geo["lda"]["singles"].items():
+    geo = result.geometry
+    for name, pts in geo.singles.items():
         pts = np.asarray(pts)
         ax3.scatter(pts[:, 0], pts[:, 1] if pts.shape[1] > 1 else np.zeros(len(pts)), s=4, color=colours[name],
                     label=name, alpha=0.6)
     for name, marker in (("50/50", "x"), ("thirds", "+"), ("50/50, random answers", "1")):
-        pts = np.asarray(geo["lda"][name])
+        pts = np.asarray(geo.mixtures[name])
         ax3.scatter(pts[:, 0], pts[:, 1] if pts.shape[1] > 1 else np.zeros(len(pts)), s=10, marker=marker,
                     color="black" if "random" not in name else "gray", label=name, alpha=0.5)
-    ax3.set_title(f"LDA of the task vectors (layer {geo['layer']})", fontsize=8)
+    ax3.set_title(f"LDA of the task vectors (layer {geo.layer})", fontsize=8)
     ax3.legend(fontsize=5)
-    for name, fits in geo["mixture_fit"].items():
+    for name, fits in geo.mixture_fit.items():
         held = name.startswith("held-out")
-        ax4.plot([f["relative_residual"] for f in fits], ":" if held else "-", marker="o", markersize=2 if held else 3,
+        ax4.plot([f.relative_residual for f in fits], ":" if held else "-", marker="o", markersize=2 if held else 3,
                  color="gray" if held else None, label=name if not held or name.endswith(names[0]) else None)
     ax4.set_xlabel("layer (0 = embedding)")
     ax4.set_ylabel("residual of the fit / spread of the task vectors")
     ax4.set_title("dotted: held-out single-task vectors (the noise floor)", fontsize=7)
     ax4.legend(fontsize=6)
-    fig.suptitle(f"task vectors: {result['model']}", fontsize=9)
+    fig.suptitle(f"task vectors: {result.model}", fontsize=9)
     fig.tight_layout()
     return save_figure(fig, Path(out) / f"{stem}.png")
 
@@ -378,8 +503,9 @@ class LayoutPrompts:
         return out
 
     def describe(self, *, n_prompts: int, n_queries: int, seed: int, masked: bool) -> dict:
-        return {"tasks": self.tasks, "n_examples": self.n_examples, "n_prompts": n_prompts,
-                "n_queries": n_queries, "seed": seed, "masked": masked}
+        """The :class:`TaskVectorsResult` fields that describe the prompts."""
+        return dict(tasks=tuple(self.tasks), n_examples=self.n_examples, n_prompts=n_prompts, n_queries=n_queries,
+                    seed=seed, masked=masked)
 
 
 class FamilyPrompts:
@@ -431,16 +557,17 @@ class FamilyPrompts:
                                                     random_answers=True)[0]}
 
     def describe(self, *, n_prompts: int, n_queries: int, seed: int, masked: bool) -> dict:
-        return {"family": self.family_name, "tasks": self.tasks, "n_prompts": n_prompts,
-                "examples_per_task": self.examples, "n_queries": n_queries, "seed": seed, "first_token": True,
-                "merged_answers": self.merged, **({"masked": True} if masked else {})}
+        """The :class:`TaskVectorsResult` fields that describe the prompts (``masked`` only when set)."""
+        return dict(family=self.family_name, tasks=tuple(self.tasks), n_prompts=n_prompts,
+                    examples_per_task=self.examples, n_queries=n_queries, seed=seed, first_token=True,
+                    merged_answers=self.merged, masked=True if masked else None)
 
 
 # --------------------------------------------------------------------------- the report
 
 
 def report(model, source, *, n_prompts: int = 200, n_queries: int = 200, seed: int = 0,
-           mask: np.ndarray | None = None, pair: tuple[int, int] = (0, 1), progress: bool = True) -> dict:
+           mask: np.ndarray | None = None, pair: tuple[int, int] = (0, 1), progress: bool = True) -> TaskVectorsResult:
     """Figures 4 and 5 for one :class:`empirical.models.Model` on the prompts of ``source``
     (:class:`LayoutPrompts` or :class:`FamilyPrompts`): task vectors from ``n_prompts``
     single-task prompts per task (half to extract, half held out), the layer chosen on one set
@@ -463,7 +590,7 @@ def report(model, source, *, n_prompts: int = 200, n_queries: int = 200, seed: i
         fit_q, fit_a = source.queries(kind, rng, n_queries)
         test_q, test_a = source.queries(kind, rng, n_queries)
         choice = choose_layer(model, vectors, fit_q, fit_a, names, mask)
-        layer = choice["layer"]
+        layer = choice.layer
         held, clean = {}, None
         for k in range(K):
             clean, patched = patch(model, test_q, layer, vectors[k][layer], mask)
@@ -473,27 +600,28 @@ def report(model, source, *, n_prompts: int = 200, n_queries: int = 200, seed: i
                      np.array([[1 - lam, lam] for lam in LAMBDAS]), mask)
         three = convex(model, {k: vectors[k] for k in range(3)}, layer, test_q, test_a, names, simplex_grid(), mask) \
             if K >= 3 else None
-        contexts[kind] = {"choice": choice, "layer": layer, "held_out": held,
-                          "clean": {names[k]: float(clean_p[k]) for k in range(K)},
-                          "convex_two": two, "convex_three": three}
+        contexts[kind] = Context(choice=choice, layer=layer, held_out=held,
+                                 clean={names[k]: float(clean_p[k]) for k in range(K)},
+                                 convex_two=two, convex_three=three)
         bar.update(1)
     real = []
     for lam in REAL_LAMBDAS:
         tokens, answers = source.real_mixed(pair, lam, rng, n_prompts)
         p = mean_answers(model.last_probs(tokens), answers)
-        real.append({"lambda": lam, "p": {names[k]: float(p[k]) for k in range(K)}})
+        real.append(RealMixed(lam=lam, p={names[k]: float(p[k]) for k in range(K)}))
     bar.update(1)
     mixed = {name: model.last_residuals(tokens) for name, tokens in source.mixtures(pair, rng, n_prompts).items()}
-    geo = geometry(singles, vectors, mixed, names, contexts[source.contexts[0]]["layer"], half)
+    geo = geometry(singles, vectors, mixed, names, contexts[source.contexts[0]].layer, half)
     bar.update(1)
     bar.close()
-    return {"model": model.name,
-            **source.describe(n_prompts=n_prompts, n_queries=n_queries, seed=seed, masked=mask is not None),
-            "contexts": contexts, "real_mixed": real, "geometry": geo}
+    return TaskVectorsResult(model=model.name,
+                             **source.describe(n_prompts=n_prompts, n_queries=n_queries, seed=seed,
+                                               masked=mask is not None),
+                             contexts=contexts, real_mixed=tuple(real), geometry=geo)
 
 
 def layout_report(model, task_set: TaskSet, *, n_examples: int = 19, n_prompts: int = 200, seed: int = 0,
-                  progress: bool = True) -> dict:
+                  progress: bool = True) -> TaskVectorsResult:
     """:func:`report` on :class:`LayoutPrompts` as ``superpose task-vectors --run`` makes it:
     the constructed model's task vector is read in its S block after layer 4 (where it is
     written), and the full residual's choice of layer is reported beside it."""
@@ -506,39 +634,39 @@ def layout_report(model, task_set: TaskSet, *, n_examples: int = 19, n_prompts: 
     vectors = {k: extract(model, single_task_prompts(task_set, k, np.random.default_rng([seed, 42, k]),
                                                      n_prompts, n_examples))
                for k in range(len(task_set.tasks))}
-    result["full_vector_choice"] = choose_layer(model, vectors, queries, source.answers(queries), source.tasks)
-    return result
+    return replace(result, full_vector_choice=choose_layer(model, vectors, queries, source.answers(queries),
+                                                           source.tasks))
 
 
 #: ``superpose task-vectors --run constructed``: the construction numbers up to 2**5 - 1 examples.
 CONSTRUCTED_BITS = 5
 
 
-def _summary_lines(result: dict) -> list[str]:
+def _summary_lines(result: TaskVectorsResult) -> list[str]:
     lines = []
-    for kind, c in result["contexts"].items():
-        mid = c["convex_two"]["points"][len(c["convex_two"]["points"]) // 2]["p"]
-        lines.append(f"{kind}: layer {c['layer']}, held-out patched answer probability "
-                     + ", ".join(f"{k} {v:.3f}" for k, v in c["held_out"].items())
-                     + " (clean " + ", ".join(f"{v:.3f}" for v in c["clean"].values()) + "); at lambda 0.5: "
+    for kind, c in result.contexts.items():
+        mid = c.convex_two.points[len(c.convex_two.points) // 2].p
+        lines.append(f"{kind}: layer {c.layer}, held-out patched answer probability "
+                     + ", ".join(f"{k} {v:.3f}" for k, v in c.held_out.items())
+                     + " (clean " + ", ".join(f"{v:.3f}" for v in c.clean.values()) + "); at lambda 0.5: "
                      + ", ".join(f"{k} {v:.3f}" for k, v in mid.items()))
-    fits, layer = result["geometry"]["mixture_fit"], result["geometry"]["layer"]
+    fits, layer = result.geometry.mixture_fit, result.geometry.layer
     lines.append(f"mixture fit at layer {layer}: 50/50 coefficients "
-                 + ", ".join(f"{c:.2f}" for c in fits["50/50"][layer]["coefficients"])
-                 + f", residual {fits['50/50'][layer]['relative_residual']:.2f} (random answers "
-                 f"{fits['50/50, random answers'][layer]['relative_residual']:.2f})")
+                 + ", ".join(f"{c:.2f}" for c in fits["50/50"][layer].coefficients)
+                 + f", residual {fits['50/50'][layer].relative_residual:.2f} (random answers "
+                 f"{fits['50/50, random answers'][layer].relative_residual:.2f})")
     return lines
 
 
 def command(run: str, *, tasks_file: str | None = None, examples: int | None = None, prompts: int = 200,
-            seed: int = 0, out=None, json_path=None, progress: bool = True, echo=print) -> dict:
+            seed: int = 0, out=None, json_path=None, progress: bool = True, echo=print) -> TaskVectorsResult:
     """``superpose task-vectors --run``: Figures 4 and 5 for the constructed model (``run`` =
     ``"constructed"``, numbering :data:`CONSTRUCTED_BITS`-bit examples) or a trained lookup-family
     model, on prompts of ``examples`` examples (default 19); plot in ``out``, JSON, summary lines."""
     from pathlib import Path
 
     from empirical.models import FlaxModel, lookup_model
-    from empirical.results import provenance, read_task_set, write_json
+    from empirical.results import provenance, read_task_set
 
     if run == "constructed":
         from construction.tasks import default_task_set
@@ -553,37 +681,38 @@ def command(run: str, *, tasks_file: str | None = None, examples: int | None = N
     if examples > max_examples:
         raise ValueError(f"prompts of {run} can hold at most {max_examples} examples")
     result = layout_report(model, task_set, n_examples=examples, n_prompts=prompts, seed=seed, progress=progress)
-    result = {**provenance(config), "command": "task-vectors", "run": run, **result}
+    result = result.with_provenance(provenance(config), command="task-vectors", run=run)
     if out:
-        result["plot"] = str(plot(result, out, f"task_vectors_{Path(run).name}"))
+        result = replace(result, plot=str(plot(result, out, f"task_vectors_{Path(run).name}")))
     if json_path:
-        write_json(json_path, result)
+        result.write(json_path)
     for line in _summary_lines(result):
         echo(line)
     return result
 
 
 def llm_command(model_name: str, *, family: str = "country", examples: int = 10, prompts: int = 200, seed: int = 0,
-                out=None, json_path=None, progress: bool = True, echo=print) -> dict:
+                out=None, json_path=None, progress: bool = True, echo=print) -> TaskVectorsResult:
     """``superpose task-vectors --model``: the same figures for a real LLM on one probe family."""
     from pathlib import Path
 
     from empirical.llm import load_model
     from empirical.llm.families import get_family
-    from empirical.results import provenance, write_json
+    from empirical.results import provenance
 
     get_family(family)  # one clear error for an unknown family, before loading the model
     model = load_model(model_name)
     result = report(model, FamilyPrompts(model.tokenizer, family, examples), n_prompts=prompts, n_queries=prompts,
                     seed=seed, progress=progress)
-    result = {**provenance({"model": model_name, "family": family, "prompts": prompts,
-                            "examples_per_task": examples, "seed": seed}), "command": "task-vectors", **result}
+    result = result.with_provenance(provenance({"model": model_name, "family": family, "prompts": prompts,
+                                                "examples_per_task": examples, "seed": seed}),
+                                    command="task-vectors")
     if out:
-        result["plot"] = str(plot(result, out, f"task_vectors_{Path(str(model_name)).stem}_{family}"))
+        result = replace(result, plot=str(plot(result, out, f"task_vectors_{Path(str(model_name)).stem}_{family}")))
     if json_path:
-        write_json(json_path, result)
-    c = result["contexts"]["zero-shot"]
-    echo(f"{model_name} {family}: layer {c['layer']}, held-out patched first-token probability "
-         + ", ".join(f"{k} {v:.3f}" for k, v in c["held_out"].items())
-         + " (clean " + ", ".join(f"{v:.3f}" for v in c["clean"].values()) + ")")
+        result.write(json_path)
+    c = result.contexts["zero-shot"]
+    echo(f"{model_name} {family}: layer {c.layer}, held-out patched first-token probability "
+         + ", ".join(f"{k} {v:.3f}" for k, v in c.held_out.items())
+         + " (clean " + ", ".join(f"{v:.3f}" for v in c.clean.values()) + ")")
     return result

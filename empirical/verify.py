@@ -4,13 +4,15 @@ grid, and compare every number with its bound.
 Per lambda, the output mass on each task's answer sits next to the task weight alpha; the
 max |predict - y_hat| sits next to ``error_bound``; one traced batch is compared layer by
 layer with the float64 reference; the readout's KL to the mixture sits next to its bound.
+The result is a typed record, :class:`VerifyResult` (``to_json`` / ``from_json``).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -28,7 +30,7 @@ from construction import (
 from construction.tasks import DEFAULT_EXAMPLE_LEN, DEFAULT_VOCAB, default_tasks
 from empirical.analysis.divergence import kl
 from empirical.analysis.grid import LAMBDAS
-from empirical.results import save_figure
+from empirical.results import Record, Stampable, key, optional, record, result_type, save_figure
 
 
 def mixture(lam: float, num_tasks: int) -> np.ndarray:
@@ -50,13 +52,64 @@ class VerifyConfig:
     seed: int = 0
 
 
+@record
+class LambdaRow(Record):
+    """One lambda: the task proportions, and per task (means over prompts) the task weight
+    alpha, the output mass on its answer and y_hat there; the largest |predict - y_hat| and
+    KL(mixture || readout) over the prompts."""
+
+    lam: float = key("lambda")
+    proportions: tuple[float, ...]
+    alpha_mean: tuple[float, ...]
+    mass_mean: tuple[float, ...]
+    ideal_mass_mean: tuple[float, ...]
+    max_error: float
+    max_kl: float
+
+
+@record
+class LayerCheck(Record):
+    """One layer of a traced batch against the float64 reference: its largest error and bound."""
+
+    layer: int
+    role: str
+    max_error: float
+    bound: float
+
+
+@result_type("verify")
+@record
+class VerifyResult(Stampable):
+    """``superpose verify``: every measured error of the construction beside its bound, and
+    whether all hold. The provenance fields (``command`` ... ``date``) are set by the command
+    line (None and left out of the JSON otherwise); ``spec``: the construction's description
+    (:meth:`construction.spec.ConstructionSpec.to_dict`)."""
+
+    tasks: tuple[str, ...]
+    width: int
+    width_formula: int
+    error_bound: float
+    kl_bound: float
+    max_error: float
+    max_kl: float
+    holds: bool
+    prompts: int
+    lambdas: tuple[LambdaRow, ...]
+    layers: tuple[LayerCheck, ...]
+    spec: dict[str, Any]
+
+
+def _floats(x) -> tuple[float, ...]:
+    return tuple(float(v) for v in np.asarray(x, dtype=np.float64))
+
+
 def kl_to_mixture(y_hat: np.ndarray, probs: np.ndarray) -> np.ndarray:
     """KL(y_hat / |y_hat|_1 || probs) per prompt."""
     return kl(y_hat / y_hat.sum(-1, keepdims=True), probs)
 
 
-def verify(tasks, cfg: VerifyConfig, *, progress: bool = True) -> dict:
-    """Run the verification; returns the JSON-ready result (without provenance)."""
+def verify(tasks, cfg: VerifyConfig, *, progress: bool = True) -> VerifyResult:
+    """Run the verification; returns the result (without provenance)."""
     model = construct(tasks, vocab_size=cfg.vocab_size, example_len=cfg.example_len,
                       max_examples=cfg.max_examples, beta=cfg.beta, dtype=cfg.dtype)
     allowance_dtype = None if cfg.dtype == "float64" else cfg.dtype
@@ -75,70 +128,70 @@ def verify(tasks, cfg: VerifyConfig, *, progress: bool = True) -> dict:
         err = float(np.abs(out - y_hat).max())
         kl = float(kl_to_mixture(y_hat, model.probabilities(prompts.tokens)).max())
         worst, worst_kl = max(worst, err), max(worst_kl, kl)
-        rows.append({"lambda": lam, "proportions": mixture(lam, len(tasks)), "alpha_mean": alpha.mean(0),
-                     "mass_mean": mass.mean(0), "ideal_mass_mean": ideal.mean(0), "max_error": err, "max_kl": kl})
+        rows.append(LambdaRow(lam=lam, proportions=_floats(mixture(lam, len(tasks))), alpha_mean=_floats(alpha.mean(0)),
+                              mass_mean=_floats(mass.mean(0)), ideal_mass_mean=_floats(ideal.mean(0)), max_error=err,
+                              max_kl=kl))
     probe = sample_prompts(rng, tasks, mixture(0.5, len(tasks)), n_examples=cfg.n_examples, batch=16,
                            example_len=cfg.example_len)
     layers = []
     for l, (got, want) in enumerate(zip(model.trace(probe.tokens).layers(), reference_trace(model.spec, probe.tokens))):
-        layers.append({"layer": l, "role": (("embed",) + ROLES)[l],
-                       "max_error": float(np.abs(got - want).max()), "bound": bounds.after_layer(l)})
+        layers.append(LayerCheck(layer=l, role=(("embed",) + ROLES)[l], max_error=float(np.abs(got - want).max()),
+                                 bound=bounds.after_layer(l)))
     kl_bound = model.kl_bound(cfg.n_examples, allowance_dtype)
-    return {
-        "tasks": [t.name for t in tasks],
-        "width": model.width,
-        "width_formula": model.spec.width,
-        "error_bound": bounds.output,
-        "kl_bound": kl_bound,
-        "max_error": worst,
-        "max_kl": worst_kl,
-        "holds": bool(worst <= bounds.output and worst_kl <= kl_bound
-                      and all(r["max_error"] <= r["bound"] for r in layers)),
-        "prompts": len(LAMBDAS) * cfg.prompts_per_lambda,
-        "lambdas": rows,
-        "layers": layers,
-        "spec": model.spec.to_dict(),
-    }
+    return VerifyResult(
+        tasks=tuple(t.name for t in tasks),
+        width=model.width,
+        width_formula=model.spec.width,
+        error_bound=bounds.output,
+        kl_bound=kl_bound,
+        max_error=worst,
+        max_kl=worst_kl,
+        holds=bool(worst <= bounds.output and worst_kl <= kl_bound and all(r.max_error <= r.bound for r in layers)),
+        prompts=len(LAMBDAS) * cfg.prompts_per_lambda,
+        lambdas=tuple(rows),
+        layers=tuple(layers),
+        spec=model.spec.to_dict(),
+    )
 
 
-def format_report(result: dict) -> str:
+def format_report(result: VerifyResult) -> str:
     """The human-readable table ``superpose verify`` prints."""
-    names = result["tasks"]
+    names = result.tasks
     head = f"{'lambda':>6} | " + " | ".join(f"{n[:12]:>12}: mass / y_hat / alpha" for n in names) + f" | {'max error':>9}"
     lines = ["Output mass on each task's answer (mean over prompts), the ideal y_hat there (tasks that share "
              "an answer on a query share its mass), and the task weight alpha.",
-             f"Theorem 1 construction: {len(names)} tasks, width {result['width']} "
-             f"(formula {result['width_formula']}), {result['prompts']} prompts", head, "-" * len(head)]
-    for row in result["lambdas"]:
+             f"Theorem 1 construction: {len(names)} tasks, width {result.width} "
+             f"(formula {result.width_formula}), {result.prompts} prompts", head, "-" * len(head)]
+    for row in result.lambdas:
         cells = " | ".join(f"{m:>14.4f} / {i:.4f} / {a:.3f}"
-                           for m, i, a in zip(row["mass_mean"], row["ideal_mass_mean"], row["alpha_mean"]))
-        lines.append(f"{row['lambda']:>6.1f} | {cells} | {row['max_error']:>9.2e}")
+                           for m, i, a in zip(row.mass_mean, row.ideal_mass_mean, row.alpha_mean))
+        lines.append(f"{row.lam:>6.1f} | {cells} | {row.max_error:>9.2e}")
     lines.append("")
     lines.append(f"{'layer':>5} {'role':>12} {'max error':>10} {'bound':>10}")
-    for r in result["layers"]:
-        lines.append(f"{r['layer']:>5} {r['role']:>12} {r['max_error']:>10.2e} {r['bound']:>10.2e}")
+    for r in result.layers:
+        lines.append(f"{r.layer:>5} {r.role:>12} {r.max_error:>10.2e} {r.bound:>10.2e}")
     lines.append("")
-    lines.append(f"max |predict - y_hat| = {result['max_error']:.3e}  <=  bound {result['error_bound']:.3e}")
-    lines.append(f"max KL(mixture || readout) = {result['max_kl']:.3e}  <=  bound {result['kl_bound']:.3e}")
-    lines.append("HOLDS" if result["holds"] else "FAILS: a measured error exceeds its bound")
+    lines.append(f"max |predict - y_hat| = {result.max_error:.3e}  <=  bound {result.error_bound:.3e}")
+    lines.append(f"max KL(mixture || readout) = {result.max_kl:.3e}  <=  bound {result.kl_bound:.3e}")
+    lines.append("HOLDS" if result.holds else "FAILS: a measured error exceeds its bound")
     return "\n".join(lines)
 
 
-def plot(result: dict, path: Path) -> Path:
+def plot(result: VerifyResult, path: Path) -> Path:
     """Output mass on each task's answer against lambda, with the ideal (mean alpha) lines."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    lams = [r["lambda"] for r in result["lambdas"]]
+    lams = [r.lam for r in result.lambdas]
     fig, ax = plt.subplots(figsize=(6, 4))
-    for k, name in enumerate(result["tasks"]):
+    for k, name in enumerate(result.tasks):
         color = f"C{k}"
-        ax.plot(lams, [r["mass_mean"][k] for r in result["lambdas"]], "o", color=color, label=f"{name}: output mass")
-        ax.plot(lams, [r["ideal_mass_mean"][k] for r in result["lambdas"]], "-", color=color, alpha=0.6,
+        ax.plot(lams, [r.mass_mean[k] for r in result.lambdas], "o", color=color, label=f"{name}: output mass")
+        ax.plot(lams, [r.ideal_mass_mean[k] for r in result.lambdas], "-", color=color, alpha=0.6,
                 label=f"{name}: y_hat (ideal)")
-        ax.plot(lams, [r["alpha_mean"][k] for r in result["lambdas"]], ":", color=color, alpha=0.6,
+        ax.plot(lams, [r.alpha_mean[k] for r in result.lambdas], ":", color=color, alpha=0.6,
                 label=f"{name}: alpha")
     ax.set_xlabel("lambda (proportion of the first task's examples)")
     ax.set_ylabel("mean output mass on the task's answer")
@@ -168,7 +221,7 @@ def command(tasks_file: str | None = None, *, prompts: int = 100, examples: int 
     JSON written (``json_path``); whether every bound holds."""
     from dataclasses import asdict
 
-    from empirical.results import provenance, write_json
+    from empirical.results import provenance
 
     tasks, vocab, n = load_tasks(tasks_file, DEFAULT_VOCAB, DEFAULT_EXAMPLE_LEN)
     if prompts < 1 or examples < 1:
@@ -179,6 +232,6 @@ def command(tasks_file: str | None = None, *, prompts: int = 100, examples: int 
     echo(format_report(result))
     echo(f"plot: {plot(result, Path(out) / 'verify_superposition.png')}")
     if json_path:
-        write_json(json_path, {**provenance(asdict(cfg)), **result})
+        replace(result, command="verify", **provenance(asdict(cfg))).write(json_path)
         echo(f"json: {json_path}")
-    return bool(result["holds"])
+    return result.holds

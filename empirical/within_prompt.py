@@ -26,8 +26,11 @@ every result can be read against them.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+
+from empirical.results import MeanCI, Record, ResultError, Stamped, optional, record, result_type
 
 Z95 = 1.959963984540054
 THRESHOLD = 0.1
@@ -101,55 +104,139 @@ def reference(proportions: Sequence[float], threshold: float = THRESHOLD) -> dic
     }
 
 
+@record
+class VarianceRatio(Record):
+    """var / (m (1 - m)) of P(A) and of P(B) over prompts (:func:`variance_ratio`; None where
+    m is 0 or 1)."""
+
+    a: float | None
+    b: float | None
+
+
+@record
+class Strategy(Record):
+    """The within-prompt statistics of one pure strategy (:func:`reference`)."""
+
+    second: float
+    entropy: float
+    several: float
+
+
+@record
+class Reference(Record):
+    """The statistics of the two pure strategies for given in-context proportions."""
+
+    chooser: Strategy
+    proportional: Strategy
+
+    @classmethod
+    def of(cls, proportions: Sequence[float], threshold: float = THRESHOLD) -> "Reference":
+        return cls.from_json(reference(proportions, threshold))
+
+
 # --------------------------------------------------------------------------- one number per model
 
 
-def from_sweep(result: dict, lam: float = 0.5, *, constructed: bool = False) -> dict:
+@record
+class Row(Record):
+    """One model's within-prompt numbers in one setting (a probe family's row; a sweep's row
+    is a :class:`SweepRow`): the mean second-largest task probability, the share of prompts
+    giving two tasks >= 0.1, the proportional-mixing reference and the variance ratio per task."""
+
+    second: MeanCI
+    several: MeanCI
+    proportional: float
+    setting: str
+    tasks: tuple[str, ...]
+    prompts: int
+    variance_ratio: dict[str, float | None]
+
+
+@record
+class SweepRow(Row):
+    """A sweep's row, with its variance ratios at every lambda strictly between 0 and 1 and
+    their range over lambda 0.1-0.9 (None: none is defined)."""
+
+    variance_ratio_by_lambda: dict[str, VarianceRatio]
+    variance_ratio_range: tuple[float, float] | None
+
+
+@record
+class AuthorsRun(Record):
+    """One of the authors' logged runs (:func:`authors_ratios`)."""
+
+    run_name: str | None
+    max_steps: int | None
+    batch: int | None
+    layers: int | None
+    variance_ratio_by_lambda: dict[str, VarianceRatio]
+    variance_ratio_range: tuple[float, float] | None
+    p_a_plus_p_b_by_lambda: dict[str, float]
+
+
+@record
+class Authors(Record):
+    """The authors' logged runs (:func:`load_authors`): the repository, each file's SHA-256, and
+    the variance ratios of every run by its task."""
+
+    repository: str
+    sha256: dict[str, str]
+    runs: dict[str, AuthorsRun]
+
+
+@result_type("within-prompt")
+@record
+class WithinPromptResult(Stamped):
+    """``superpose within-prompt``: one row per sweep (at one lambda) and per probe family, with
+    the authors' logged runs when given."""
+
+    rows: dict[str, SweepRow | Row]
+    authors: Authors | None = optional()
+    plot: str | None = optional()
+
+
+def from_sweep(result, lam: float = 0.5, *, constructed: bool = False) -> SweepRow:
     """The within-prompt numbers of a saved ``superpose sweep`` result at ``lam`` (of its
     ``constructed`` overlay with ``constructed=True``): the mean second-largest task
     probability with its interval, the share of prompts giving both tasks >= 0.1, and the
     proportional-mixing reference: the mean of min(share, 1 - share) over the prompts' actual
-    shares of task A's examples (below min(lambda, 1 - lambda): the shares scatter around lambda)."""
+    shares of task A's examples (below min(lambda, 1 - lambda): the shares scatter around lambda).
+    ``result`` is an :class:`empirical.sweep.Sweep`."""
     if not 0.0 <= lam <= 1.0:
         raise ValueError(f"lambda must lie in [0, 1], got {lam}")
     from empirical.sweep import variance_ratios
 
-    res = result["constructed"] if constructed else result
+    res = result.constructed if constructed else result
     ratios = variance_ratios(res)
-    for pt in res["points"]:
-        if abs(pt["lambda"] - lam) < 1e-9:
-            share = np.asarray(pt["per_prompt"]["share_a"], dtype=np.float64)
-            return {"second": pt["second"], "several": pt["several"],
-                    "proportional": float(np.minimum(share, 1.0 - share).mean()), "setting": f"lambda = {lam}",
-                    "tasks": result["tasks"], "prompts": result["n_prompts"],
-                    "variance_ratio": ratios[float(pt["lambda"])],
-                    "variance_ratio_by_lambda": {f"{k:g}": v for k, v in ratios.items() if 0.0 < k < 1.0},
-                    "variance_ratio_range": ratio_range(ratios)}
-    raise ValueError(f"the sweep has no lambda {lam} (it has {result['lambdas']})")
+    for pt in res.points:
+        if abs(pt.lam - lam) < 1e-9:
+            share = np.asarray(pt.per_prompt.share_a, dtype=np.float64)
+            at_lam = ratios[float(pt.lam)]
+            return SweepRow(second=pt.second, several=pt.several,
+                            proportional=float(np.minimum(share, 1.0 - share).mean()), setting=f"lambda = {lam}",
+                            tasks=result.tasks, prompts=result.n_prompts,
+                            variance_ratio={"a": at_lam.a, "b": at_lam.b},
+                            variance_ratio_by_lambda={f"{k:g}": v for k, v in ratios.items() if 0.0 < k < 1.0},
+                            variance_ratio_range=ratio_range(ratios))
+    raise ValueError(f"the sweep has no lambda {lam} (it has {list(result.lambdas)})")
 
 
-def from_probe(result: dict) -> dict:
-    """The within-prompt numbers of one family of a saved ``superpose probe`` result (K tasks,
-    equal proportions 1/K: proportional mixing gives a second-largest task probability of 1/K)."""
-    s = result["summary"]
-    if "within_prompt" not in s:
-        raise ValueError(f"the probe result for {result.get('family')!r} has no within-prompt statistics: "
-                         "recompute it with `superpose probe refresh`")
-    ratios = s.get("variance_ratio")
-    if ratios is None:  # a result saved before the ratio was recorded
-        ratios = variance_ratio(np.array([r["probs"] for r in result["per_prompt"]]))
-    return {"second": s["within_prompt"]["second"], "several": s["within_prompt"]["several"],
-            "proportional": s["within_prompt_reference"]["proportional"]["second"],
-            "setting": f"{len(s['tasks'])} tasks, 1/{len(s['tasks'])} each", "tasks": list(s["tasks"]),
-            "prompts": len(result["per_prompt"]),
-            "variance_ratio": dict(zip(s["tasks"], ratios))}
+def from_probe(result) -> Row:
+    """The within-prompt numbers of one family (a :class:`empirical.llm.probe.ProbeFamily`) of a
+    saved ``superpose probe`` result (K tasks, equal proportions 1/K: proportional mixing gives
+    a second-largest task probability of 1/K)."""
+    s = result.summary
+    return Row(second=s.within_prompt.second, several=s.within_prompt.several,
+               proportional=s.within_prompt_reference.proportional.second,
+               setting=f"{len(s.tasks)} tasks, 1/{len(s.tasks)} each", tasks=tuple(s.tasks),
+               prompts=len(result.per_prompt), variance_ratio=dict(zip(s.tasks, s.variance_ratio)))
 
 
-def ratio_range(ratios: dict[float, dict], lo: float = 0.1, hi: float = 0.9) -> list[float] | None:
-    """[min, max] of every defined variance ratio over lambda in [lo, hi] (both tasks), from
-    ``{lambda: {"a": ratio, "b": ratio}}``; None if none is defined."""
-    vals = [v for lam, d in ratios.items() if lo - 1e-9 <= lam <= hi + 1e-9 for v in d.values() if v is not None]
-    return [float(min(vals)), float(max(vals))] if vals else None
+def ratio_range(ratios: dict[float, VarianceRatio], lo: float = 0.1, hi: float = 0.9) -> tuple[float, float] | None:
+    """(min, max) of every defined variance ratio over lambda in [lo, hi] (both tasks), from
+    ``{lambda: VarianceRatio}``; None if none is defined."""
+    vals = [v for lam, r in ratios.items() if lo - 1e-9 <= lam <= hi + 1e-9 for v in (r.a, r.b) if v is not None]
+    return (float(min(vals)), float(max(vals))) if vals else None
 
 
 #: Where the authors' logged training runs are: ``run_summaries.json`` (the final wandb summary
@@ -158,7 +245,7 @@ def ratio_range(ratios: dict[float, dict], lo: float = 0.1, hi: float = 0.9) -> 
 AUTHORS_RUNS = "JackCai1206/icl-pretraining"
 
 
-def load_authors(folder) -> dict:
+def load_authors(folder) -> Authors:
     """The authors' per-lambda variance ratios (:func:`authors_ratios`) from a folder holding
     ``run_summaries.json`` and ``run_configs.json`` of :data:`AUTHORS_RUNS` (a checkout of that
     repository), with the repository and each file's SHA-256 (not the folder's path)."""
@@ -180,11 +267,11 @@ def load_authors(folder) -> dict:
         if not isinstance(docs[name], list):
             raise ValueError(f"{path} is not a list of runs")
         digests[name] = hashlib.sha256(raw).hexdigest()
-    return {"repository": AUTHORS_RUNS, "sha256": digests,
-            "runs": authors_ratios(docs["run_summaries.json"], docs["run_configs.json"])}
+    return Authors(repository=AUTHORS_RUNS, sha256=digests,
+                   runs=authors_ratios(docs["run_summaries.json"], docs["run_configs.json"]))
 
 
-def authors_ratios(summaries: Sequence[dict], configs: Sequence[dict]) -> dict[str, dict]:
+def authors_ratios(summaries: Sequence[dict], configs: Sequence[dict]) -> dict[str, AuthorsRun]:
     """var / (m (1 - m)) of P(answer) per lambda in the authors' logged runs (see
     :data:`AUTHORS_RUNS`), from the mean and variance they logged over their evaluation
     prompts; one entry per run, named by its task (``copy``, ``bias_add_simple``, ...), with
@@ -193,7 +280,7 @@ def authors_ratios(summaries: Sequence[dict], configs: Sequence[dict]) -> dict[s
 
     if len(summaries) != len(configs):
         raise ValueError(f"{len(summaries)} run summaries but {len(configs)} run configs")
-    out: dict[str, dict] = {}
+    out: dict[str, AuthorsRun] = {}
     pat = re.compile(r"^eval/([0-9.]+)_ans_prob_(mean|var)_([01])$")
     for summ, cfg in zip(summaries, configs):
         vals: dict[float, dict] = {}
@@ -206,40 +293,41 @@ def authors_ratios(summaries: Sequence[dict], configs: Sequence[dict]) -> dict[s
         ratios, total = {}, {}
         for lam in sorted(vals):
             d = vals[lam]
-            ratios[lam] = {}
-            for i, name in ((0, "a"), (1, "b")):
+            ratio = []
+            for i in (0, 1):
                 m, v = d[("mean", i)], d[("var", i)]
-                ratios[lam][name] = v / (m * (1 - m)) if m * (1 - m) >= 1e-9 else None
+                ratio.append(v / (m * (1 - m)) if m * (1 - m) >= 1e-9 else None)
+            ratios[lam] = VarianceRatio(a=ratio[0], b=ratio[1])
             total[lam] = d[("mean", 0)] + d[("mean", 1)]
-        out[str(cfg.get("task", cfg.get("run_name")))] = {
-            "run_name": cfg.get("run_name"), "max_steps": cfg.get("max_steps"),
-            "batch": cfg.get("per_device_train_batch_size"), "layers": cfg.get("num_layers"),
-            "variance_ratio_by_lambda": {f"{k:g}": v for k, v in ratios.items() if 0.0 < k < 1.0},
-            "variance_ratio_range": ratio_range(ratios),
-            "p_a_plus_p_b_by_lambda": {f"{k:g}": v for k, v in total.items()},
-        }
+        out[str(cfg.get("task", cfg.get("run_name")))] = AuthorsRun(
+            run_name=cfg.get("run_name"), max_steps=cfg.get("max_steps"),
+            batch=cfg.get("per_device_train_batch_size"), layers=cfg.get("num_layers"),
+            variance_ratio_by_lambda={f"{k:g}": v for k, v in ratios.items() if 0.0 < k < 1.0},
+            variance_ratio_range=ratio_range(ratios),
+            p_a_plus_p_b_by_lambda={f"{k:g}": v for k, v in total.items()},
+        )
     return out
 
 
-def rows(sweeps: Sequence[dict] = (), probes: Sequence[dict] = (), lam: float = 0.5) -> dict[str, dict]:
-    """One row of within-prompt numbers per model: every saved sweep (and its constructed
-    overlay) at ``lam`` (with the variance ratios of every lambda), every family of every
-    saved probe result."""
+def rows(sweeps: Sequence = (), probes: Sequence = (), lam: float = 0.5) -> dict[str, Row]:
+    """One row of within-prompt numbers per model: every sweep (an :class:`empirical.sweep.Sweep`,
+    and its constructed overlay) at ``lam`` (with the variance ratios of every lambda), every
+    family of every saved probe result (an :class:`empirical.llm.probe.ProbeResult`)."""
     from pathlib import Path
 
-    out: dict[str, dict] = {}
+    out: dict[str, Row] = {}
     for result in sweeps:
-        out[f"trained {result.get('run', '?')}: {' vs '.join(result['tasks'])}"] = from_sweep(result, lam)
-        if "constructed" in result:
-            out[f"constructed: {' vs '.join(result['tasks'])}"] = from_sweep(result, lam, constructed=True)
+        out[f"trained {result.run or '?'}: {' vs '.join(result.tasks)}"] = from_sweep(result, lam)
+        if result.constructed is not None:
+            out[f"constructed: {' vs '.join(result.tasks)}"] = from_sweep(result, lam, constructed=True)
     for document in probes:
-        model = Path(str(document.get("config", {}).get("model", document.get("model", "llm")))).stem
-        for res in document["results"]:
-            out[f"{model}: {res['family']}"] = from_probe(res)
+        model = Path(str(document.config.get("model", "llm"))).stem
+        for res in document.results:
+            out[f"{model}: {res.family}"] = from_probe(res)
     return out
 
 
-def plot_summary(rows: dict[str, dict], path, title: str = ""):
+def plot_summary(rows: dict[str, Row], path, title: str = ""):
     """One bar per model: mean second-largest task probability (95% interval), with the
     proportional-mixing value as a tick; a per-prompt chooser scores 0."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -248,16 +336,16 @@ def plot_summary(rows: dict[str, dict], path, title: str = ""):
     from empirical.results import save_figure
 
     names = list(rows)
-    mean = np.array([rows[n]["second"]["mean"] for n in names])
-    half = np.array([rows[n]["second"]["ci95"] for n in names])
-    ref = np.array([rows[n]["proportional"] for n in names])
+    mean = np.array([rows[n].second.mean for n in names])
+    half = np.array([rows[n].second.ci95 for n in names])
+    ref = np.array([rows[n].proportional for n in names])
     fig = Figure(figsize=(8.0, 0.45 * len(names) + 1.4), dpi=150)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     y = np.arange(len(names))[::-1]
     ax.barh(y, mean, xerr=half, color="tab:green", alpha=0.8, capsize=3, label="mean 2nd-largest task probability")
     ax.scatter(ref, y, marker="|", s=300, color="black", label="proportional mixing (in-context shares)")
-    ax.set_yticks(y, [f"{n}\n({rows[n]['setting']})" for n in names], fontsize=7)
+    ax.set_yticks(y, [f"{n}\n({rows[n].setting})" for n in names], fontsize=7)
     ax.set_xlim(0, 0.55)
     ax.set_xlabel("within-prompt superposition: mean second-largest task probability (a chooser scores 0)")
     ax.grid(alpha=0.3, axis="x")
@@ -267,42 +355,51 @@ def plot_summary(rows: dict[str, dict], path, title: str = ""):
     return save_figure(fig, path)
 
 
+def read_sweep(path):
+    """The :class:`empirical.sweep.Sweep` of a saved ``superpose sweep`` result (one ValueError
+    naming the file when it is not one)."""
+    from empirical.results import read_json
+    from empirical.sweep import Sweep
+
+    try:
+        return Sweep.from_json(read_json(path, "sweep result"))
+    except ResultError as err:
+        raise ValueError(f"{path} is not a `superpose sweep` result ({err})") from None
+
+
 def command(sweeps: Sequence[str] = (), probes: Sequence[str] = (), *, lam: float = 0.5, authors=None, out=None,
-            json_path=None, echo=print) -> dict:
+            json_path=None, echo=print) -> WithinPromptResult:
     """``superpose within-prompt``: one row per saved sweep (at ``lam``) and probe result, with the
     authors' logged runs when ``authors`` names a checkout; plot in ``out``, JSON, and one printed
     line per row."""
+    from dataclasses import replace
     from pathlib import Path
 
-    from empirical.results import read_json
-    from empirical.results import provenance, write_json
+    from empirical.llm.probe import load_saved
+    from empirical.results import provenance
 
     if not sweeps and not probes:
         raise ValueError("give at least one --sweep or --probe result file")
     if not 0.0 <= lam <= 1.0:
         raise ValueError(f"--lambda must lie in [0, 1], got {lam}")
-    sweep_docs = [read_json(p, "sweep result") for p in sweeps]
-    probe_docs = [read_json(p, "probe result") for p in probes]
-    for path, doc, keys, what in [*((p, d, {"tasks", "points", "lambdas", "n_prompts"}, "sweep")
-                                    for p, d in zip(sweeps, sweep_docs)),
-                                  *((p, d, {"results"}, "probe") for p, d in zip(probes, probe_docs))]:
-        if not isinstance(doc, dict) or not keys <= doc.keys():
-            raise ValueError(f"{path} is not a `superpose {what}` result")
-    table = rows(sweep_docs, probe_docs, lam)
+    sweep_results = [read_sweep(p) for p in sweeps]
+    probe_docs = [load_saved(p) for p in probes]
+    table = rows(sweep_results, probe_docs, lam)
     logged = load_authors(authors) if authors else None
-    result = {**provenance({"sweeps": list(sweeps) or None, "probes": list(probes) or None, "lambda": lam,
-                            "authors": logged and logged["repository"]}),
-              "command": "within-prompt", "rows": table, **({"authors": logged} if logged else {})}
+    result = WithinPromptResult(
+        **provenance({"sweeps": list(sweeps) or None, "probes": list(probes) or None, "lambda": lam,
+                      "authors": logged.repository if logged else None}),
+        command="within-prompt", rows=table, authors=logged)
     if out:
-        result["plot"] = str(plot_summary(table, Path(out) / "within_prompt_summary.png"))
+        result = replace(result, plot=str(plot_summary(table, Path(out) / "within_prompt_summary.png")))
     if json_path:
-        write_json(json_path, result)
+        result.write(json_path)
     for label, row in table.items():
-        vr = ", ".join("-" if v is None else f"{v:.3f}" for v in row["variance_ratio"].values())
-        echo(f"{label:48s} 2nd-largest {row['second']['mean']:.3f} +- {row['second']['ci95']:.3f} "
-             f"(proportional {row['proportional']:.2f}), both >= 0.1 in {row['several']['mean']:.0%}, "
+        vr = ", ".join("-" if v is None else f"{v:.3f}" for v in row.variance_ratio.values())
+        echo(f"{label:48s} 2nd-largest {row.second.mean:.3f} +- {row.second.ci95:.3f} "
+             f"(proportional {row.proportional:.2f}), both >= 0.1 in {row.several.mean:.0%}, "
              f"var/(m(1-m)) {vr}")
-    for task, run in (logged or {}).get("runs", {}).items():
-        lo, hi = run["variance_ratio_range"] or (float("nan"), float("nan"))
+    for task, run in (logged.runs if logged else {}).items():
+        lo, hi = run.variance_ratio_range or (float("nan"), float("nan"))
         echo(f"authors' {task:39s} var/(m(1-m)) {lo:.3f}-{hi:.3f} over lambda 0.1-0.9")
     return result

@@ -1,18 +1,114 @@
-"""Every lemma over a grid of configurations, and the table ``superpose check`` prints."""
+"""Every lemma over a grid of configurations, the table ``superpose check`` prints, and its
+result, a :class:`CheckResult` (a typed record; ``to_json`` / ``from_json``)."""
 
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from construction import construct, continuous_task, lookup_task, retrieval_task
+from empirical.results import Record, Stampable, optional, record, result_type
 from proofs_check import composition, lemmas, sweeps
 from proofs_check.composition import check_tasks
 from proofs_check.results import LemmaResult
+
+#: The betas of the prompt-length sweep (:class:`LengthSweep` has a field pair for each).
+LENGTH_BETAS = (10.0, 30.0)
+
+
+# --------------------------------------------------------------------------- the result, typed
+
+
+@record
+class CheckedLemma(Record):
+    """One lemma checked at one configuration: a :class:`proofs_check.results.LemmaResult` as
+    the JSON holds it (``details``: (name, measured, bound, holds) rows)."""
+
+    lemma: str
+    config: dict[str, Any]
+    bound: float
+    measured: float
+    holds: bool
+    relation: str
+    details: tuple[tuple[str, float, float, bool], ...]
+
+    @classmethod
+    def of(cls, result: LemmaResult) -> "CheckedLemma":
+        """The record of a check's :class:`LemmaResult`."""
+        return cls(lemma=result.lemma, config=result.config, bound=result.bound, measured=result.measured,
+                   holds=result.holds, relation=result.relation, details=tuple(tuple(d) for d in result.details))
+
+
+@record
+class BetaSweep(Record):
+    """Measured max |predict - y_hat| and the bounds against beta, float64 and float32 models
+    (:func:`proofs_check.sweeps.beta_sweep`), and the float32 crossover (None: none)."""
+
+    betas: tuple[float, ...]
+    n_examples: int
+    prompts: int
+    measured_float64: tuple[float, ...]
+    bound_float64: tuple[float, ...]
+    measured_float32: tuple[float, ...]
+    bound_float32: tuple[float, ...]
+    bound_exact: tuple[float, ...]
+    crossover_beta_float32: float | None
+
+
+@record
+class LengthSweep(Record):
+    """Measured error and bound against the number of examples (and the prompt length), for
+    each beta of :data:`LENGTH_BETAS` (:func:`proofs_check.sweeps.length_sweep`)."""
+
+    n_examples: tuple[int, ...]
+    dtype: str
+    betas: tuple[float, ...]
+    prompt_length: tuple[int, ...]
+    measured_beta10: tuple[float, ...]
+    bound_beta10: tuple[float, ...]
+    measured_beta30: tuple[float, ...]
+    bound_beta30: tuple[float, ...]
+
+    def measured(self, beta: float) -> tuple[float, ...]:
+        """The measured errors at ``beta`` (one of :data:`LENGTH_BETAS`), per number of examples."""
+        return getattr(self, f"measured_beta{beta:g}")
+
+    def bound(self, beta: float) -> tuple[float, ...]:
+        """The bounds at ``beta`` (one of :data:`LENGTH_BETAS`), per number of examples."""
+        return getattr(self, f"bound_beta{beta:g}")
+
+
+@result_type("check")
+@record
+class CheckResult(Stampable):
+    """``superpose check``: every lemma's check, whether all hold, and (with plots) the beta and
+    prompt-length sweeps and their plots. The provenance fields are set by the command line
+    (None and left out of the JSON otherwise)."""
+
+    results: tuple[CheckedLemma, ...]
+    all_hold: bool
+    beta_sweep: BetaSweep | None = optional()
+    length_sweep: LengthSweep | None = optional()
+    plots: tuple[str, ...] | None = optional()
+    seconds: float
+
+    def with_provenance(self, provenance: dict, **more) -> "CheckResult":
+        """This result with the provenance fields (``config``, ``package_version``, ``device``,
+        ``date``) and ``more`` (``command``) set."""
+        return replace(self, **provenance, **more)
+
+
+def _tuples(sweep: dict) -> dict:
+    """A sweep's lists as tuples."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in sweep.items()}
+
+
+# --------------------------------------------------------------------------- the checks
 
 
 @dataclass(frozen=True)
@@ -145,7 +241,8 @@ def _describe(config: dict) -> str:
 
 
 def format_table(results, *, width: int = 60) -> str:
-    """A plain-text table: lemma, configuration, measured, relation, bound, holds."""
+    """A plain-text table: lemma, configuration, measured, relation, bound, holds (of
+    :class:`LemmaResult` or :class:`CheckedLemma` rows)."""
     rows = [("lemma", "configuration", "worst measured", "", "bound", "holds")]
     for r in results:
         cfg = _describe(r.config)
@@ -166,28 +263,26 @@ def timed(fn, *args, **kwargs):
     return result, time.perf_counter() - start
 
 
-def check(grid: str = "quick", *, seed: int = 0, plots_dir=None, progress=None) -> dict:
+def check(grid: str = "quick", *, seed: int = 0, plots_dir=None, progress=None) -> CheckResult:
     """Every lemma over ``grid`` ("quick" or "full"), then (with ``plots_dir``) the beta and
-    prompt-length sweeps and their plots: ``{"results", "all_hold", "beta_sweep",
-    "length_sweep", "plots", "seconds"}`` (what ``superpose check`` writes)."""
+    prompt-length sweeps and their plots: what ``superpose check`` writes, without provenance."""
     say = progress or (lambda label: None)
     start = time.perf_counter()
-    results = run_all(grid, seed=seed, progress=say)
-    payload = {"results": [r.to_dict() for r in results], "all_hold": all(r.holds for r in results),
-               "table": format_table(results)}
+    results = tuple(CheckedLemma.of(r) for r in run_all(grid, seed=seed, progress=say))
+    beta = length = plots = None
     if plots_dir is not None:
         quick = grid == "quick"
         say("beta sweep (float64 and float32 models)")
-        beta = sweeps.beta_sweep(sweeps.BETAS_QUICK if quick else sweeps.BETAS_FULL, seed=seed)
+        swept = sweeps.beta_sweep(sweeps.BETAS_QUICK if quick else sweeps.BETAS_FULL, seed=seed)
         say("prompt-length sweep")
-        length = sweeps.length_sweep(sweeps.LENGTHS_QUICK if quick else sweeps.LENGTHS_FULL, seed=seed)
-        beta["crossover_beta_float32"] = sweeps.crossover_beta(beta, "float32")
-        payload["beta_sweep"], payload["length_sweep"] = beta, length
+        length = LengthSweep(**_tuples(sweeps.length_sweep(sweeps.LENGTHS_QUICK if quick else sweeps.LENGTHS_FULL,
+                                                           betas=LENGTH_BETAS, seed=seed)))
+        beta = BetaSweep(**_tuples(swept), crossover_beta_float32=sweeps.crossover_beta(swept, "float32"))
         out = Path(plots_dir)
-        payload["plots"] = [str(sweeps.plot_beta(beta, out / "check_beta.png")),
-                            str(sweeps.plot_length(length, out / "check_length.png"))]
-    payload["seconds"] = round(time.perf_counter() - start, 2)
-    return payload
+        plots = (str(sweeps.plot_beta(beta.to_json(), out / "check_beta.png")),
+                 str(sweeps.plot_length(length.to_json(), out / "check_length.png")))
+    return CheckResult(results=results, all_hold=all(r.holds for r in results), beta_sweep=beta, length_sweep=length,
+                       plots=plots, seconds=round(time.perf_counter() - start, 2))
 
 
 def command(grid: str = "quick", *, seed: int = 0, out: str | Path = "results", plots: bool = True,
@@ -197,14 +292,14 @@ def command(grid: str = "quick", *, seed: int = 0, out: str | Path = "results", 
     ``echo``-ed, the payload written to ``json_path``; whether every claim holds."""
     import sys
 
-    from empirical.results import provenance, write_json
+    from empirical.results import provenance
 
     say = lambda label: print(f"[check] {label}", file=sys.stderr, flush=True)  # noqa: E731
-    payload = check(grid, seed=seed, plots_dir=out if plots else None, progress=say)
-    echo(payload.pop("table"))
-    if "beta_sweep" in payload:
-        cross = payload["beta_sweep"]["crossover_beta_float32"]
+    result = check(grid, seed=seed, plots_dir=out if plots else None, progress=say)
+    echo(format_table(result.results))
+    if result.beta_sweep is not None:
+        cross = result.beta_sweep.crossover_beta_float32
         echo(f"float32 rounding takes over from softmax leakage at beta ~ {cross:g}" if cross else "no float32 crossover")
     if json_path:
-        write_json(json_path, {**provenance({"grid": grid, "seed": seed, "out": out}), **payload})
-    return bool(payload["all_hold"])
+        result.with_provenance(provenance({"grid": grid, "seed": seed, "out": out}), command="check").write(json_path)
+    return bool(result.all_hold)

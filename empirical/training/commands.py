@@ -1,18 +1,119 @@
 """``superpose train``, ``eval`` and ``export`` as library calls: each takes plain values (the
 command line's, already parsed), does the work, writes its files, ``echo``-es the lines the
-command prints and returns its result."""
+command prints and returns its result: a :class:`TrainSummary` per trained run, an
+:class:`EvalResult` (typed records; ``to_json`` / ``from_json``)."""
 
 from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import Any
 
-from empirical.results import write_json
+from empirical.results import Record, Stamped, optional, record, result_type
 from empirical.training.checkpoints import load_config, provenance
 from empirical.training.config import PRESETS, like_construction, param_count
 from empirical.training.evaluation import evaluate_tasks
 from empirical.training.loop import train_many
 from empirical.training.plots import plot_eval, plot_learning_curves
+
+
+# --------------------------------------------------------------------------- the results, typed
+
+
+@record
+class TrainEval(Record):
+    """The in-training evaluation of the final parameters (``cfg.eval_batch`` fresh sequences)."""
+
+    answer_acc: float
+    answer_acc_late: float
+    loss: float
+
+
+@record
+class TrainGroup(Record):
+    """A run trained beside others in one vmapped step: the group's size, this run's index, the
+    group's throughput and every run directory of the group."""
+
+    size: int
+    index: int
+    tokens_per_s: float | None
+    runs: tuple[str, ...]
+
+
+@result_type("train")
+@record
+class TrainSummary(Stamped):
+    """One trained run's summary (``superpose train --json``): the run directory's result.json
+    (:func:`empirical.training.train_many`) with ``command`` "train"; ``group`` only for a run
+    trained beside others."""
+
+    run: str
+    step: int
+    resumed_from: int
+    params: int
+    wall_s: float
+    tokens_per_s: float | None
+    eval: TrainEval
+    example_acc: tuple[float, ...] | None
+    group: TrainGroup | None = optional()
+
+    @classmethod
+    def of(cls, summary: dict) -> "TrainSummary":
+        """The typed summary of :func:`empirical.training.train_many`'s ``summary`` (a dict)."""
+        return cls.from_json({**summary, "command": "train"})
+
+
+@record
+class TrainRuns(Record):
+    """``superpose train --json`` for several runs at once: the first run's provenance and every
+    run's summary."""
+
+    config: dict[str, Any]
+    package_version: str
+    device: str
+    date: str
+    runs: tuple[TrainSummary, ...]
+
+
+@record
+class TaskAccuracy(Record):
+    """One task's answer accuracy on fresh single-task sequences: over all examples, over the
+    second half of them, and per example index."""
+
+    label: str
+    answer_acc: float
+    answer_acc_late: float
+    example_acc: tuple[float, ...]
+
+
+@result_type("eval", "export")
+@record
+class EvalResult(Stamped):
+    """``superpose eval`` / ``export``: :func:`empirical.training.evaluate_tasks` of a run's
+    checkpoint, with provenance; ``to`` (the shipped-model directory) is export's, ``plot``
+    eval's."""
+
+    run: str
+    to: str | None = optional()
+    checkpoint_step: int
+    sequences_per_task: int
+    seed: int
+    n_examples: int
+    tasks: dict[str, TaskAccuracy]
+    answer_acc: float
+    answer_acc_late: float
+    worst_task_late: float
+    example_acc: tuple[float, ...]
+    plot: str | None = optional()
+
+    @classmethod
+    def of(cls, evaluation: dict, **fields) -> "EvalResult":
+        """The typed result of :func:`empirical.training.evaluate_tasks`'s ``evaluation`` (a
+        dict) with the other ``fields`` (provenance, ``command``, ``run`` ...)."""
+        return cls.from_json({**fields, **evaluation})
+
+
+# --------------------------------------------------------------------------- the commands
 
 
 def members(p_mix: list | None = None, lrs: list | None = None, seeds: list | None = None) -> list[tuple[str | None, dict]]:
@@ -60,10 +161,10 @@ def base_config(*, preset: str | None = None, family: str | None = None, tasks_f
 def train_command(out, *, preset: str | None = None, family: str | None = None, tasks_file: str | None = None,
                   like: bool = False, norm: str = "rms", steps: int | None = None, seed: int | None = None,
                   grid: list[tuple[str | None, dict]] | None = None, mix: dict | None = None, resume: bool = False,
-                  json_path: str | None = None, progress: bool = True, echo=print) -> list[dict]:
+                  json_path: str | None = None, progress: bool = True, echo=print) -> list[TrainSummary]:
     """``superpose train``: every model of ``grid`` (see :func:`members`) into ``out`` (or its
     sub-directory), new or resumed (a resumed run's saved settings must match the given ones);
-    the run summaries."""
+    the run summaries (the JSON: the one summary, or a :class:`TrainRuns` of several)."""
     out, mix = Path(out), mix or {}
     base = None
     cfgs, outs = [], []
@@ -90,39 +191,39 @@ def train_command(out, *, preset: str | None = None, family: str | None = None, 
             cfg = cfg.replace(steps=steps)
         cfgs.append(cfg)
         outs.append(run_dir)
-    summaries = train_many(cfgs, outs, resume=resume, progress=progress)
+    summaries = [TrainSummary.of(s) for s in train_many(cfgs, outs, resume=resume, progress=progress)]
     if json_path:
-        write_json(json_path, summaries[0] if len(summaries) == 1 else {**provenance(cfgs[0]), "runs": summaries})
+        doc = summaries[0] if len(summaries) == 1 else TrainRuns(**provenance(cfgs[0]), runs=tuple(summaries))
+        doc.write(json_path)
     for cfg, summary in zip(cfgs, summaries):
-        ev = summary["eval"]
-        echo(f"trained {cfg.preset}/{cfg.family} (seed {cfg.seed}) to step {summary['step']}: loss {ev['loss']:.4f}, "
-             f"answer accuracy {ev['answer_acc']:.3f} (second half of examples {ev['answer_acc_late']:.3f}), "
-             f"{summary['tokens_per_s'] or float('nan'):.0f} tokens/s -> {summary['run']}")
+        ev = summary.eval
+        echo(f"trained {cfg.preset}/{cfg.family} (seed {cfg.seed}) to step {summary.step}: loss {ev.loss:.4f}, "
+             f"answer accuracy {ev.answer_acc:.3f} (second half of examples {ev.answer_acc_late:.3f}), "
+             f"{summary.tokens_per_s or float('nan'):.0f} tokens/s -> {summary.run}")
     return summaries
 
 
-def accuracy_lines(result: dict) -> list[str]:
+def accuracy_lines(result: EvalResult) -> list[str]:
     """Per task and over all tasks: answer accuracy, and in the second half of the examples."""
-    lines = [f"  {t['label']:28s} answer accuracy {t['answer_acc']:.4f}   second half {t['answer_acc_late']:.4f}"
-             for t in result["tasks"].values()]
-    lines.append(f"  {'all tasks':28s} answer accuracy {result['answer_acc']:.4f}   second half "
-                 f"{result['answer_acc_late']:.4f} (worst task {result['worst_task_late']:.4f})")
+    lines = [f"  {t.label:28s} answer accuracy {t.answer_acc:.4f}   second half {t.answer_acc_late:.4f}"
+             for t in result.tasks.values()]
+    lines.append(f"  {'all tasks':28s} answer accuracy {result.answer_acc:.4f}   second half "
+                 f"{result.answer_acc_late:.4f} (worst task {result.worst_task_late:.4f})")
     return lines
 
 
 def eval_command(run: str, *, sequences: int = 200, seed: int = 0, out: str | None = None,
-                 json_path: str | None = None, progress: bool = True, echo=print) -> dict:
+                 json_path: str | None = None, progress: bool = True, echo=print) -> EvalResult:
     """``superpose eval``: single-task answer accuracy of a run directory or shipped model on
     fresh sequences, per task and example index (plot in ``out``, JSON to ``json_path``)."""
     from empirical import runs
 
     cfg, params, step = runs.load(run)
-    result = evaluate_tasks(cfg, params, sequences=sequences, seed=seed, progress=progress)
-    result = {**provenance(cfg), "command": "eval", "run": run, "checkpoint_step": step, **result}
-    if out:
-        result["plot"] = str(plot_eval(result, Path(out) / f"eval_{Path(run).name}.png"))
+    evaluation = evaluate_tasks(cfg, params, sequences=sequences, seed=seed, progress=progress)
+    plot = str(plot_eval(evaluation | {"run": run}, Path(out) / f"eval_{Path(run).name}.png")) if out else None
+    result = EvalResult.of(evaluation, **provenance(cfg), command="eval", run=run, checkpoint_step=step, plot=plot)
     if json_path:
-        write_json(json_path, result)
+        result.write(json_path)
     echo(f"{run} ({cfg.family}, step {step}), {sequences} fresh sequences per task, seed {seed}:")
     for line in accuracy_lines(result):
         echo(line)
@@ -130,7 +231,7 @@ def eval_command(run: str, *, sequences: int = 200, seed: int = 0, out: str | No
 
 
 def export_command(run: str, to: str, *, sequences: int = 200, seed: int = 0, out: str | None = None,
-                   json_path: str | None = None, progress: bool = True, echo=print) -> dict:
+                   json_path: str | None = None, progress: bool = True, echo=print) -> EvalResult:
     """``superpose export``: copy a training run's weights into a shipped-model directory ``to``
     with its evaluation (learning-curve and evaluation plots in ``out``)."""
     from empirical import runs
@@ -146,10 +247,11 @@ def export_command(run: str, to: str, *, sequences: int = 200, seed: int = 0, ou
         plot_learning_curves(src, Path(out) / f"learning_{name}.png",
                              title=f"{name}: {cfg.preset}/{cfg.family}, {param_count(params)} parameters")
         plot_eval(evaluation | {"run": name}, Path(out) / f"eval_{name}.png")
+    result = EvalResult.of(evaluation, **provenance(cfg), command="export", run=str(src), to=str(dest),
+                           checkpoint_step=step)
     if json_path:
-        write_json(json_path, {**provenance(cfg), "command": "export", "run": str(src), "to": str(dest),
-                               "checkpoint_step": step, **evaluation})
-    echo(f"exported {src} (step {step}) -> {dest}: answer accuracy {evaluation['answer_acc']:.4f}, "
-         f"second half {evaluation['answer_acc_late']:.4f} (worst task {evaluation['worst_task_late']:.4f}) "
+        result.write(json_path)
+    echo(f"exported {src} (step {step}) -> {dest}: answer accuracy {result.answer_acc:.4f}, "
+         f"second half {result.answer_acc_late:.4f} (worst task {result.worst_task_late:.4f}) "
          f"on {sequences} fresh sequences per task")
-    return evaluation
+    return result

@@ -21,6 +21,7 @@ from empirical.cli import main  # noqa: E402
 from empirical.llm import load_model  # noqa: E402
 from empirical.llm.config import tiny  # noqa: E402
 from empirical.llm.decode import METHODS, Streams, decode, decode_ids, mixed_embedding  # noqa: E402
+from empirical.llm.decode_study import DecodeStudyResult  # noqa: E402
 from empirical.llm.loading import model_from_params  # noqa: E402
 from tests.tiny_llm import random_params, tiny_config, write_tiny_gguf  # noqa: E402
 
@@ -288,7 +289,7 @@ def test_cli_decode_prompt_json(tiny_path, tmp_path, capsys):
 def test_score_outputs_and_summary():
     """Recall counts tasks found among the outputs (white space ignored), precision the distinct
     outputs that are some task's answer; the summary averages them per method and k."""
-    from empirical.llm.decode_study import score_outputs, summarize
+    from empirical.llm.decode_study import Entry, PromptCollapse, StudyRow, TaskCollapse, score_outputs, summarize
 
     s = score_outputs(["Paris", "Europe", "FRANCE"], [" Paris", "Paris", "France", "FRANCE"])
     assert s["recall"] == pytest.approx(2 / 3) and not s["all"] and s["precision"] == pytest.approx(2 / 3)
@@ -296,22 +297,27 @@ def test_score_outputs_and_summary():
     assert score_outputs(["a"], [])["precision"] is None
 
     def entry(k, outs, gold):
-        return {"k": k, "outputs": outs, "forward_tokens": 10 + k, "generated_tokens": k, "seconds": 1.0 * k,
-                "seconds_derived": False, **score_outputs(gold, outs)}
+        s = score_outputs(gold, outs)
+        return Entry(k=k, outputs=tuple(outs), probs=(), forward_tokens=10 + k, generated_tokens=k, seconds=1.0 * k,
+                     seconds_derived=False, truncated=False, recall=s["recall"], all=s["all"],
+                     tasks_recalled=tuple(s["tasks_recalled"]), precision=s["precision"])
 
     gold = ["x", "y"]
-    rows = [{"methods": {m: [entry(1, ["x"], gold)] + ([] if m == "greedy" else [entry(2, ["x", o], gold)])
-                         for m in METHODS},
-             "collapse": {"tasks": {"0": {"own": .9, "mix": .5, "mix_uniform": .3, "other": .0},
-                                    "1": {"own": .8, "mix": .05, "mix_uniform": .2, "other": None}}}}
+    collapse = PromptCollapse(tasks={"0": TaskCollapse(own=.9, mix=.5, mix_uniform=.3, other=.0, first_prob=.5),
+                                     "1": TaskCollapse(own=.8, mix=.05, mix_uniform=.2, other=None, first_prob=.4)},
+                              mix_weights=(.6, .4), distinct_first_tokens=2)
+    rows = [StudyRow(query="q", answers=tuple(gold), prompt_tokens=10, prompt_seconds=0.5, collapse=collapse,
+                     methods={m: (entry(1, ["x"], gold),) + (() if m == "greedy" else (entry(2, ["x", o], gold),))
+                              for m in METHODS})
             for o in ("y", "z")]
     out = summarize(["t0", "t1"], rows)
-    beam = out["methods"]["beam"]
-    assert [e["k"] for e in beam] == [1, 2] and beam[1]["recall"] == pytest.approx(0.75)
-    assert beam[1]["all"] == pytest.approx(0.5) and beam[1]["precision"] == pytest.approx(0.75)
-    c = out["collapse"]
-    assert c["pairs"] == 4 and c["own"] == pytest.approx(0.85) and c["other"] == pytest.approx(0.0)
-    assert c["several_alive"] == {"own": 1.0, "mix": 0.0, "mix_uniform": 1.0}
+    beam = out.methods["beam"]
+    assert [e.k for e in beam] == [1, 2] and beam[1].recall == pytest.approx(0.75)
+    assert beam[1].all == pytest.approx(0.5) and beam[1].precision == pytest.approx(0.75)
+    c = out.collapse
+    assert c.pairs == 4 and c.own == pytest.approx(0.85) and c.other == pytest.approx(0.0)
+    assert (c.several_alive.own, c.several_alive.mix, c.several_alive.mix_uniform) == (1.0, 0.0, 1.0)
+    assert c.per_task["t1"].pairs == 2 and c.per_task["t1"].other is None
 
 
 @pytest.mark.slow
@@ -321,17 +327,20 @@ def test_cli_decode_study(long_path, tmp_path, capsys):
             "--examples-per-task", "2", "--max-tokens", "3", "--ceiling-prompts", "1", "--ks", "3",
             "--out", str(out), "--quiet"]
     assert main(argv) == 0
-    doc = json.loads((out / "long_at.json").read_text())
-    assert doc["complete"] and doc["prompts_done"] == 2 and doc["max_k"] == 3
+    doc = DecodeStudyResult.from_json(out / "long_at.json")
+    assert doc.complete and doc.prompts_done == 2 and doc.max_k == 3 and doc.methods == METHODS
     for m in METHODS:
-        ks = [e["k"] for e in doc["summary"]["methods"][m]]
+        ks = [e.k for e in doc.summary.methods[m]]
         assert ks == {"greedy": [1], "beam": [1, 3], "superposed": [1, 3]}.get(m, [1, 2, 3])
-    assert set(doc["ceiling"]["accuracy"]) == {"A", "B", "A+B"}
+    assert set(doc.ceiling.accuracy) == {"A", "B", "A+B"}
     assert (out / "recall_cost_long.png").stat().st_size > 1000 and (out / "collapse_superposed.png").is_file()
     assert str(tmp_path) not in (out / "long_at.json").read_text()
-    for row in doc["per_prompt"]:  # the derived k of branch equal the first k streams: recall never falls
-        rec = [e["recall"] for e in row["methods"]["branch"]]
-        assert rec == sorted(rec) and row["methods"]["branch"][0]["outputs"] == row["methods"]["greedy"][0]["outputs"]
+    for row in doc.per_prompt:  # the derived k of branch equal the first k streams: recall never falls
+        rec = [e.recall for e in row.methods["branch"]]
+        assert rec == sorted(rec) and row.methods["branch"][0].outputs == row.methods["greedy"][0].outputs
+        assert row.methods["beam"][0].same_as == "greedy"
+    assert main(argv) == 0  # complete: reused, its summary recomputed from the rows
+    assert DecodeStudyResult.from_json(out / "long_at.json").per_prompt == doc.per_prompt
 
 
 @pytest.mark.parametrize("argv, needle", [

@@ -99,14 +99,17 @@ def test_a_kl_that_ignores_the_other_mass_is_caught(monkeypatch):
 
 
 def test_a_sweep_kl_that_ignores_the_other_mass_is_caught(monkeypatch):
+    from dataclasses import replace
+
+    from empirical.results import MeanCI
+
     real = sweep._point
 
     def point(lam, p, prompts, fam):
         out = real(lam, p, prompts, fam)
         p_ans = np.take_along_axis(p, prompts["answers"], axis=1)
         share = (prompts["example_task"] == 0).mean(axis=1)
-        out["kl"] = wp.mean_ci([_normalised([s, 1 - s], row) for s, row in zip(share, p_ans)])
-        return out
+        return replace(out, kl=MeanCI.of([_normalised([s, 1 - s], row) for s, row in zip(share, p_ans)]))
 
     monkeypatch.setattr(sweep, "_point", point)
     assert failing(*_kl_checks()) == [

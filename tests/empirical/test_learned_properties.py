@@ -173,8 +173,8 @@ def test_the_shipped_mixture_models_meet_the_targets_on_fresh_prompts(name):
 
     cfg, params, _ = runs.load(name)
     result = mixture_study.measure(cfg, params, n_prompts=100, sequences=50, seed=7)
-    missed = {k: t for k, t in result["targets"].items() if not t["met"]}
+    missed = {k: t for k, t in result.targets.items() if not t.met}
     assert not missed, missed
-    h = result["headline"]
+    h = result.headline
     assert h["var_ratio@0.5"] < 0.3  # a per-prompt chooser scores 1; proportional mixing ~1/19
     assert h["flip_delta"] < 0  # one A label turned into B's answer lowers P(A)

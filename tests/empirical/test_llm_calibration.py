@@ -5,7 +5,6 @@ Gemma 3 chunk assembly and the GGUF reader."""
 from __future__ import annotations
 
 import hashlib
-import json
 
 import numpy as np
 import pytest
@@ -52,21 +51,21 @@ def test_skewed_prompts():
 
 
 def test_calibration_rows_and_cli(tiny_path, tmp_path, capsys):
-    from empirical.llm.probe import calibration_rows
+    from empirical.llm.probe import SkewedResult, calibration_rows
 
     m = load_model(tiny_path)
     rows = calibration_rows(m, "at", 5, seed=2, total_examples=6)
     prompts = make_prompts("at", 5, seed=2, skewed=True, total_examples=6)
-    assert [r["query"] for r in rows] == [p.query for p in prompts]
+    assert [r.query for r in rows] == [p.query for p in prompts]
     for r, p in zip(rows, prompts):
-        assert r["proportions"] == list(p.proportions) and r["answers"] == list(p.answers)
-        np.testing.assert_allclose(r["probs"], m.score(p.text, p.answers).probs, rtol=1e-4, atol=1e-9)
+        assert r.proportions == p.proportions and r.answers == p.answers
+        np.testing.assert_allclose(r.probs, m.score(p.text, p.answers).probs, rtol=1e-4, atol=1e-9)
     js = tmp_path / "cal.json"
     assert main(["probe", "skewed", "--model", str(tiny_path), "--family", "at", "--prompts", "5", "--seed", "2",
                  "--total-examples", "6", "--json", str(js), "--quiet"]) == 0
-    doc = json.loads(js.read_text())
-    assert doc["family"] == "at" and doc["model"] == "tiny" and doc["tasks"] == ["A", "B", "A+B"]
-    assert [r["query"] for r in doc["rows"]] == [r["query"] for r in rows]
+    doc = SkewedResult.from_json(js)
+    assert doc.family == "at" and doc.model == "tiny" and doc.tasks == ("A", "B", "A+B")
+    assert doc.rows == tuple(rows)
     assert "5 skewed prompts" in capsys.readouterr().out
 
 
@@ -82,21 +81,23 @@ def test_skewed_bad_input(argv, needle, tiny_path, capsys):
 
 
 def test_collapse_comparison_cli(tiny_path, tmp_path, capsys):
+    from empirical.llm.probe import CollapseResult
+
     for name, fam in (("a", "letter"), ("b", "at"), ("c", "letter")):
         assert main(["probe", "run", "--model", str(tiny_path), "--family", fam, "--prompts", "2", "--examples-per-task", "2",
                      "--json", str(tmp_path / f"{name}.json"), "--out", str(tmp_path), "--quiet"]) == 0
     out = tmp_path / "cmp"
     # one model, one file per family: its families side by side under the model's name
     assert main(["probe", "collapse", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--out", str(out)]) == 0
-    doc = json.loads((out / "collapse_tiny.json").read_text())
-    assert doc["models"] == ["tiny"] and list(doc["families"]) == ["at", "letter"]
-    v = doc["families"]["letter"]["tiny"]
-    assert len(v["first_token_prob"]) == 4 and all(0 <= x <= 1 for x in v["rest_given_first"])
+    doc = CollapseResult.from_json(out / "collapse_tiny.json")
+    assert doc.command == "probe --collapse" and doc.models == ("tiny",) and list(doc.families) == ["at", "letter"]
+    v = doc.families["letter"]["tiny"]
+    assert len(v.first_token_prob) == 4 and all(0 <= x <= 1 for x in v.rest_given_first)
     assert (out / "collapse_tiny.png").stat().st_size > 1000
     # the same family twice: told apart by file name
     assert main(["probe", "collapse", str(tmp_path / "a.json"), str(tmp_path / "c.json"), "--out", str(out)]) == 0
-    doc = json.loads((out / "collapse_a_c.json").read_text())
-    assert doc["models"] == ["a", "c"] and set(doc["families"]["letter"]) == {"a", "c"}
+    doc = CollapseResult.from_json(out / "collapse_a_c.json")
+    assert doc.models == ("a", "c") and set(doc.families["letter"]) == {"a", "c"}
     assert "letter: a first" in capsys.readouterr().out
     (tmp_path / "bad.json").write_text("{}")
     assert main(["probe", "collapse", str(tmp_path / "bad.json"), "--out", str(out)]) == 2

@@ -30,17 +30,17 @@ def test_the_sweeps_kl_is_the_prompts_shares_against_the_raw_answer_probabilitie
         return 0.5 * rng.dirichlet(np.ones(37), size=len(tokens)) + 0.5 / 37
 
     res = sweep.sweep(probs, "add", [1, 4], n_prompts=20, n_examples=5, lambdas=(0.0, 0.3, 1.0), progress=False)
-    for pt in res["points"]:
-        pp = pt["per_prompt"]
-        want = np.mean([kl_divergence([s, 1 - s], [a, b]) for s, a, b in zip(pp["share_a"], pp["p_a"], pp["p_b"])])
-        assert pt["kl"]["mean"] == pytest.approx(want, abs=2e-3), pt["lambda"]
+    for pt in res.points:
+        pp = pt.per_prompt
+        want = np.mean([kl_divergence([s, 1 - s], [a, b]) for s, a, b in zip(pp.share_a, pp.p_a, pp.p_b)])
+        assert pt.kl.mean == pytest.approx(want, abs=2e-3), pt.lam
         assert want > 1.0  # P holds ~1/10 of the mass: far from D, so a KL that ignores it differs
         # var / (m (1 - m)) of P(A) and P(B) over the prompts, as saved and as recomputed
         from empirical.within_prompt import variance_ratio
 
-        got = [pt["variance_ratio"]["a"], pt["variance_ratio"]["b"]]
-        assert got == pytest.approx(variance_ratio(np.stack([pp["p_a"], pp["p_b"]], axis=1)), rel=1e-3)
-        assert sweep.variance_ratios(res)[pt["lambda"]] == pt["variance_ratio"]
+        got = [pt.variance_ratio.a, pt.variance_ratio.b]
+        assert got == pytest.approx(variance_ratio(np.stack([pp.p_a, pp.p_b], axis=1)), rel=1e-3)
+        assert sweep.variance_ratios(res)[pt.lam] == pt.variance_ratio
 
 
 def test_other_mass():
@@ -160,7 +160,8 @@ def _probe(table, pieces, answers, **kw):
     from empirical.llm.probe import probe_prompt
 
     model = HandSetModel(pieces, table)
-    prompt = SimpleNamespace(text="P", answers=tuple(answers), proportions=tuple([1 / len(answers)] * len(answers)))
+    prompt = SimpleNamespace(text="P", query="q", answers=tuple(answers),
+                             proportions=tuple([1 / len(answers)] * len(answers)))
     return probe_prompt(model, prompt, **kw)
 
 
@@ -168,9 +169,9 @@ def test_r_leaves_the_newline_out_and_r_complete_keeps_it():
     """"a" (0.4, newline 0.5) against "x" (0.35, newline 0.9): without the newline "a" is the most
     probable completion (r = 1); with it, "x\\n" (0.315) beats "a\\n" (0.2) (r_complete = 0)."""
     row = _probe({(): {"a": 0.4, "x": 0.35}, ("a",): {"\n": 0.5}, ("x",): {"\n": 0.9}}, ["a", "x"], ["a"])
-    assert (row["r"], row["r_complete"]) == (1, 0)
-    assert row["r_threshold"] == pytest.approx(0.4) and row["r_complete_threshold"] == pytest.approx(0.315)
-    assert row["paper_completions"][0] == ["a", pytest.approx(0.4)]
+    assert (row.r, row.r_complete) == (1, 0)
+    assert row.r_threshold == pytest.approx(0.4) and row.r_complete_threshold == pytest.approx(0.315)
+    assert row.paper_completions[0] == ("a", pytest.approx(0.4))
 
 
 def test_r_counts_a_completion_only_where_the_newline_is_the_most_likely_token():
@@ -178,9 +179,9 @@ def test_r_counts_a_completion_only_where_the_newline_is_the_most_likely_token()
     "a", r = 1); r_complete closes "x" with any newline ("x\\n" 0.27 beats "a\\n" 0.24: 0)."""
     table = {(): {"a": 0.3, "x": 0.6}, ("a",): {"\n": 0.8}, ("x",): {"\n": 0.45, "y": 0.5}}
     row = _probe(table, ["a", "x", "y"], ["a"])
-    assert (row["r"], row["r_complete"]) == (1, 0)
-    assert [t for t, _ in row["paper_completions"]] == ["a"]
-    assert row["top_continuations"][0][0] == "x"
+    assert (row.r, row.r_complete) == (1, 0)
+    assert [t for t, _ in row.paper_completions] == ["a"]
+    assert row.top_continuations[0][0] == "x"
 
 
 def test_r_pools_only_the_completions_its_search_reaches():
@@ -191,9 +192,9 @@ def test_r_pools_only_the_completions_its_search_reaches():
     table = {(): {"x": 0.4, "b": 0.35, "a": 0.15}, ("a",): {"\n": 0.9}, ("x",): {"\n": 0.9},
              ("b",): {"c": 0.95}, ("b", "c"): {"\n": 0.9}}
     row = _probe(table, ["a", "b", "c", "x"], ["a", "bc"], max_tokens=2)
-    assert row["r_reached"] == [True, False]
-    assert row["r_probs"][1] == pytest.approx(0.35 * 0.95)
-    assert (row["r"], row["r_complete"]) == (2, 1)
+    assert row.r_reached == (True, False)
+    assert row.r_probs[1] == pytest.approx(0.35 * 0.95)
+    assert (row.r, row.r_complete) == (2, 1)
 
 
 def test_r_sums_the_tokenisations_of_one_text():
@@ -203,8 +204,8 @@ def test_r_sums_the_tokenisations_of_one_text():
     table = {(): {"ab": 0.2, "a": 0.25, "x": 0.3, "y": 0.22}, ("ab",): {"\n": 0.9}, ("a",): {"b": 0.6},
              ("a", "b"): {"\n": 0.9}, ("x",): {"\n": 0.9}, ("y",): {"\n": 0.95}}
     row = _probe(table, ["a", "b", "ab", "x", "y"], ["ab", "x"])
-    assert dict(row["paper_completions"])["ab"] == pytest.approx(0.2 + 0.25 * 0.6)
-    assert (row["r"], row["r_complete"]) == (2, 1)
+    assert dict(row.paper_completions)["ab"] == pytest.approx(0.2 + 0.25 * 0.6)
+    assert (row.r, row.r_complete) == (2, 1)
 
 
 def test_r_paper_by_hand():

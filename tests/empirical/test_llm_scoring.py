@@ -156,27 +156,28 @@ def test_the_authors_r_added_to_a_saved_probe_equals_a_fresh_run(tiny):
     cfg = probe.ProbeConfig(model="tiny", family="at", prompts=3, examples_per_task=2, max_tokens=3)
     with jax.default_matmul_precision("highest"):
         fresh = probe.run_probe(tiny, cfg)
-        doc = json.loads(json.dumps(probe.record(cfg, tiny, [fresh])))
-        old = json.loads(json.dumps(doc))
+        doc = probe.probe_result(cfg, tiny, [fresh])
+        assert probe.load_saved(doc.to_json()) == probe.ProbeResult.from_json(json.loads(doc.to_text()))
+        old = json.loads(doc.to_text())
         for row in old["results"][0]["per_prompt"]:
             row["r"], row["r_threshold"] = row.pop("r_complete"), row.pop("r_complete_threshold")
             for key in ("r_probs", "r_pool", "r_reached", "r_stop", "paper_completions"):
                 row.pop(key)
-        assert probe.refresh(old)["results"][0]["summary"]["r"] is None  # no authors' r in an old result
-        new = probe.add_paper_r(tiny, old, prompts=2)
-        resumed = probe.run_probe(tiny, cfg, done=fresh["per_prompt"][:1])
-    rows, want = new["results"][0]["per_prompt"], fresh["per_prompt"]
-    assert [r["r"] for r in rows[:2]] == [r["r"] for r in want[:2]] and rows[2]["r"] is None
-    assert [r["r_complete"] for r in rows] == [r["r_complete"] for r in want]
-    s = new["results"][0]["summary"]
-    assert s["r_prompts"] == 2 and s["r_complete"] == fresh["summary"]["r_complete"]
-    assert [r["r"] for r in resumed["per_prompt"]] == [r["r"] for r in want]
+        assert probe.refresh(probe.load_saved(old)).results[0].summary.r is None  # no authors' r in an old result
+        new = probe.add_paper_r(tiny, probe.load_saved(old), prompts=2)
+        resumed = probe.run_probe(tiny, cfg, done=fresh.per_prompt[:1])
+    rows, want = new.results[0].per_prompt, fresh.per_prompt
+    assert [r.r for r in rows[:2]] == [r.r for r in want[:2]] and rows[2].r is None
+    assert [r.r_complete for r in rows] == [r.r_complete for r in want]
+    s = new.results[0].summary
+    assert s.r_prompts == 2 and s.r_complete == fresh.summary.r_complete
+    assert [r.r for r in resumed.per_prompt] == [r.r for r in want]
     other = {**cfg.__dict__, "seed": 1}
     with pytest.raises(ValueError, match="not this config's first prompts"):
-        probe.run_probe(tiny, probe.ProbeConfig(**other), done=fresh["per_prompt"][:1])
+        probe.run_probe(tiny, probe.ProbeConfig(**other), done=fresh.per_prompt[:1])
     old["config"]["seed"] = 1
     with pytest.raises(ValueError, match="data changed"):
-        probe.add_paper_r(tiny, old)
+        probe.add_paper_r(tiny, probe.load_saved(old))
 
 
 def test_the_authors_search_needs_a_one_token_newline(tiny):

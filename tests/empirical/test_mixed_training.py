@@ -286,6 +286,36 @@ def test_a_study_names_and_configures_its_arms():
     assert ms.config(1.0, 0).preset == "like-construction" and ms.config(1.0, 0).steps == ms.RECIPE["steps"]
 
 
+def test_mixture_plot_reads_the_committed_results_as_records(tmp_path):
+    """``superpose mixture plot`` on a committed eval (with contrasts) and ablation result: typed
+    records in, the summary, the lines and the figures out; a file of another kind is one error."""
+    from pathlib import Path
+
+    from empirical import mixture_study as ms
+
+    results = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "mixture"
+    lines = []
+    doc = ms.command("plot", study_path=str(results / "mixture_tiny_contrasts.json"), out=tmp_path, echo=lines.append)
+    assert isinstance(doc, ms.MixtureEval) and set(doc.arms) == {"soft", "noise0.1"}
+    entry = doc.arms["soft"]["0"]
+    assert entry.changes == {"p_mix": 1.0, "target": "shares"} and entry.ablation is None
+    assert entry.value("accuracy") == entry.accuracy.answer_acc_late and entry.report.lambda_grid.at(0.5).n_prompts == 200
+    assert lines[0].split()[:2] == ["model", "acc"] and "soft target seed 0" in lines[0]
+    assert (tmp_path / "mixture_dose_tiny_contrasts.png").stat().st_size > 0
+    lines.clear()
+    ablate = ms.command("plot", study_path=str(results / "ablation.json"), out=tmp_path, echo=lines.append)
+    assert isinstance(ablate, ms.MixtureAblation) and list(ablate.models) == ["like-construction-mix",
+                                                                              "runs/mix/lc-mix-seed1"]
+    ab = ablate.models["like-construction-mix"]
+    assert ab.cumulative.averaging_first[0].silenced == ((ab.heads[0].layer, ab.heads[0].head),)
+    assert lines[0].startswith("ablation like-construction-mix: TV ")
+    assert (tmp_path / "mixture_ablation.png").stat().st_size > 0
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"command": "sweep", "points": []}))
+    with pytest.raises(ValueError, match="is not a `superpose mixture eval` or `mixture ablate` result"):
+        ms.command("plot", study_path=str(other), out=tmp_path, echo=lines.append)
+
+
 @pytest.mark.slow
 def test_the_mixture_recipe_trains_a_model_that_superposes(tmp_path):
     """End to end (~10 minutes on 2 cores): the study's p_mix = 1 recipe, one seed, trained
@@ -296,4 +326,4 @@ def test_the_mixture_recipe_trains_a_model_that_superposes(tmp_path):
     training.train(cfg, tmp_path / "run", progress=False)
     _, params, _ = training.load_run(tmp_path / "run")
     result = mixture_study.measure(cfg, params, n_prompts=100, sequences=50, seed=7)
-    assert all(t["met"] for t in result["targets"].values()), result["targets"]
+    assert all(t.met for t in result.targets.values()), result.targets

@@ -5,6 +5,8 @@ examples (a proportional mixer and a per-prompt chooser of the majority task).""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from functools import cache
 from types import SimpleNamespace
 
 import numpy as np
@@ -50,24 +52,24 @@ def _oracle(kind: str):
 def test_the_proportional_oracle_is_calibrated_and_superposes():
     res = scaling.evaluate_mixtures(_oracle("mixer"), ADD, ks=(2, 4), n_prompts=60, skewed=True, progress=False)
     for m in res:
-        assert m["kl"]["mean"] == pytest.approx(0.0, abs=1e-9)
-        assert m["other"]["mean"] == pytest.approx(0.0, abs=1e-9)
-        assert m["n_prompts"] == 60
-    d = [row for m in res for g in m["groups"] for row in g["d"]]
-    p = [row for m in res for g in m["groups"] for row in g["p"]]
+        assert m.kl.mean == pytest.approx(0.0, abs=1e-9)
+        assert m.other.mean == pytest.approx(0.0, abs=1e-9)
+        assert m.n_prompts == 60
+    d = [row for m in res for g in m.groups for row in g.d]
+    p = [row for m in res for g in m.groups for row in g.p]
     fit = calibration.fit_exponent(d, p, bootstrap=20)
-    assert fit["alpha"] == pytest.approx(1.0, abs=2e-3) and fit["lo"] <= 1.0 + 2e-3 and fit["hi"] >= 1.0 - 2e-3
-    for b in calibration.reliability(d, p)["bins"]:
-        assert b["p"]["mean"] == pytest.approx(b["d"], abs=1e-3)
+    assert fit.alpha == pytest.approx(1.0, abs=2e-3) and fit.lo <= 1.0 + 2e-3 and fit.hi >= 1.0 - 2e-3
+    for b in calibration.reliability(d, p).bins:
+        assert b.p.mean == pytest.approx(b.d, abs=1e-3)
 
 
 def test_the_majority_chooser_is_far_from_proportional():
     res = scaling.evaluate_mixtures(_oracle("chooser"), ADD, ks=(3,), n_prompts=100, skewed=True, progress=False)
-    d = [row for g in res[0]["groups"] for row in g["d"]]
-    p = [row for g in res[0]["groups"] for row in g["p"]]
+    d = [row for g in res[0].groups for row in g.d]
+    p = [row for g in res[0].groups for row in g.p]
     fit = calibration.fit_exponent(d, p, bootstrap=20)
-    assert fit["alpha"] > 10
-    assert res[0]["kl"]["mean"] > 0.1
+    assert fit.alpha > 10
+    assert res[0].kl.mean > 0.1
 
 
 def test_the_constructed_model_puts_every_task_in_its_top_k():
@@ -75,10 +77,10 @@ def test_the_constructed_model_puts_every_task_in_its_top_k():
     res = scaling.evaluate_mixtures(None, fam, ks=(2, 5), n_prompts=20, progress=False,
                                     make_model=scaling.constructed_models(fam))
     for m in res:
-        assert m["r"]["mean"] == m["k"]
-        assert m["kl"]["mean"] < 0.01
+        assert m.r.mean == m.k
+        assert m.kl.mean < 0.01
         # uniform mixtures: the second-largest task probability is near 1/K, not 0
-        assert m["second"]["mean"] > 0.5 / m["k"]
+        assert m.second.mean > 0.5 / m.k
 
 
 def test_trained_and_constructed_prompts_use_the_same_tasks_and_mixtures():
@@ -194,29 +196,39 @@ def test_plots_and_calibration_of_a_study(tmp_path):
     models = []
     for i, m in enumerate(scaling.scaling_members()[:2] + scaling.capacity_members()[:1]):
         oracle = _oracle("mixer" if i == 0 else "chooser")
-        models.append({"name": m.name, "kind": "trained", "width": m.width, "heads": m.heads, "params": 1000 * (i + 1),
-                       "single_task_late_acc": 1.0, "worst_task_late_acc": 1.0,
-                       "uniform": scaling.evaluate_mixtures(oracle, ADD, ks=(2, 3), **kw),
-                       "skewed": scaling.evaluate_mixtures(oracle, ADD, ks=(2, 3), skewed=True, **kw)})
-    doc = {"config": {"n_prompts": 20}, "models": models}
+        models.append(scaling.ScalingEntry(
+            name=m.name, kind="trained", width=m.width, heads=m.heads, params=1000 * (i + 1), single_task_late_acc=1.0,
+            worst_task_late_acc=1.0, uniform=tuple(scaling.evaluate_mixtures(oracle, ADD, ks=(2, 3), **kw)),
+            skewed=tuple(scaling.evaluate_mixtures(oracle, ADD, ks=(2, 3), skewed=True, **kw))))
+    study = _study(tmp_path, models, n_prompts=20)
+    assert scaling.ScalingStudy.from_json(study.to_json()) == study
     for which in ("scaling", "capacity"):
-        assert scaling.plot_family(doc, which, tmp_path / f"{which}.png").stat().st_size > 0
-    entries = scaling.calibration_entries(doc, [{"model": "m", "family": "f", "rows": [
-        {"proportions": [0.75, 0.25], "probs": [0.6, 0.2]}, {"proportions": [0.2, 0.8], "probs": [0.1, 0.4]}]}])
+        assert scaling.plot_family(study, which, tmp_path / f"{which}.png").stat().st_size > 0
+    from types import SimpleNamespace as Doc
+
+    llm_rows = (Doc(proportions=(0.75, 0.25), probs=(0.6, 0.2)), Doc(proportions=(0.2, 0.8), probs=(0.1, 0.4)))
+    entries = scaling.calibration_entries(study, [Doc(model="m", family="f", rows=llm_rows)])
     mixer, chooser, llm = entries
-    assert mixer["exponent"]["alpha"] == pytest.approx(1.0, abs=1e-2)
-    assert mixer["per_prompt"]["tv"]["mean"] == pytest.approx(0.0, abs=1e-3)
-    assert chooser["per_prompt"]["tv"]["mean"] > 0.1
-    assert llm["exponent"]["alpha"] == pytest.approx(1.0, abs=1e-2)
+    assert mixer.exponent.alpha == pytest.approx(1.0, abs=1e-2)
+    assert mixer.per_prompt.tv.mean == pytest.approx(0.0, abs=1e-3)
+    assert chooser.per_prompt.tv.mean > 0.1
+    assert llm.exponent.alpha == pytest.approx(1.0, abs=1e-2) and llm.kind == "llm" and llm.ks is None
+    assert calibration.CalibrationEntry.from_json(mixer.to_json()) == mixer
     assert calibration.plot(entries, tmp_path / "c.png").stat().st_size > 0
     with pytest.raises(ValueError, match="no trained member"):
-        scaling.plot_family({"models": []}, "scaling", tmp_path / "x.png")
+        scaling.plot_family(_study(tmp_path, []), "scaling", tmp_path / "x.png")
+
+
+def _study(runs, models, n_prompts: int = 500, **config) -> scaling.ScalingStudy:
+    """A study of ``models`` (made in the test, not measured)."""
+    cfg = replace(scaling._study_config(runs, n_prompts, 0), **config)
+    return scaling.ScalingStudy(command="scaling eval", config=cfg, package_version="test", device="cpu", date="today",
+                                missing=(), models=tuple(models))
 
 
 def test_reuse_refuses_a_study_of_other_settings(tmp_path):
-    other = {"config": {**scaling.json_ready(scaling._study_config(tmp_path, 500, 0)), "seed": 1}, "models": []}
     with pytest.raises(ValueError, match="other settings"):
-        scaling.evaluate_study(tmp_path, n_prompts=500, seed=0, reuse=other, progress=False)
+        scaling.evaluate_study(tmp_path, n_prompts=500, seed=0, reuse=_study(tmp_path, [], seed=1), progress=False)
 
 
 def test_fingerprint_tells_weights_apart():
@@ -226,11 +238,11 @@ def test_fingerprint_tells_weights_apart():
     assert scaling.fingerprint(a) != scaling.fingerprint(b)
 
 
-def _committed_study() -> dict:
+@cache
+def _committed_study() -> scaling.ScalingStudy:
     from pathlib import Path
 
-    return json.loads((Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "scaling" /
-                       "scaling.json").read_text())
+    return scaling.read_study(Path(__file__).resolve().parents[2] / "benchmarks/results/scaling/scaling.json")
 
 
 def test_the_committed_study_reproduces_on_a_seeded_subset():
@@ -239,25 +251,24 @@ def test_the_committed_study_reproduces_on_a_seeded_subset():
     probabilities to 5; an r may differ only where a float32 tie decides it)."""
     from empirical.models import FlaxModel
 
-    doc, name, k = _committed_study(), "add-d96-h6", 3
-    c = doc["config"]
-    committed = next(x for x in next(e for e in doc["models"] if e["name"] == name)["uniform"] if x["k"] == k)
-    group = scaling.mixture_prompts(ADD, k, n_prompts=c["n_prompts"], n_examples=c["n_examples"], skewed=False,
-                                    seed=c["seed"])[0]
-    saved = committed["groups"][0]
-    assert group["tasks"] == saved["tasks"]
+    study, name, k = _committed_study(), "add-d96-h6", 3
+    c = study.config
+    saved = next(e for e in study.models if e.name == name).block(k).groups[0]
+    group = scaling.mixture_prompts(ADD, k, n_prompts=c.n_prompts, n_examples=c.n_examples, skewed=False,
+                                    seed=c.seed)[0]
+    assert tuple(group["tasks"]) == saved.tasks
     model, _ = FlaxModel.trained(name)
     p = model.last_probs(group["tokens"])
     m = scaling.prompt_metrics(p, group["answers"], group["example_task"], k,
                                p_next=scaling.next_after(model, group["tokens"], p, group["answers"]))
-    np.testing.assert_allclose(m["d"], saved["d"], atol=1e-4)
-    np.testing.assert_allclose(m["p"], saved["p"], atol=2e-5)
-    np.testing.assert_allclose(m["kl"], saved["kl"], atol=2e-4)
-    assert np.mean(m["r_next_token"] == np.asarray(saved.get("r_next_token", saved["r"]))) >= 0.96
-    if "r_complete" in saved:  # the study carries both r's
-        assert np.mean(m["r"] == np.asarray(saved["r"])) >= 0.96
-        assert np.mean(m["r_complete"] == np.asarray(saved["r_complete"])) >= 0.96
-    assert np.mean(m["kl"]) == pytest.approx(np.mean(saved["kl"]), abs=1e-4)
+    np.testing.assert_allclose(m["d"], saved.d, atol=1e-4)
+    np.testing.assert_allclose(m["p"], saved.p, atol=2e-5)
+    np.testing.assert_allclose(m["kl"], saved.kl, atol=2e-4)
+    assert np.mean(m["r_next_token"] == np.asarray(saved.r_next_token or saved.r)) >= 0.96
+    if saved.r_complete is not None:  # the study carries both r's
+        assert np.mean(m["r"] == np.asarray(saved.r)) >= 0.96
+        assert np.mean(m["r_complete"] == np.asarray(saved.r_complete)) >= 0.96
+    assert np.mean(m["kl"]) == pytest.approx(np.mean(saved.kl), abs=1e-4)
 
 
 def test_the_committed_study_was_measured_on_the_shipped_weights():
@@ -265,11 +276,11 @@ def test_the_committed_study_was_measured_on_the_shipped_weights():
     shipped checkpoints are those weights, and the committed plots come from that file."""
     from empirical import runs
 
-    doc = _committed_study()
-    trained = [e for e in doc["models"] if e["kind"] == "trained"]
-    assert {e["name"] for e in trained} | set(doc["missing"]) == {m.name for m in scaling.members("all")}
+    study = _committed_study()
+    trained = [e for e in study.models if e.kind == "trained"]
+    assert {e.name for e in trained} | set(study.missing) == {m.name for m in scaling.members("all")}
     for e in trained:
-        if e["name"] in runs.available():
-            cfg, params, step = runs.load(e["name"])
-            assert step == scaling.STEPS and cfg == scaling.Member(e["name"], e["width"], e["heads"]).config()
-            assert scaling.fingerprint(params) == e["fingerprint"], e["name"]
+        if e.name in runs.available():
+            cfg, params, step = runs.load(e.name)
+            assert step == scaling.STEPS and cfg == scaling.Member(e.name, e.width, e.heads).config()
+            assert scaling.fingerprint(params) == e.fingerprint, e.name

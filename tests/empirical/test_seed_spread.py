@@ -10,6 +10,8 @@ import pytest
 
 from empirical import runs, seed_spread
 
+RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+
 
 @pytest.mark.parametrize("family", sorted(seed_spread.FIGURE3))
 def test_the_seeds_are_the_shipped_configuration_but_the_seed(family):
@@ -25,12 +27,28 @@ def test_an_unknown_family_is_one_clear_error():
 
 
 def test_the_committed_study_reads_back_with_its_spread():
-    doc = json.loads((Path(__file__).resolve().parents[2] / "benchmarks/results/seeds/seeds.json").read_text())
-    rows = seed_spread.table(doc)
-    assert {r["family"] for r in rows} == set(doc["families"])
-    for r, (fam, seeds) in zip(rows, doc["families"].items()):
-        assert r["seeds"] == len(seeds) == len(doc["seeds"]) >= 3
-        values = [next(p for p in e["points"] if p["lambda"] == 0.5)["p_a"] for e in seeds.values()]
-        assert (r["p_a@0.5"]["lo"], r["p_a@0.5"]["hi"]) == (min(values), max(values))
-        assert r["p_a@0.5"]["lo"] <= r["p_a@0.5"]["mean"] <= r["p_a@0.5"]["hi"]
-    assert "lookup" in seed_spread.summary(doc)
+    study = seed_spread.SeedStudy.from_json(RESULTS / "seeds" / "seeds.json")
+    rows = seed_spread.table(study)
+    assert {r.family for r in rows} == set(study.families)
+    for r, seeds in zip(rows, study.families.values()):
+        assert r.seeds == len(seeds) == len(study.seeds) >= 3
+        values = [next(p for p in e.points if p.lam == 0.5).p_a for e in seeds.values()]
+        assert (r.p_a.lo, r.p_a.hi) == (min(values), max(values))
+        assert r.p_a.lo <= r.p_a.mean <= r.p_a.hi
+    assert "lookup" in seed_spread.summary(study)
+
+
+def test_seeds_plot_reads_a_study_and_refuses_another_file(tmp_path):
+    study = RESULTS / "seeds" / "seeds.json"
+    lines = []
+    got = seed_spread.command("plot", study_path=str(study), out=tmp_path, echo=lines.append)
+    assert got == seed_spread.SeedStudy.from_json(study) and (tmp_path / "seeds.png").is_file()
+    assert "lookup" in lines[0]
+    doc = json.loads(study.read_text())
+    del doc["families"]["add"]["1"]["points"][2]["p_a"]
+    (tmp_path / "broken.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match=r"broken\.json is not a `superpose seeds eval` result \(.*missing field"):
+        seed_spread.command("plot", study_path=str(tmp_path / "broken.json"), out=tmp_path)
+    other = RESULTS / "within_prompt_summary.json"
+    with pytest.raises(ValueError, match="within_prompt_summary.json is not a `superpose seeds eval` result"):
+        seed_spread.command("plot", study_path=str(other), out=tmp_path)

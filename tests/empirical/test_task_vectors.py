@@ -5,6 +5,8 @@ on a tiny random LLM."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -137,10 +139,10 @@ def test_interpolation_ends_equal_the_single_task_patches(subjects, name):
     layer = 2
     answers = TV.LayoutPrompts(TS, 6).answers(queries)
     res = TV.convex(s, vecs, layer, queries, answers, TS.names, np.array([[1.0, 0.0], [0.0, 1.0]]))
-    for point, k in zip(res["points"], (0, 1)):
+    for point, k in zip(res.points, (0, 1)):
         probs = TV.patch(s, queries, layer, vecs[k][layer])[1]
         for j, task in enumerate(TS.tasks):
-            assert point["p"][TS.names[j]] == pytest.approx(TV.answer_probability(probs, task.apply(queries)).mean(),
+            assert point.p[TS.names[j]] == pytest.approx(TV.answer_probability(probs, task.apply(queries)).mean(),
                                                            abs=1e-6)
 
 
@@ -177,14 +179,12 @@ def test_mixture_fit_recovers_planted_coefficients():
     rng = np.random.default_rng(6)
     singles = rng.normal(size=(3, 20))
     fit = TV.mixture_fit(0.2 * singles[0] + 0.5 * singles[1] + 0.3 * singles[2], singles)
-    np.testing.assert_allclose(fit["coefficients"], [0.2, 0.5, 0.3], atol=1e-9)
-    assert fit["relative_residual"] < 1e-9
-    assert TV.mixture_fit(rng.normal(size=20) * 5, singles)["relative_residual"] > 0.5
+    np.testing.assert_allclose(fit.coefficients, [0.2, 0.5, 0.3], atol=1e-9)
+    assert fit.relative_residual < 1e-9
+    assert TV.mixture_fit(rng.normal(size=20) * 5, singles).relative_residual > 0.5
 
 
 def test_task_vectors_cli(tmp_path, capsys):
-    import json
-
     from empirical.cli import main
 
     assert main(["task-vectors", "--run", "add", "--quiet"]) == 2
@@ -194,20 +194,21 @@ def test_task_vectors_cli(tmp_path, capsys):
     out = tmp_path / "tv.json"
     assert main(["task-vectors", "--run", "lookup", "--prompts", "12", "--examples", "6", "--json", str(out),
                  "--out", str(tmp_path), "--quiet"]) == 0
-    result = json.loads(out.read_text())
-    assert result["command"] == "task-vectors" and "device" in result
-    assert set(result["contexts"]) == {"zero-shot", "random-label context"}
-    assert len(result["geometry"]["mixture_fit"]["50/50"]) == 4  # embedding + 3 layers
+    result = TV.TaskVectorsResult.from_json(out)
+    assert result.command == "task-vectors" and result.device and result.run == "lookup"
+    assert result.to_text() == out.read_text()
+    assert set(result.contexts) == {"zero-shot", "random-label context"}
+    assert len(result.geometry.mixture_fit["50/50"]) == 4  # embedding + 3 layers
     # numbers a broken computation changes: the convex line's ends are the single-task patches
     # scored on the same queries, and on real prompts of one task the shipped model answers it
-    for c in result["contexts"].values():
-        (a, b), ends = c["convex_two"]["tasks"], c["convex_two"]["points"]
-        assert ends[0]["p"][a] == pytest.approx(c["held_out"][a], abs=1e-9)
-        assert ends[-1]["p"][b] == pytest.approx(c["held_out"][b], abs=1e-9)
-    real = result["real_mixed"]
-    assert real[0]["lambda"] == 0.0 and real[0]["p"][a] > 0.9 and real[0]["p"][b] < 0.3
-    assert real[-1]["lambda"] == 1.0 and real[-1]["p"][b] > 0.9 and real[-1]["p"][a] < 0.3
-    assert (tmp_path / "task_vectors_lookup.png").is_file()
+    for c in result.contexts.values():
+        (a, b), ends = c.convex_two.tasks, c.convex_two.points
+        assert ends[0].p[a] == pytest.approx(c.held_out[a], abs=1e-9)
+        assert ends[-1].p[b] == pytest.approx(c.held_out[b], abs=1e-9)
+    real = result.real_mixed
+    assert real[0].lam == 0.0 and real[0].p[a] > 0.9 and real[0].p[b] < 0.3
+    assert real[-1].lam == 1.0 and real[-1].p[b] > 0.9 and real[-1].p[a] < 0.3
+    assert result.plot == str(tmp_path / "task_vectors_lookup.png") and Path(result.plot).is_file()
     assert "mixture fit" in capsys.readouterr().out
 
 
@@ -261,11 +262,14 @@ def test_llm_report_runs_end_to_end_on_a_tiny_gguf(tmp_path):
 
     model = load_model(write_tiny_gguf(tmp_path / "tiny.gguf", tiny_config(n_layers=2)))
     r = TV.report(model, TV.FamilyPrompts(model.tokenizer, "at", 2), n_prompts=4, n_queries=4, progress=False)
-    c = r["contexts"]["zero-shot"]
-    assert len(c["choice"]["mean"]) == 3 and 0 <= c["layer"] <= 2
-    assert set(c["held_out"]) == set(r["tasks"]) == {"A", "B", "A+B"}
-    assert len(c["convex_two"]["points"]) == len(TV.LAMBDAS) and c["convex_three"] is not None
-    assert [p["lambda"] for p in r["real_mixed"]] == list(TV.REAL_LAMBDAS)
-    assert all(0 <= v <= 1 for p in r["real_mixed"] for v in p["p"].values())
-    assert len(r["geometry"]["mixture_fit"]["50/50"]) == 3
+    c = r.contexts["zero-shot"]
+    assert len(c.choice.mean) == 3 and 0 <= c.layer <= 2
+    assert set(c.held_out) == set(r.tasks) == {"A", "B", "A+B"}
+    assert len(c.convex_two.points) == len(TV.LAMBDAS) and c.convex_three is not None
+    assert [p.lam for p in r.real_mixed] == list(TV.REAL_LAMBDAS)
+    assert all(0 <= v <= 1 for p in r.real_mixed for v in p.p.values())
+    assert len(r.geometry.mixture_fit["50/50"]) == 3
+    assert r.family == "at" and r.first_token and r.masked is None and r.n_examples is None
+    # what the command line writes reads back the same
+    assert TV.TaskVectorsResult.from_json(r.to_json()) == r
     assert TV.plot(r, tmp_path, "tiny").is_file()

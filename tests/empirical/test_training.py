@@ -165,13 +165,13 @@ def test_sweep_statistics_and_plot(tmp_path):
     params = training.init_state(cfg)["params"]
     res = sweep_lib.sweep(FlaxModel("model", cfg.model, params, batch=4), "add", [1, 3], n_prompts=7, n_examples=4,
                           lambdas=(0.0, 0.5, 1.0), progress=False)
-    assert res["tasks"] == ["add:1", "add:3"] and res["lambdas"] == [0.0, 0.5, 1.0]
-    for pt in res["points"]:
-        total = pt["p_a"]["mean"] + pt["p_b"]["mean"] + pt["p_other"]["mean"]
+    assert res.tasks == ("add:1", "add:3") and res.lambdas == (0.0, 0.5, 1.0)
+    for pt in res.points:
+        total = pt.p_a.mean + pt.p_b.mean + pt.p_other.mean
         assert total == pytest.approx(1.0, abs=1e-5)
-        for key in ("p_a", "p_b", "p_other", "acc_a", "acc_b"):
-            assert 0.0 <= pt[key]["mean"] <= 1.0 and pt[key]["ci95"] >= 0
-            assert pt[key]["lo"] <= pt[key]["mean"] <= pt[key]["hi"]
+        for stat in (pt.p_a, pt.p_b, pt.p_other, pt.acc_a, pt.acc_b):
+            assert 0.0 <= stat.mean <= 1.0 and stat.ci95 >= 0
+            assert stat.lo <= stat.mean <= stat.hi
     # The same seed gives the same numbers; batching does not change them.
     again = sweep_lib.sweep(FlaxModel("model", cfg.model, params, batch=3), "add", [1, 3], n_prompts=7,
                             n_examples=4, lambdas=(0.0, 0.5, 1.0), progress=False)
@@ -193,7 +193,7 @@ def test_sweep_probabilities_match_a_direct_forward_pass():
     logits, _ = run(cfg.model, params, jnp.asarray(prompts["tokens"]))
     p = np.asarray(jax.nn.softmax(logits[:, -1], axis=-1))
     want = np.take_along_axis(p, prompts["answers"], axis=1)[:, 0].mean()
-    assert res["points"][0]["p_a"]["mean"] == pytest.approx(float(want), rel=1e-5)
+    assert res.points[0].p_a.mean == pytest.approx(float(want), rel=1e-5)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -215,9 +215,10 @@ def test_cli_train_and_sweep_write_results(tmp_path, capsys, monkeypatch):
     assert _cli(["sweep", "--run", str(run_dir), "--tasks", "add:1,add:3", "--prompts", "4", "--examples", "3",
                  "--batch", "4", "--json", str(tmp_path / "s.json"), "--out", str(tmp_path / "plots"),
                  "--quiet"]) == 0
-    res = json.loads((tmp_path / "s.json").read_text())
-    assert res["tasks"] == ["add:1", "add:3"] and len(res["points"]) == 11
-    assert {"config", "package_version", "device", "date", "checkpoint_step"} <= set(res)
+    res = sweep_lib.Sweep.from_json(tmp_path / "s.json")
+    assert res.tasks == ("add:1", "add:3") and len(res.points) == 11
+    assert None not in (res.config, res.package_version, res.device, res.date, res.checkpoint_step)
+    assert res.command == "sweep" and res.plot.endswith("sweep_add1_add3.png")
     assert (tmp_path / "plots" / "sweep_add1_add3.png").is_file()
     out = capsys.readouterr().out
     assert "lambda=0.5" in out
@@ -256,13 +257,13 @@ def test_sweep_keeps_per_prompt_values_and_their_statistics():
     params = training.init_state(cfg)["params"]
     res = sweep_lib.sweep(FlaxModel("model", cfg.model, params, batch=8), "add", [1, 3], n_prompts=9, n_examples=4,
                           lambdas=(0.2,), progress=False)
-    pt = res["points"][0]
-    pa, pb = np.array(pt["per_prompt"]["p_a"]), np.array(pt["per_prompt"]["p_b"])
-    assert len(pa) == len(pb) == len(pt["per_prompt"]["share_a"]) == 9
-    assert pt["p_a"]["mean"] == pytest.approx(pa.mean(), abs=1e-4)
-    assert pt["second"]["mean"] == pytest.approx(np.minimum(pa, pb).mean(), abs=1e-4)
-    assert pt["several"]["mean"] == pytest.approx((np.minimum(pa, pb) >= 0.1).mean(), abs=1e-9)
-    assert pt["reference"]["proportional"]["second"] == pytest.approx(0.2)
+    pt = res.points[0]
+    pa, pb = np.array(pt.per_prompt.p_a), np.array(pt.per_prompt.p_b)
+    assert len(pa) == len(pb) == len(pt.per_prompt.share_a) == 9
+    assert pt.p_a.mean == pytest.approx(pa.mean(), abs=1e-4)
+    assert pt.second.mean == pytest.approx(np.minimum(pa, pb).mean(), abs=1e-4)
+    assert pt.several.mean == pytest.approx((np.minimum(pa, pb) >= 0.1).mean(), abs=1e-9)
+    assert pt.reference.proportional.second == pytest.approx(0.2)
     with pytest.raises(ValueError, match="lambda must lie in"):
         sweep_lib.sweep(FlaxModel("model", cfg.model, params, batch=8), "add", [1, 3], n_prompts=2, n_examples=2,
                         lambdas=(1.5,), progress=False)
@@ -288,8 +289,8 @@ def test_constructed_model_sweeps_the_same_prompts_within_its_bound():
         outs = task_outputs(prompts["tokens"], ts.tasks, ts.example_len)  # [P, 3]
         share = alpha / alpha.sum(1, keepdims=True)
         want = np.stack([(share * (outs == prompts["answers"][:, [k]])).sum(1) for k in range(2)], axis=1)
-        pp = res["points"][i]["per_prompt"]
-        got = np.stack([pp["p_a"], pp["p_b"]], axis=1)
+        pp = res.points[i].per_prompt
+        got = np.stack([pp.p_a, pp.p_b], axis=1)
         assert np.abs(got - want).max() <= tol + 1e-5  # + the JSON's rounding to 5 decimals
 
 
@@ -410,9 +411,9 @@ def test_tiny_lookup_preset_learns_and_superposes_on_average(tmp_path):
                           n_examples=cfg.n_examples - 1, progress=False)
     p_a, p_b = sweep_lib.series(res, "p_a"), sweep_lib.series(res, "p_b")
     mid = sweep_lib.at(res, 0.5)
-    assert mid["p_a"]["mean"] >= 0.2 and mid["p_b"]["mean"] >= 0.2, mid
+    assert mid.p_a.mean >= 0.2 and mid.p_b.mean >= 0.2, mid
     assert p_a[-1] > 0.9 and p_b[0] > 0.9  # single-task prompts
-    assert np.corrcoef(res["lambdas"], p_a)[0, 1] > 0.9  # P(A) rises with lambda
+    assert np.corrcoef(res.lambdas, p_a)[0, 1] > 0.9  # P(A) rises with lambda
     assert np.all(np.diff(p_a[::2]) > 0)  # ... monotonically on the grid 0, 0.2, ..., 1
 
 
@@ -421,16 +422,16 @@ def test_sweep_reports_every_family_tasks_answer_probability():
     params = training.init_state(cfg)["params"]
     model = FlaxModel("model", cfg.model, params, batch=8)
     res = sweep_lib.sweep(model, "add", [1, 3], n_prompts=6, n_examples=4, lambdas=(0.4,), progress=False)
-    pt = res["points"][0]
-    assert set(pt["family_tasks"]) == {f"add:{h}" for h in range(10)}
-    assert pt["family_tasks"]["add:1"] == pytest.approx(pt["p_a"]["mean"], abs=1e-6)
-    assert pt["family_tasks"]["add:3"] == pytest.approx(pt["p_b"]["mean"], abs=1e-6)
+    pt = res.points[0]
+    assert set(pt.family_tasks) == {f"add:{h}" for h in range(10)}
+    assert pt.family_tasks["add:1"] == pytest.approx(pt.p_a.mean, abs=1e-6)
+    assert pt.family_tasks["add:3"] == pytest.approx(pt.p_b.mean, abs=1e-6)
     # add's ten answers to a query are the ten digits: their probabilities are the digits' mass.
     prompts = synthetic.mixed_prompts(synthetic.FAMILIES["add"], np.random.default_rng([0, 0]), 6, 4, [1, 3],
                                       [0.4, 0.6])
     p = model.last_probs(prompts["tokens"])
     digits = p[:, synthetic.DIGIT0:synthetic.DIGIT0 + 10].sum(1).mean()
-    assert sum(pt["family_tasks"].values()) == pytest.approx(digits, abs=1e-5)
+    assert sum(pt.family_tasks.values()) == pytest.approx(digits, abs=1e-5)
 
 
 def test_sweep_follows_last_counts_prompts_led_by_their_last_example():
@@ -447,9 +448,9 @@ def test_sweep_follows_last_counts_prompts_led_by_their_last_example():
 
     res = sweep_lib.sweep(last_example_model, fam, [1, 3], n_prompts=50, n_examples=6, lambdas=(0.3, 0.5),
                           progress=False)
-    for pt in res["points"]:
-        assert pt["follows_last"]["mean"] == 1.0
-        assert pt["p_a"]["mean"] + pt["p_b"]["mean"] == pytest.approx(1.0)
+    for pt in res.points:
+        assert pt.follows_last.mean == 1.0
+        assert pt.p_a.mean + pt.p_b.mean == pytest.approx(1.0)
 
 
 def test_cli_export_ships_a_run_with_its_evaluation(tmp_path, capsys):

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from empirical import within_prompt as wp
+
+RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
 
 
 def _chooser(lam: float, n: int, rng) -> np.ndarray:
@@ -75,6 +80,23 @@ def test_bad_input_is_one_clear_error():
         wp.per_prompt(np.array([[0.7, 0.6]]))
 
 
+def _saved_sweep(lam: float, p: np.ndarray, share, *, run: str | None = None, tasks=("add:1", "add:3")):
+    """A one-lambda sweep result whose prompts give task probabilities ``p`` [n, 2] and A's shares
+    ``share``, as saved before the variance ratio was recorded (its other statistics: placeholders)."""
+    from empirical.results import MeanCI
+    from empirical.sweep import PerPrompt, Sweep, SweepPoint
+
+    n, none = len(p), MeanCI.of(np.zeros(len(p)))
+    point = SweepPoint(lam=lam, p_a=MeanCI.of(p[:, 0]), p_b=MeanCI.of(p[:, 1]), p_other=MeanCI.of(1 - p.sum(1)),
+                       acc_a=none, acc_b=none, kl=none,
+                       **{key: MeanCI.of(v) for key, v in wp.per_prompt(np.clip(p, 0, 1)).items()},
+                       reference=wp.Reference.of([lam, 1 - lam]), family_tasks={}, follows_last=none,
+                       per_prompt=PerPrompt(p_a=tuple(p[:, 0].tolist()), p_b=tuple(p[:, 1].tolist()),
+                                            share_a=tuple(np.asarray(share, dtype=float).tolist())))
+    return Sweep(command="sweep", run=run, family="add", tasks=tasks, task_labels=tasks, n_prompts=n,
+                 n_examples=19, seed=0, lambdas=(lam,), points=(point,))
+
+
 def test_summary_rows_from_saved_sweep_and_probe_results(tmp_path):
     """from_sweep / from_probe read the numbers a saved result carries; the CLI plots them."""
     from empirical import cli
@@ -83,31 +105,37 @@ def test_summary_rows_from_saved_sweep_and_probe_results(tmp_path):
     lam, n = 0.5, 200
     chooser = _chooser(lam, n, rng)
     share = rng.binomial(19, lam, size=n) / 19
-    point = {"lambda": lam, **wp.summary(chooser), "reference": wp.reference([lam, 1 - lam]),
-             "per_prompt": {"p_a": chooser[:, 0].tolist(), "p_b": chooser[:, 1].tolist(), "share_a": share.tolist()}}
-    sweep = {"run": "x", "tasks": ["add:1", "add:3"], "n_prompts": n, "lambdas": [lam], "points": [point]}
+    sweep = _saved_sweep(lam, chooser, share, run="x")
     row = wp.from_sweep(sweep, lam)
-    assert row["second"]["mean"] == 0.0 and row["several"]["mean"] == 0.0
-    assert row["proportional"] == pytest.approx(np.minimum(share, 1 - share).mean())
+    assert row.second.mean == 0.0 and row.several.mean == 0.0
+    assert row.proportional == pytest.approx(np.minimum(share, 1 - share).mean())
     with pytest.raises(ValueError, match="no lambda"):
         wp.from_sweep(sweep, 0.3)
-    mixer = np.tile([0.25, 0.25, 0.25, 0.25], (10, 1))
-    probe = {"family": "add", "summary": {"tasks": ["a", "b", "c", "d"], "within_prompt": wp.summary(mixer),
-                                          "within_prompt_reference": wp.reference([0.25] * 4)},
-             "per_prompt": [{"probs": list(p)} for p in mixer]}
-    assert wp.from_probe(probe)["second"]["mean"] == pytest.approx(0.25)
-    assert wp.from_probe(probe)["proportional"] == pytest.approx(0.25)
-    import json
+    from empirical.llm.probe import load_saved
 
-    (tmp_path / "s.json").write_text(json.dumps(sweep))
-    (tmp_path / "p.json").write_text(json.dumps({"config": {"model": "m.gguf"}, "results": [probe]}))
-    assert cli.main(["within-prompt", "--sweep", str(tmp_path / "s.json"), "--probe", str(tmp_path / "p.json"),
-                           "--json", str(tmp_path / "w.json"), "--out", str(tmp_path)]) == 0
-    rows = json.loads((tmp_path / "w.json").read_text())["rows"]
-    assert set(rows) == {"trained x: add:1 vs add:3", "m: add"}
+    saved = RESULTS / "llm_probe" / "smollm2_add_100.json"
+    family = load_saved(saved).results[0]
+    k = len(family.summary.tasks)
+    probe_row = wp.from_probe(family)
+    assert probe_row.second == family.summary.within_prompt.second and probe_row.prompts == len(family.per_prompt)
+    assert probe_row.proportional == pytest.approx(1 / k) and probe_row.setting == f"{k} tasks, 1/{k} each"
+    recomputed = wp.summary(np.array([r.probs for r in family.per_prompt]))
+    assert probe_row.second.mean == pytest.approx(recomputed["second"]["mean"], abs=1e-12)
+
+    sweep.write(tmp_path / "s.json")
+    assert cli.main(["within-prompt", "--sweep", str(tmp_path / "s.json"), "--probe", str(saved),
+                     "--json", str(tmp_path / "w.json"), "--out", str(tmp_path)]) == 0
+    result = wp.WithinPromptResult.from_json(tmp_path / "w.json")
+    assert set(result.rows) == {"trained x: add:1 vs add:3", "smollm2: add"}
+    assert isinstance(result.rows["trained x: add:1 vs add:3"], wp.SweepRow)
+    assert type(result.rows["smollm2: add"]) is wp.Row and result.rows["smollm2: add"] == probe_row
+    assert result.rows["trained x: add:1 vs add:3"] == row and result.plot is not None
     assert (tmp_path / "within_prompt_summary.png").is_file()
     assert cli.main(["within-prompt"]) == 2
     assert cli.main(["within-prompt", "--sweep", str(tmp_path / "missing.json")]) == 2
+    # a file of another kind (here the probe result) given as a sweep: one clear error
+    with pytest.raises(ValueError, match=r"smollm2_add_100\.json is not a `superpose sweep` result \(.*unknown field"):
+        wp.command([str(saved)])
 
 
 def test_variance_ratio_of_a_saved_sweep_and_probe():
@@ -116,17 +144,20 @@ def test_variance_ratio_of_a_saved_sweep_and_probe():
     rng = np.random.default_rng(2)
     chooser = _chooser(0.3, 400, rng)
     mixer = np.tile([0.3, 0.7], (400, 1)) + 0.001 * rng.standard_normal((400, 2))
-    points = [{"lambda": 0.3, **wp.summary(np.clip(x, 0, 1)), "per_prompt": {"p_a": x[:, 0].tolist(),
-               "p_b": x[:, 1].tolist(), "share_a": [0.3] * 400}} for x in (chooser,)]
-    sweep = {"run": "c", "tasks": ["a", "b"], "n_prompts": 400, "lambdas": [0.3], "points": points}
+    sweep = _saved_sweep(0.3, chooser, [0.3] * 400, run="c", tasks=("a", "b"))
+    assert sweep.points[0].variance_ratio is None
     row = wp.from_sweep(sweep, 0.3)
-    assert row["variance_ratio"]["a"] == pytest.approx(1.0) and row["variance_ratio_range"][0] == pytest.approx(1.0)
-    points[0]["per_prompt"].update(p_a=mixer[:, 0].tolist(), p_b=mixer[:, 1].tolist())
-    assert max(wp.from_sweep(sweep, 0.3)["variance_ratio"].values()) < 0.001
-    probe = {"family": "f", "per_prompt": [{"probs": list(p)} for p in chooser],
-             "summary": {"tasks": ["a", "b"], "within_prompt": wp.summary(chooser),
-                         "within_prompt_reference": wp.reference([0.5, 0.5])}}
-    assert wp.from_probe(probe)["variance_ratio"] == {"a": pytest.approx(1.0), "b": pytest.approx(1.0)}
+    assert row.variance_ratio["a"] == pytest.approx(1.0) and row.variance_ratio_range[0] == pytest.approx(1.0)
+    pt = sweep.points[0]
+    mixed = replace(pt, per_prompt=replace(pt.per_prompt, p_a=tuple(mixer[:, 0]), p_b=tuple(mixer[:, 1])))
+    assert max(wp.from_sweep(replace(sweep, points=(mixed,)), 0.3).variance_ratio.values()) < 0.001
+    from empirical.llm.probe import load_saved
+
+    family = load_saved(RESULTS / "llm_probe" / "gemma3_letter_100.json").results[0]
+    recomputed = wp.variance_ratio(np.array([r.probs for r in family.per_prompt]))
+    ratios = wp.from_probe(family).variance_ratio
+    assert list(ratios) == list(family.summary.tasks)
+    assert list(ratios.values()) == pytest.approx(recomputed, abs=1e-12)
 
 
 def _authors_files(folder, lams=(0.1, 0.5, 0.9), chooser=True):
@@ -145,13 +176,13 @@ def _authors_files(folder, lams=(0.1, 0.5, 0.9), chooser=True):
 def test_the_authors_logged_ratios_are_read_per_lambda(tmp_path):
     _authors_files(tmp_path)
     got = wp.load_authors(tmp_path)
-    run = got["runs"]["copy"]
-    assert got["repository"] == wp.AUTHORS_RUNS and set(got["sha256"]) == {"run_summaries.json", "run_configs.json"}
-    assert set(run["variance_ratio_by_lambda"]) == {"0.1", "0.5", "0.9"}  # lambda 0 and 1: m(1 - m) = 0
-    assert run["variance_ratio_range"] == [pytest.approx(1.0), pytest.approx(1.0)]
-    assert run["p_a_plus_p_b_by_lambda"]["0.5"] == pytest.approx(1.0)
+    run = got.runs["copy"]
+    assert got.repository == wp.AUTHORS_RUNS and set(got.sha256) == {"run_summaries.json", "run_configs.json"}
+    assert set(run.variance_ratio_by_lambda) == {"0.1", "0.5", "0.9"}  # lambda 0 and 1: m(1 - m) = 0
+    assert run.variance_ratio_range == (pytest.approx(1.0), pytest.approx(1.0))
+    assert run.p_a_plus_p_b_by_lambda["0.5"] == pytest.approx(1.0)
     _authors_files(tmp_path, chooser=False)
-    assert wp.load_authors(tmp_path)["runs"]["copy"]["variance_ratio_range"] == [0.0, 0.0]
+    assert wp.load_authors(tmp_path).runs["copy"].variance_ratio_range == (0.0, 0.0)
     with pytest.raises(ValueError, match="does not exist"):
         wp.load_authors(tmp_path / "nope")
     with pytest.raises(ValueError, match="2 run summaries but 1"):
@@ -163,19 +194,16 @@ def test_within_prompt_cli_with_the_authors_runs(tmp_path, capsys):
 
     from empirical import cli
 
-    rng = np.random.default_rng(3)
-    chooser = _chooser(0.5, 50, rng)
-    probe = {"family": "add", "per_prompt": [{"probs": list(p)} for p in chooser],
-             "summary": {"tasks": ["a", "b"], "within_prompt": wp.summary(chooser),
-                         "within_prompt_reference": wp.reference([0.5, 0.5])}}
-    (tmp_path / "p.json").write_text(json.dumps({"config": {"model": "gemma3"}, "results": [probe]}))
+    probe = RESULTS / "llm_probe" / "gemma3_add_100.json"
     (tmp_path / "authors").mkdir()
     _authors_files(tmp_path / "authors")
-    assert cli.main(["within-prompt", "--probe", str(tmp_path / "p.json"), "--authors", str(tmp_path / "authors"),
+    assert cli.main(["within-prompt", "--probe", str(probe), "--authors", str(tmp_path / "authors"),
                      "--json", str(tmp_path / "w.json")]) == 0
-    doc = json.loads((tmp_path / "w.json").read_text())
-    assert doc["rows"]["gemma3: add"]["variance_ratio"]["a"] == pytest.approx(1.0)
-    assert doc["authors"]["runs"]["copy"]["variance_ratio_range"][0] == pytest.approx(1.0)
-    assert "authors" not in json.dumps(doc["config"]).replace('"authors": "JackCai1206', "")  # no path recorded
+    result = wp.WithinPromptResult.from_json(tmp_path / "w.json")
+    from empirical.llm.probe import load_saved
+
+    assert result.rows["gemma3: add"] == wp.from_probe(load_saved(probe).results[0])
+    assert result.authors.runs["copy"].variance_ratio_range[0] == pytest.approx(1.0)
+    assert "authors" not in json.dumps(result.config).replace('"authors": "JackCai1206', "")  # no path recorded
     assert "authors' copy" in capsys.readouterr().out
-    assert cli.main(["within-prompt", "--probe", str(tmp_path / "p.json"), "--authors", str(tmp_path / "no")]) == 2
+    assert cli.main(["within-prompt", "--probe", str(probe), "--authors", str(tmp_path / "no")]) == 2
