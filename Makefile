@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.superpose-installed
 
-.PHONY: install demo test test-slow test-thorough bad-input check bench clean pretrained figure3 like-construction compare task-vectors scaling mixture seeds probes decoding docs notebooks
+.PHONY: install demo test test-slow test-thorough bad-input check bench clean pretrained figure3 like-construction compare task-vectors scaling scaling-seeds mixture seeds probes decoding docs notebooks
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/training.py --family add
 	$(PY) benchmarks/training_breakdown.py
 	$(PY) benchmarks/training_many.py
+	$(PY) benchmarks/training_variants.py
 	$(PY) benchmarks/llm_harness.py
 
 clean:
@@ -134,6 +135,15 @@ scaling: $(STAMP)
 	$(VENV)/bin/superpose scaling plot --study $(SCALING)/scaling.json --out $(SCALING)
 	$(VENV)/bin/superpose scaling calibration --study $(SCALING)/scaling.json --out $(SCALING) \
 	  $(foreach f,$(wildcard benchmarks/results/calibration/llm_*.json),--llm $(f))
+
+# The scaling and capacity members at seeds 1 and 2 (each member's seeds in one vmapped step;
+# finished runs are kept; all eight members take ~4 hours on 2 cores), evaluated on the study's
+# prompts (100 per K), and the study's plots with every seed.
+scaling-seeds: $(STAMP)
+	$(VENV)/bin/superpose scaling train --seeds 1,2 --runs runs/scaling-seeds --quiet
+	$(VENV)/bin/superpose scaling runs --prompts 100 $(foreach r,$(sort $(wildcard runs/scaling-seeds/add-*-seed[12])),--run $(r)) \
+	  --json $(SCALING)/seeds.json --quiet
+	$(VENV)/bin/superpose scaling plot --study $(SCALING)/scaling.json --spread $(SCALING)/seeds.json --out $(SCALING)
 
 # Which training makes a model superpose within one prompt (docs/theory.md section 7): the
 # construction-shaped model on mixed training sequences, p_mix 0 / 0.2 / 1 after a 1500-step

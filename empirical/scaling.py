@@ -715,14 +715,17 @@ def plot_family(study: ScalingStudy, which: str, path: str | os.PathLike, spread
     axes[3].plot(x, [e.single_task_late_acc for e in models], "ko-", markersize=4, label="all tasks")
     axes[3].plot(x, [e.worst_task_late_acc for e in models], "k^--", markersize=4, label="worst task")
     axes[3].axhline(0.1, color="gray", ls=":", lw=1)
-    axes[3].set_ylim(0, 1.12 if spread is not None else 1.02)
+    axes[3].set_ylim(0, 1.02)
     others = [seeds_of(e, spread) for e in models]
+    counts = []
     for xi, e, more in zip(x, models, others):
         if more:
             axes[3].plot([xi] * len(more), [m.single_task_late_acc for m in more], "kx", markersize=6)
             learned = sum(a >= LEARNED for a in [e.single_task_late_acc] + [m.single_task_late_acc for m in more])
-            axes[3].annotate(f"{learned}/{len(more) + 1} learned", (xi, 1.04), ha="center", fontsize=6)
-    axes[3].margins(x=0.12)
+            where = f"{e.params / 1e6:.2f}M" if which == "scaling" else f"{e.heads} head{'s' if e.heads != 1 else ''}"
+            counts.append(f"{where} {learned}/{len(more) + 1}")
+    if counts:
+        axes[3].set_title(f"seeds that learned (acc. >= {LEARNED}):\n" + ", ".join(counts), fontsize=7)
     axes[3].legend(fontsize=7, loc="center right")
     # r as the answers among the K most likely next tokens (the study's first r; saved studies
     # before the split carry it as "r"); the authors' r and ours are in the JSON
