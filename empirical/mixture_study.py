@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from empirical import superposition, training
-from empirical.results import Record, ResultError, Stampable, Stamped, key, optional, read_json, record, result_type
+from empirical.results import Record, Stampable, Stamped, key, optional, read_result, record, result_type
 from empirical.superposition import SuperpositionReport
 
 #: The two tasks of the lambda grid and signatures (lookup: copy x0 and copy x2).
@@ -305,20 +305,6 @@ class MixtureAblation(Stamped):
 def _fields(rec: Record) -> dict:
     """A record's fields by name (shallow: nested records stay records)."""
     return {f.name: getattr(rec, f.name) for f in fields(rec)}
-
-
-def read_result(path: str | os.PathLike) -> MixtureEval | MixtureAblation:
-    """The ``mixture eval`` or ``mixture ablate`` result in ``path`` (a ValueError for a file of
-    another kind, or one that does not fit its type)."""
-    doc = read_json(path, "study")
-    kinds = {"mixture eval": MixtureEval, "mixture ablate": MixtureAblation}
-    cls = kinds.get(doc.get("command")) if isinstance(doc, dict) else None
-    if cls is None:
-        raise ValueError(f"{path} is not a `superpose mixture eval` or `mixture ablate` result")
-    try:
-        return cls.from_json(doc)
-    except ResultError as err:
-        raise ValueError(f"{path}: {err}") from None
 
 
 def _check(value: float, rule: tuple[str, float]) -> bool:
@@ -655,7 +641,7 @@ def command(action: str, *, preset: str = "like-construction", runs: str | os.Pa
         return doc
     if study_path is None:
         raise ValueError("mixture plot needs --study, a `superpose mixture eval` JSON")
-    doc = read_result(study_path)
+    doc = read_result(study_path, "mixture eval", "mixture ablate")
     if isinstance(doc, MixtureAblation):
         echo("\n".join(ablation_lines(doc)))
         echo(f"plot: {plot_ablation(doc, out / 'mixture_ablation.png')}")

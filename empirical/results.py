@@ -220,6 +220,25 @@ def result_class(payload) -> type | None:
     return types_.get(payload.get("command")) or types_.get(payload.get("benchmark"))
 
 
+def read_result(path: str | os.PathLike, *commands: str):
+    """The typed result in the file ``path``, written by one of ``commands`` (e.g. ``"sweep"``):
+    one ValueError naming the file when it does not fit that command's record or another
+    command wrote it."""
+    kinds = f"`superpose {commands[0]}`" + "".join(f" or `{c}`" for c in commands[1:])
+    doc = read_json(path, "result")
+    types_ = result_types()
+    cls = types_.get(doc.get("command") if isinstance(doc, dict) else None)
+    if cls is None or doc.get("command") not in commands:
+        cls = types_[commands[0]]
+    try:
+        result = cls.from_json(doc)
+    except ResultError as err:
+        raise ValueError(f"{path} is not a {kinds} result ({err})") from None
+    if result.command is not None and result.command not in commands:
+        raise ValueError(f"{path} is not a {kinds} result (its command is {result.command!r})")
+    return result
+
+
 class ResultError(ValueError):
     """A result file that does not fit its typed result (unknown or missing fields, wrong shapes)."""
 

@@ -36,7 +36,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from empirical import synthetic
-from empirical.results import MeanCI, Record, ResultError, Stamped, optional, record, result_type
+from empirical.results import MeanCI, Record, Stamped, optional, record, result_type
 from empirical.training import TrainConfig, tiny
 
 #: Training budget of every member: steps, sequences per step (40 examples each).
@@ -650,30 +650,18 @@ def evaluate_study(runs_dir: str | os.PathLike, *, n_prompts: int = 500, seed: i
     return ScalingStudy(command="scaling eval", **provenance(config), missing=tuple(missing), models=tuple(entries))
 
 
-def read_study(path: str | os.PathLike, what: str = "study") -> ScalingStudy:
+def read_study(path: str | os.PathLike) -> ScalingStudy:
     """The study of a `superpose scaling eval` JSON file (a ValueError naming the file otherwise)."""
-    from empirical.results import read_json
+    from empirical.results import read_result
 
-    doc = read_json(path, what)
-    if not isinstance(doc, dict) or doc.get("command") != "scaling eval" or "models" not in doc:
-        raise ValueError(f"{path} is not a `superpose scaling eval` result")
-    try:
-        return ScalingStudy.from_json(doc)
-    except ResultError as err:
-        raise ResultError(f"{path}: {err}") from None
+    return read_result(path, "scaling eval")
 
 
 def read_runs(path: str | os.PathLike) -> ScalingRuns:
     """The runs of a `superpose scaling runs` JSON file (a ValueError naming the file otherwise)."""
-    from empirical.results import read_json
+    from empirical.results import read_result
 
-    doc = read_json(path, "runs result")
-    if not isinstance(doc, dict) or doc.get("command") != "scaling runs":
-        raise ValueError(f"{path} is not a `superpose scaling runs` result")
-    try:
-        return ScalingRuns.from_json(doc)
-    except ResultError as err:
-        raise ResultError(f"{path}: {err}") from None
+    return read_result(path, "scaling runs")
 
 
 #: Single-task accuracy (second half of one-task sequences) from which a model counts as having
@@ -824,7 +812,7 @@ def command(action: str, *, runs: str = "runs/scaling", which: str = "all", seed
     """``superpose scaling train|runs|eval|plot|calibration`` (one action per call): train the
     members, evaluate other runs or the study (JSON), plot it, or fit calibration exponents of
     the study's models and saved LLM calibration runs."""
-    from empirical.results import provenance, read_json
+    from empirical.results import provenance
 
     out = Path(out)
     if action == "train":
@@ -838,7 +826,7 @@ def command(action: str, *, runs: str = "runs/scaling", which: str = "all", seed
         echo(f"json: {target}")
         return
     if action == "eval":
-        earlier = read_study(reuse, "study to reuse") if reuse else None
+        earlier = read_study(reuse) if reuse else None
         result = evaluate_study(runs, n_prompts=prompts, seed=seed, progress=progress, reuse=earlier)
         target = json_path or str(out / "scaling.json")
         result.write(target, indent=None)
@@ -856,15 +844,11 @@ def command(action: str, *, runs: str = "runs/scaling", which: str = "all", seed
         return
     from empirical import calibration
 
-    from empirical.llm.probe import SkewedResult
+    from empirical.results import read_result
 
     llm_docs = []
     for path in llm:
-        payload = read_json(path, "LLM calibration result")
-        try:
-            doc = SkewedResult.from_json(payload)
-        except ResultError as err:
-            raise ValueError(f"{path} is not a `superpose probe skewed` result ({err})") from None
+        doc = read_result(path, "probe --skewed")
         if not doc.rows:
             raise ValueError(f"{path} holds no calibration rows (a `superpose probe skewed` JSON)")
         llm_docs.append(doc)

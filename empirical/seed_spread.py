@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from empirical import training
-from empirical.results import Record, ResultError, Stampable, key, optional, record, result_type
+from empirical.results import Record, Stampable, key, optional, read_result, record, result_type
 
 #: Each family's Figure 3 pair (the shipped sweeps': benchmarks/results/training/sweep_*.json).
 FIGURE3 = {"add": ("add:2", "add:6"), "copy": ("copy:1", "copy:5"), "lookup": ("lookup:0", "lookup:1")}
@@ -258,7 +258,7 @@ def command(action: str, *, runs: str | os.PathLike = "runs/seeds", families: li
     """``superpose seeds train|eval|plot`` as one call (``families``: default every Figure 3
     family; ``study_path``: the JSON to plot); echoes what the command prints and returns the
     evaluation (or the trained runs)."""
-    from empirical.results import provenance, read_json
+    from empirical.results import provenance
 
     out = Path(out)
     families = tuple(families) if families else tuple(FIGURE3)
@@ -281,13 +281,7 @@ def command(action: str, *, runs: str | os.PathLike = "runs/seeds", families: li
         return study
     if study_path is None:
         raise ValueError("seeds plot needs --study, a `superpose seeds eval` JSON")
-    doc = read_json(study_path, "study")
-    if not isinstance(doc, dict) or doc.get("command") != "seeds eval":
-        raise ValueError(f"{study_path} is not a `superpose seeds eval` result")
-    try:
-        study = SeedStudy.from_json(doc)
-    except ResultError as err:
-        raise ValueError(f"{study_path} is not a `superpose seeds eval` result ({err})") from None
+    study = read_result(study_path, "seeds eval")
     echo(summary(study))
     echo(f"plot: {plot(study, out / 'seeds.png')}")
     return study

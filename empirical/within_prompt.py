@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from empirical.results import MeanCI, Record, ResultError, Stamped, optional, record, result_type
+from empirical.results import MeanCI, Record, Stamped, optional, read_result, record, result_type
 
 Z95 = 1.959963984540054
 THRESHOLD = 0.1
@@ -355,18 +355,6 @@ def plot_summary(rows: dict[str, Row], path, title: str = ""):
     return save_figure(fig, path)
 
 
-def read_sweep(path):
-    """The :class:`empirical.sweep.Sweep` of a saved ``superpose sweep`` result (one ValueError
-    naming the file when it is not one)."""
-    from empirical.results import read_json
-    from empirical.sweep import Sweep
-
-    try:
-        return Sweep.from_json(read_json(path, "sweep result"))
-    except ResultError as err:
-        raise ValueError(f"{path} is not a `superpose sweep` result ({err})") from None
-
-
 def command(sweeps: Sequence[str] = (), probes: Sequence[str] = (), *, lam: float = 0.5, authors=None, out=None,
             json_path=None, echo=print) -> WithinPromptResult:
     """``superpose within-prompt``: one row per saved sweep (at ``lam``) and probe result, with the
@@ -382,7 +370,7 @@ def command(sweeps: Sequence[str] = (), probes: Sequence[str] = (), *, lam: floa
         raise ValueError("give at least one --sweep or --probe result file")
     if not 0.0 <= lam <= 1.0:
         raise ValueError(f"--lambda must lie in [0, 1], got {lam}")
-    sweep_results = [read_sweep(p) for p in sweeps]
+    sweep_results = [read_result(p, "sweep") for p in sweeps]
     probe_docs = [load_saved(p) for p in probes]
     table = rows(sweep_results, probe_docs, lam)
     logged = load_authors(authors) if authors else None
