@@ -179,6 +179,7 @@ def _scaling(args) -> None:
     from empirical import scaling
 
     scaling.command(args.action, runs=args.runs, which=args.which, seeds=number_list("--seeds", args.seeds),
+                    lrs=number_list("--lrs", args.lrs, float),
                     run_dirs=args.run or (), prompts=args.prompts, study=args.study, reuse=args.reuse,
                     llm=args.llm or (), spread=args.spread, **outputs(args))
 
@@ -312,8 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "evaluate them (JSON), plot them, fit calibration, or evaluate other runs the same way")
     flags(p, ("--runs", "runs/scaling", "directory of the members' run directories (default runs/scaling; members "
                                         "not there are read from the shipped models)"),
-          ("--which", "all", "train: which family", ("scaling", "capacity", "all")),
+          ("--which", "all", "train: scaling, capacity, all, or one member by name (e.g. add-d24-h6)"),
           ("--seeds", None, "train: comma-separated seeds, one vmapped step per member (runs <name>-seed<s>)"),
+          ("--lrs", None, "train: a learning-rate grid instead of the budget rule's, with --seeds (default 0) in "
+                          "the same step (runs <name>-lr<lr>-seed<s>)"),
           ("--prompts", 500, "eval: prompts per K (default 500)", positive),
           ("--study", None, "plot, calibration: a `superpose scaling eval` JSON"),
           ("--reuse", None, "eval: keep this earlier study's entries of members whose weights are unchanged"),

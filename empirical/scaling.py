@@ -51,6 +51,11 @@ HEADS = (1, 2, 3, 6)
 CAPACITY_WIDTH = 96
 
 
+def budget_lr(width: int) -> float:
+    """The budget rule's learning rate of a member of width ``width``: 3e-3 x min(1, sqrt(64 / width))."""
+    return 3e-3 * min(1.0, math.sqrt(64 / width))
+
+
 @dataclass(frozen=True)
 class Member:
     """One model of a family: its name (its run directory's) and its width and heads."""
@@ -64,7 +69,7 @@ class Member:
         d, h = self.width, self.heads
         if d % h:
             raise ValueError(f"width {d} is not a multiple of {h} heads")
-        return tiny("add", steps=STEPS, batch_size=BATCH, curriculum=CURRICULUM, lr=3e-3 * min(1.0, math.sqrt(64 / d)),
+        return tiny("add", steps=STEPS, batch_size=BATCH, curriculum=CURRICULUM, lr=budget_lr(d),
                     eval_every=250, ckpt_every=500,
                     model_changes=dict(d_model=d, num_heads=h, qk_dim=d // h, v_dim=d // h, mlp_dims=2 * d))
 
@@ -77,10 +82,20 @@ def capacity_members() -> list[Member]:
     return [Member(f"add-d{CAPACITY_WIDTH}-h{h}", CAPACITY_WIDTH, h) for h in HEADS]
 
 
+def member_names() -> list[str]:
+    """Every member's name (both families, shared ones once)."""
+    return [m.name for m in members("all")]
+
+
 def members(which: str = "all") -> list[Member]:
-    """The members of ``which`` in {"scaling", "capacity", "all"} (shared ones listed once)."""
+    """The members of ``which`` in {"scaling", "capacity", "all"} (shared ones listed once), or
+    the one member named ``which`` (e.g. ``"add-d24-h6"``)."""
     if which not in ("scaling", "capacity", "all"):
-        raise ValueError(f"which must be scaling, capacity or all, got {which!r}")
+        named = [m for m in members("all") if m.name == which]
+        if not named:
+            raise ValueError(f"which must be scaling, capacity, all or a member's name "
+                             f"({', '.join(member_names())}), got {which!r}")
+        return named
     out = (scaling_members() if which != "capacity" else []) + (capacity_members() if which != "scaling" else [])
     seen, unique = set(), []
     for m in out:
@@ -90,37 +105,51 @@ def members(which: str = "all") -> list[Member]:
     return unique
 
 
+def member_runs(m: Member, out: str | os.PathLike, seeds: Sequence[int] | None = None,
+                lrs: Sequence[float] | None = None) -> list[tuple[TrainConfig, Path]]:
+    """The configs and run directories :func:`train_member` trains in one step: the member
+    (``out/<name>``, the budget rule's seed and learning rate); given ``seeds``, one per seed
+    (``out/<name>-seed<s>``); given ``lrs`` (a learning-rate grid instead of the budget rule's;
+    seeds default to [0]), one per learning rate and seed (``out/<name>-lr<lr>-seed<s>``)."""
+    cfg = m.config()
+    if seeds is not None and (not seeds or len(set(seeds)) != len(seeds) or any(int(s) < 0 for s in seeds)):
+        raise ValueError(f"seeds must be distinct non-negative integers, got {list(seeds)}")
+    if lrs is not None and (not lrs or len(set(lrs)) != len(lrs)
+                            or not all(math.isfinite(x) and 0 < x < 1 for x in lrs)):
+        raise ValueError(f"lrs must be distinct learning rates in (0, 1), got {list(lrs)}")
+    if seeds is None and lrs is None:
+        return [(cfg, Path(out) / m.name)]
+    if lrs is None:
+        return [(replace(cfg, seed=int(s)), Path(out) / f"{m.name}-seed{int(s)}") for s in seeds]
+    return [(replace(cfg, lr=float(x), seed=int(s)), Path(out) / f"{m.name}-lr{float(x):g}-seed{int(s)}")
+            for x in lrs for s in (seeds if seeds is not None else [0])]
+
+
 def train_member(m: Member, out: str | os.PathLike, seeds: Sequence[int] | None = None, *,
-                 progress: bool = True) -> list[dict]:
-    """Train member ``m`` into ``out/<name>`` (the budget rule's seed), or, given ``seeds``, one
-    model per seed into ``out/<name>-seed<s>`` in one vmapped step. Finished runs are kept,
-    interrupted ones resumed; returns the training summaries."""
+                 lrs: Sequence[float] | None = None, progress: bool = True) -> list[dict]:
+    """Train the runs of :func:`member_runs` (the member, its seeds, or a learning-rate grid
+    with seeds) in one vmapped step. Finished runs are kept, interrupted ones resumed; returns
+    the training summaries."""
     from empirical.training import train_many
 
-    cfg = m.config()
-    if seeds is None:
-        cfgs, runs = [cfg], [Path(out) / m.name]
-    else:
-        if not seeds or len(set(seeds)) != len(seeds) or any(int(s) < 0 for s in seeds):
-            raise ValueError(f"seeds must be distinct non-negative integers, got {list(seeds)}")
-        cfgs = [replace(cfg, seed=int(s)) for s in seeds]
-        runs = [Path(out) / f"{m.name}-seed{int(s)}" for s in seeds]
+    cfgs, runs = zip(*member_runs(m, out, seeds, lrs))
     done = [json.loads((r / "result.json").read_text()) if (r / "result.json").is_file() else None for r in runs]
     if all(d is not None and d.get("step") == STEPS for d in done):
         return done
     resume = any((r / "config.json").is_file() for r in runs)
-    return train_many(cfgs, runs, resume=resume, progress=progress)
+    return train_many(list(cfgs), list(runs), resume=resume, progress=progress)
 
 
 def train_members(out: str | os.PathLike, which: str = "all", *, seeds: Sequence[int] | None = None,
-                  progress: bool = True, report: Callable[[str], None] = print) -> list[dict]:
+                  lrs: Sequence[float] | None = None, progress: bool = True,
+                  report: Callable[[str], None] = print) -> list[dict]:
     """Train every member of ``which`` into ``out`` (see :func:`train_member`); returns their
     training summaries."""
     summaries = []
     for m in members(which):
-        for summary in train_member(m, out, seeds, progress=progress):
+        for summary in train_member(m, out, seeds, lrs=lrs, progress=progress):
             acc = summary["eval"].get("answer_acc_late", float("nan"))
-            report(f"{m.name} seed {summary['config']['seed']}: "
+            report(f"{m.name} seed {summary['config']['seed']} lr {summary['config']['lr']:g}: "
                    f"{summary['params']} parameters, late accuracy {acc:.3f}, {summary['wall_s']:.0f} s")
             summaries.append(summary)
     return summaries
@@ -465,6 +494,7 @@ class ScalingEntry(Record):
     params: int | None = optional()
     step: int | None = optional()
     seed_of_training: int | None = optional()
+    lr: float | None = optional()
     fingerprint: str | None = optional()
     single_task_late_acc: float | None = optional()
     worst_task_late_acc: float | None = optional()
@@ -581,7 +611,7 @@ def _trained_entry(name: str, cfg, params, step: int, **kw) -> ScalingEntry:
     acc = evaluate_tasks(cfg, params, sequences=100)
     return _entry(name, FlaxModel(name, cfg.model, params, "learned"), synthetic.family("add"), kind="trained",
                   width=cfg.model.d_model, heads=cfg.model.num_heads, params=param_count(params), step=step,
-                  seed_of_training=cfg.seed, fingerprint=fingerprint(params),
+                  seed_of_training=cfg.seed, lr=cfg.lr, fingerprint=fingerprint(params),
                   single_task_late_acc=acc["answer_acc_late"], worst_task_late_acc=acc["worst_task_late"], **kw)
 
 
@@ -670,10 +700,12 @@ LEARNED = 0.95
 
 
 def seeds_of(entry: ScalingEntry, spread: ScalingRuns | None) -> list[ScalingEntry]:
-    """The runs of ``spread`` with ``entry``'s width and heads (the member at other seeds)."""
+    """The runs of ``spread`` with ``entry``'s width and heads trained at the budget rule's
+    learning rate (the member at other seeds)."""
     if spread is None:
         return []
-    return [m for m in spread.models if (m.width, m.heads) == (entry.width, entry.heads)]
+    return [m for m in spread.models if (m.width, m.heads) == (entry.width, entry.heads)
+            and (m.lr is None or math.isclose(m.lr, budget_lr(m.width)))]
 
 
 # --------------------------------------------------------------------------- plots
@@ -805,7 +837,7 @@ def evaluate_runs(run_dirs: Sequence[str | os.PathLike], *, n_prompts: int = 500
 
 
 def command(action: str, *, runs: str = "runs/scaling", which: str = "all", seeds: Sequence[int] | None = None,
-            run_dirs: Sequence[str] = (),
+            lrs: Sequence[float] | None = None, run_dirs: Sequence[str] = (),
             prompts: int = 500, seed: int = 0, study: str | None = None, reuse: str | None = None,
             llm: Sequence[str] = (), spread: str | None = None, out: str = "benchmarks/results/scaling",
             json_path: str | None = None, progress: bool = True, echo=print) -> None:
@@ -816,7 +848,7 @@ def command(action: str, *, runs: str = "runs/scaling", which: str = "all", seed
 
     out = Path(out)
     if action == "train":
-        train_members(runs, which, seeds=seeds, progress=progress, report=echo)
+        train_members(runs, which, seeds=seeds, lrs=lrs, progress=progress, report=echo)
         return
     if action == "runs":
         if not run_dirs:

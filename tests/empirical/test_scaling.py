@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from functools import cache
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -18,6 +19,7 @@ from empirical import calibration, scaling, synthetic
 from empirical.cli import main
 
 ADD = synthetic.family("add")
+RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "scaling"
 
 
 def _example_tasks(tokens: np.ndarray) -> np.ndarray:
@@ -163,6 +165,56 @@ def test_members_share_the_budget_rule():
         scaling.members("bigger")
 
 
+def test_a_member_is_named_by_its_run():
+    assert [m.name for m in scaling.members("add-d96-h1")] == ["add-d96-h1"]
+    assert scaling.members("add-d96-h1")[0].config().model.num_heads == 1
+    assert scaling.member_names() == [m.name for m in scaling.members("all")]
+
+
+def test_member_runs_name_each_seed_and_learning_rate(tmp_path):
+    """The budget rule's run, its seeds, and a learning-rate grid crossed with seeds: each run's
+    directory names what differs, and nothing else in the config does."""
+    m = scaling.members("add-d24-h6")[0]
+    base = m.config()
+    assert base.lr == scaling.budget_lr(24) == 3e-3 and scaling.budget_lr(256) == pytest.approx(1.5e-3)
+    assert scaling.member_runs(m, tmp_path) == [(base, tmp_path / "add-d24-h6")]
+    assert [(c.seed, r.name) for c, r in scaling.member_runs(m, tmp_path, [2, 1])] == [
+        (2, "add-d24-h6-seed2"), (1, "add-d24-h6-seed1")]
+    grid = scaling.member_runs(m, tmp_path, [0, 1], [1e-3, 1e-2])
+    assert [(c.lr, c.seed, r.name) for c, r in grid] == [
+        (1e-3, 0, "add-d24-h6-lr0.001-seed0"), (1e-3, 1, "add-d24-h6-lr0.001-seed1"),
+        (1e-2, 0, "add-d24-h6-lr0.01-seed0"), (1e-2, 1, "add-d24-h6-lr0.01-seed1")]
+    assert {replace(c, lr=base.lr, seed=base.seed) for c, _ in grid} == {base}
+    assert [c.seed for c, _ in scaling.member_runs(m, tmp_path, lrs=[1e-3])] == [0]
+
+
+@pytest.mark.parametrize("seeds, lrs, message", [
+    ([], None, "seeds"), ([1, 1], None, "seeds"), ([-1], None, "seeds"),
+    (None, [], "lrs"), (None, [1e-3, 1e-3], "lrs"), (None, [0.0], "lrs"), (None, [float("nan")], "lrs"),
+    ([0], [2.0], "lrs")])
+def test_member_runs_refuse_bad_grids(tmp_path, seeds, lrs, message):
+    with pytest.raises(ValueError, match=message):
+        scaling.member_runs(scaling.members("add-d24-h6")[0], tmp_path, seeds, lrs)
+
+
+def test_cli_refuses_an_unknown_member(tmp_path, capsys):
+    assert main(["scaling", "train", "--which", "add-d7-h6", "--runs", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "add-d24-h6" in err[0] and "add-d7-h6" in err[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_seed_spread_holds_only_the_budget_rule_runs():
+    """A member's crosses (:func:`scaling.seeds_of`) are its runs at other seeds, not its runs
+    of a learning-rate grid."""
+    spread = scaling.read_runs(RESULTS / "seeds.json")
+    entry = spread.models[0]
+    assert scaling.seeds_of(entry, spread)
+    grid = replace(spread, models=(replace(entry, lr=10 * scaling.budget_lr(entry.width)),
+                                   replace(entry, lr=scaling.budget_lr(entry.width))))
+    assert scaling.seeds_of(entry, grid) == [grid.models[1]]
+
+
 @pytest.mark.parametrize("bad, message", [
     (([[0.5, 0.5]], [[0.5, 0.5], [0.2, 0.3]]), "rows"),
     (([[0.5, 0.5]], [[0.5, 0.2, 0.3]]), "shape"),
@@ -240,9 +292,7 @@ def test_fingerprint_tells_weights_apart():
 
 @cache
 def _committed_study() -> scaling.ScalingStudy:
-    from pathlib import Path
-
-    return scaling.read_study(Path(__file__).resolve().parents[2] / "benchmarks/results/scaling/scaling.json")
+    return scaling.read_study(RESULTS / "scaling.json")
 
 
 def test_the_committed_study_reproduces_on_a_seeded_subset():
