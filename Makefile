@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.superpose-installed
 
-.PHONY: install demo test test-slow test-thorough bad-input check bench clean pretrained figure3 like-construction compare task-vectors scaling scaling-seeds mixture seeds probes decoding docs notebooks
+.PHONY: install demo test test-slow test-thorough bad-input check bench clean pretrained figure3 like-construction compare task-vectors scaling scaling-seeds scaling-lr mixture seeds probes decoding docs notebooks
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -141,9 +141,18 @@ scaling: $(STAMP)
 # prompts (100 per K), and the study's plots with every seed.
 scaling-seeds: $(STAMP)
 	$(VENV)/bin/superpose scaling train --seeds 1,2 --runs runs/scaling-seeds --quiet
-	$(VENV)/bin/superpose scaling runs --prompts 100 $(foreach r,$(sort $(wildcard runs/scaling-seeds/add-*-seed[12])),--run $(r)) \
+	$(VENV)/bin/superpose scaling runs --prompts 100 $$(for r in runs/scaling-seeds/add-*-seed[12]; do echo --run $$r; done) \
 	  --json $(SCALING)/seeds.json --quiet
 	$(VENV)/bin/superpose scaling plot --study $(SCALING)/scaling.json --spread $(SCALING)/seeds.json --out $(SCALING)
+
+# The members at chance under the budget rule in most seeds (0.02M; 1 head per layer) at two
+# other learning rates, 1e-3 and 1e-2, seeds 0-2 (a member's six runs in one vmapped step;
+# finished runs are kept), evaluated like the seeds (100 prompts per K).
+scaling-lr: $(STAMP)
+	$(VENV)/bin/superpose scaling train --which add-d24-h6 --lrs 1e-3,1e-2 --seeds 0,1,2 --runs runs/scaling-lr --quiet
+	$(VENV)/bin/superpose scaling train --which add-d96-h1 --lrs 1e-3,1e-2 --seeds 0,1,2 --runs runs/scaling-lr --quiet
+	$(VENV)/bin/superpose scaling runs --prompts 100 $$(for r in runs/scaling-lr/add-*-lr*-seed*; do echo --run $$r; done) \
+	  --json $(SCALING)/lr_grid.json --quiet
 
 # Which training makes a model superpose within one prompt (docs/theory.md section 7): the
 # construction-shaped model on mixed training sequences, p_mix 0 / 0.2 / 1 after a 1500-step
