@@ -593,6 +593,22 @@ class ScalingRuns(Stamped):
     config: RunsConfig
     models: tuple[ScalingEntry, ...]
 
+    def merge(self, *others: ScalingRuns) -> ScalingRuns:
+        """One result of several ``scaling runs`` batches measured the same way (the same
+        prompts per K and prompt seed: each run's numbers depend only on its weights and
+        those), its runs in the order given; the latest batch's date. A run in two batches,
+        or batches of other settings, is an error."""
+        batches = (self, *others)
+        settings = {(b.config.n_prompts, b.config.seed) for b in batches}
+        if len(settings) > 1:
+            raise ValueError(f"batches of different settings (prompts per K, seed): {sorted(settings)}")
+        runs = [r for b in batches for r in b.config.runs]
+        if len(set(runs)) != len(runs):
+            raise ValueError(f"a run is in more than one batch: {sorted({r for r in runs if runs.count(r) > 1})}")
+        latest = max(batches, key=lambda b: b.date)
+        return replace(latest, config=replace(self.config, runs=tuple(runs)),
+                       models=tuple(m for b in batches for m in b.models))
+
 
 def _entry(name: str, model, fam, *, n_prompts: int, seed: int, progress: bool, make_model=None, skewed: bool = True,
            **info) -> ScalingEntry:

@@ -334,3 +334,23 @@ def test_the_committed_study_was_measured_on_the_shipped_weights():
             cfg, params, step = runs.load(e.name)
             assert step == scaling.STEPS and cfg == scaling.Member(e.name, e.width, e.heads).config()
             assert scaling.fingerprint(params) == e.fingerprint, e.name
+
+
+def test_batches_of_runs_merge_into_one_result():
+    """Two halves of the committed seeds file merge back into it; a run in both halves, or
+    halves measured with other settings, are refused."""
+    whole = scaling.read_runs(RESULTS / "seeds.json")
+    n = len(whole.models) // 2
+
+    def half(models, date):
+        return replace(whole, date=date, models=models,
+                       config=replace(whole.config, runs=tuple(m.label for m in models)))
+
+    a, b = half(whole.models[:n], "2026-01-01T00:00:00+00:00"), half(whole.models[n:], "2026-01-02T00:00:00+00:00")
+    merged = a.merge(b)
+    assert merged.models == whole.models and merged.config == whole.config
+    assert merged.date == b.date and b.merge(a).date == b.date
+    with pytest.raises(ValueError, match="more than one batch"):
+        a.merge(a)
+    with pytest.raises(ValueError, match="different settings"):
+        a.merge(replace(b, config=replace(b.config, n_prompts=500)))
