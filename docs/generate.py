@@ -446,25 +446,55 @@ def t_scaling() -> str:
 def t_scaling_seeds() -> str:
     """Each member of the study (seed 0) with its runs at other seeds (``scaling/seeds.json``)."""
     others = load("scaling/seeds.json")
-    seeds = sorted({str(e.get("seed_of_training", e.get("seed"))) for e in others["models"]})
+    seeds = sorted({str(_seed_of(e)) for e in others["models"]})
     rows = []
     for m in load("scaling/scaling.json")["models"]:
         if m.get("kind") == "constructed" or m.get("width") is None:
             continue
-        more = sorted((e for e in others["models"] if (e["width"], e["heads"]) == (m["width"], m["heads"])),
-                      key=lambda e: e.get("seed_of_training", e.get("seed")))
+        more = [e for e in others["models"] if (e["width"], e["heads"]) == (m["width"], m["heads"])]
         if not more:
             continue
-        runs = [m, *more]
-        acc = [e["single_task_late_acc"] for e in runs]
-        learned = [e for e in runs if e["single_task_late_acc"] >= LEARNED]
-        cells = []
-        for stat in ("r_next_token", "second"):
-            vals = [(_by_k(e["uniform"])[2].get(stat) or _by_k(e["uniform"])[2]["r"])["mean"] for e in learned]
-            cells.append(rng(vals, 3 if stat == "second" else 2) if vals else "-")
-        rows.append([m["name"], f"{m['params'] / 1e6:.3f}M", f"{len(learned)} of {len(runs)}",
-                     " / ".join(f(a) for a in acc), *cells])
+        rows.append([m["name"], f"{m['params'] / 1e6:.3f}M", *_learned_cells([m, *more])])
     return table(["member", "params", "learned (acc. >= 0.95)", f"single-task acc., seeds 0 / {' / '.join(seeds)}",
+                  "r next-token at K = 2, seeds that learned", "2nd-largest task prob. at K = 2, seeds that learned"],
+                 rows)
+
+
+def _seed_of(e: dict) -> int:
+    """A run's training seed; the study's own entries carry none: they are seed 0 (its budget rule)."""
+    return next((e[k] for k in ("seed_of_training", "seed") if e.get(k) is not None), 0)
+
+
+def _learned_cells(runs: list[dict]) -> list[str]:
+    """Learned count, accuracy per seed, and r / 2nd-largest at K = 2 over the runs that learned."""
+    runs = sorted(runs, key=_seed_of)
+    learned = [e for e in runs if e["single_task_late_acc"] >= LEARNED]
+    cells = []
+    for stat in ("r_next_token", "second"):
+        vals = [(_by_k(e["uniform"])[2].get(stat) or _by_k(e["uniform"])[2]["r"])["mean"] for e in learned]
+        cells.append(rng(vals, 3 if stat == "second" else 2) if vals else "-")
+    return [f"{len(learned)} of {len(runs)}", " / ".join(f(e["single_task_late_acc"]) for e in runs), *cells]
+
+
+def t_scaling_lr() -> str:
+    """The members at chance under the budget rule, at other learning rates (``scaling/lr_grid.json``),
+    next to the rule's own runs (the study's seed 0 and ``scaling/seeds.json``)."""
+    grid = load("scaling/lr_grid.json")["models"]
+    rule = [m for m in load("scaling/scaling.json")["models"] if m.get("kind") == "trained"]
+    rule += load("scaling/seeds.json")["models"]
+    rows = []
+    for width, heads in sorted({(e["width"], e["heads"]) for e in grid}):
+        name = f"add-d{width}-h{heads}"
+        budget = 3e-3 * min(1.0, (64 / width) ** 0.5)
+        lrs = sorted({e["lr"] for e in grid if (e["width"], e["heads"]) == (width, heads)} | {budget})
+        for lr in lrs:
+            is_rule = abs(lr / budget - 1) < 1e-9
+            runs = [e for e in (rule if is_rule else grid) if (e["width"], e["heads"]) == (width, heads)
+                    and (is_rule or e["lr"] == lr)]
+            seeds = " / ".join(str(_seed_of(e)) for e in sorted(runs, key=_seed_of))
+            rows.append([name, f"{lr:.2g} " + ("(the rule)" if is_rule else f"({lr / budget:.2g} x the rule)"),
+                         seeds, *_learned_cells(runs)])
+    return table(["member", "learning rate", "seeds", "learned (acc. >= 0.95)", "single-task acc. per seed",
                   "r next-token at K = 2, seeds that learned", "2nd-largest task prob. at K = 2, seeds that learned"],
                  rows)
 
@@ -611,8 +641,8 @@ def t_findings() -> str:
          f"{branch['generated_tokens']:.1f} generated tokens (beam {f(beam['recall'], 2)} with "
          f"{beam['generated_tokens']:.1f})", "[real LLMs](docs/real_llms.md#decoding-that-keeps-the-superposition-superpose-decode)"],
         ["Does size bring superposition (Figure 6)?",
-         f"Not in a controlled family: the {len(learned)} of {len(scaled)} trained runs (8 sizes, seeds 0-2 where "
-         f"run) that learned reach r {rng(r2)} of 2 at K = 2, the construction 2; one head per layer learns in "
+         f"Not in a controlled family: the {len(learned)} of {len(scaled)} trained runs (8 members, seeds "
+         f"{min(map(_seed_of, scaled))}-{max(map(_seed_of, scaled))}) that learned reach r {rng(r2)} of 2 at K = 2, the construction 2; one head per layer learns in "
          f"{sum(m['single_task_late_acc'] >= LEARNED for m in one_head)} of {len(one_head)} seeds",
          "[scaling](docs/scaling.md)"],
         ["How fast is it?",

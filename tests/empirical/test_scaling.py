@@ -354,3 +354,23 @@ def test_batches_of_runs_merge_into_one_result():
         a.merge(a)
     with pytest.raises(ValueError, match="different settings"):
         a.merge(replace(b, config=replace(b.config, n_prompts=500)))
+
+
+def test_the_largest_members_plateau_knows_the_shifts_parity_only():
+    """docs/scaling.md: the shipped 2.5M member (seed 0, 0.2 on every task) puts all its mass on
+    the five digits whose parity is the answer's -- it infers whether the shift is odd or even,
+    not which shift -- and within them is no better than a guess."""
+    from empirical import runs
+    from empirical.models import FlaxModel
+
+    cfg, params, _ = runs.load("add-d288-h6")
+    model = FlaxModel("add-d288-h6", cfg.model, params, "learned")
+    same, hit = [], []
+    for h in ADD.params:
+        prompts = synthetic.mixed_prompts(ADD, np.random.default_rng([7, h]), 8, 40, np.array([h]), np.array([1.0]))
+        p = model.last_probs(prompts["tokens"])[:, synthetic.DIGIT0:synthetic.DIGIT0 + 10]
+        answer = np.asarray(prompts["answers"]).reshape(len(p), -1)[:, 0] - synthetic.DIGIT0
+        same.append((p * (np.arange(10)[None] % 2 == answer[:, None] % 2)).sum(1))
+        hit.append(p.argmax(1) == answer)
+    assert np.concatenate(same).min() > 0.99
+    assert 0.05 < np.concatenate(hit).mean() < 0.4
