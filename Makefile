@@ -145,12 +145,14 @@ scaling-seeds: $(STAMP)
 	  --json $(SCALING)/seeds.json --quiet
 	$(VENV)/bin/superpose scaling plot --study $(SCALING)/scaling.json --spread $(SCALING)/seeds.json --out $(SCALING)
 
-# The members at chance under the budget rule in most seeds (0.02M; 1 head per layer) at two
-# other learning rates, 1e-3 and 1e-2, seeds 0-2 (a member's six runs in one vmapped step;
-# finished runs are kept), evaluated like the seeds (100 prompts per K).
+# The members the budget rule leaves failing in most seeds at other learning rates (a member's
+# runs in one vmapped step; finished runs are kept; ~95 minutes on one core): 0.02M and 1 head
+# per layer (chance in 3 of 3) at 1e-3 and 1e-2, seeds 0-2; 2.5M (the parity plateau in seeds 0
+# and 2) at 3e-3, the rule without its width factor; evaluated like the seeds (100 prompts per K).
 scaling-lr: $(STAMP)
 	$(VENV)/bin/superpose scaling train --which add-d24-h6 --lrs 1e-3,1e-2 --seeds 0,1,2 --runs runs/scaling-lr --quiet
 	$(VENV)/bin/superpose scaling train --which add-d96-h1 --lrs 1e-3,1e-2 --seeds 0,1,2 --runs runs/scaling-lr --quiet
+	$(VENV)/bin/superpose scaling train --which add-d288-h6 --lrs 3e-3 --seeds 0,2 --runs runs/scaling-lr --quiet
 	$(VENV)/bin/superpose scaling runs --prompts 100 $$(for r in runs/scaling-lr/add-*-lr*-seed*; do echo --run $$r; done) \
 	  --json $(SCALING)/lr_grid.json --quiet
 

@@ -597,8 +597,16 @@ def t_findings() -> str:
     scaled = [m for m in load("scaling/scaling.json")["models"] if m["kind"] == "trained"]
     scaled += load("scaling/seeds.json")["models"]
     learned = [m for m in scaled if (m.get("single_task_late_acc") or 0) >= LEARNED]
-    r2 = [_by_k(m["uniform"])[2].get("r_next_token", _by_k(m["uniform"])[2]["r"])["mean"] for m in learned]
+    def r2_of(models):  # r next-token at K = 2 of the models that learned
+        return [_by_k(m["uniform"])[2].get("r_next_token", _by_k(m["uniform"])[2]["r"])["mean"] for m in models
+                if m["single_task_late_acc"] >= LEARNED]
+
+    r2 = r2_of(learned)
     one_head = [m for m in scaled if (m["width"], m["heads"]) == (96, 1)]
+    grid = [m for m in load("scaling/lr_grid.json")["models"] if (m["width"], m["heads"]) == (96, 1)]
+    best_lr = max(sorted({m["lr"] for m in grid}), key=lambda lr: sum(
+        m["single_task_late_acc"] >= LEARNED for m in grid if m["lr"] == lr))
+    one_head_lr = [m for m in grid if m["lr"] == best_lr]
     many = load("training_many_add_cpu.json")["models"]
     harness = load("llm_harness_cpu.json")["summary"]
     bad = load("bad_input_summary.json")
@@ -643,7 +651,9 @@ def t_findings() -> str:
         ["Does size bring superposition (Figure 6)?",
          f"Not in a controlled family: the {len(learned)} of {len(scaled)} trained runs (8 members, seeds "
          f"{min(map(_seed_of, scaled))}-{max(map(_seed_of, scaled))}) that learned reach r {rng(r2)} of 2 at K = 2, the construction 2; one head per layer learns in "
-         f"{sum(m['single_task_late_acc'] >= LEARNED for m in one_head)} of {len(one_head)} seeds",
+         f"{sum(m['single_task_late_acc'] >= LEARNED for m in one_head)} of {len(one_head)} seeds at the budget "
+         f"rule's learning rate, {sum(m['single_task_late_acc'] >= LEARNED for m in one_head_lr)} of "
+         f"{len(one_head_lr)} at {best_lr:g} (r {rng(r2_of(one_head_lr))} at K = 2)",
          "[scaling](docs/scaling.md)"],
         ["How fast is it?",
          f"Real-LLM scoring {harness['speedup_vs_reference']:.1f}x the PyTorch reference; training "
