@@ -137,7 +137,7 @@ scaling: $(STAMP)
 	  $(foreach f,$(wildcard benchmarks/results/calibration/llm_*.json),--llm $(f))
 
 # The scaling and capacity members at seeds 1 and 2 (each member's seeds in one vmapped step;
-# finished runs are kept; all eight members take ~4 hours on 2 cores), evaluated on the study's
+# finished runs are kept; all eight members take ~3 hours of one core: 11-48 minutes each), evaluated on the study's
 # prompts (100 per K), and the study's plots with every seed.
 scaling-seeds: $(STAMP)
 	$(VENV)/bin/superpose scaling train --seeds 1,2 --runs runs/scaling-seeds --quiet

@@ -246,7 +246,9 @@ class LLM:
         """Next-token distributions ``[P, V]`` (float64) at each prompt's last token; prompts
         may differ in length (right-padded to a bucket of ``step``: one pass)."""
         logits, _ = self.prefix(prompts, step=step)
-        return np.exp(np.asarray(jax.nn.log_softmax(jnp.asarray(logits), -1), np.float64))
+        z = np.asarray(logits, np.float64)  # the softmax in float64: each row sums to 1 to float64 precision
+        z = z - z.max(-1, keepdims=True)
+        return np.exp(z - np.log(np.exp(z).sum(-1, keepdims=True)))
 
     def patch_probs(self, prompts, layer: int, vectors, mask=None) -> tuple[np.ndarray, np.ndarray]:
         """(clean, patched) next-token distributions [P, V] (float64) after each prompt's last
