@@ -485,7 +485,7 @@ def t_scaling_lr() -> str:
     rows = []
     for width, heads in sorted({(e["width"], e["heads"]) for e in grid}):
         name = f"add-d{width}-h{heads}"
-        budget = 3e-3 * min(1.0, (64 / width) ** 0.5)
+        budget = 3e-3 * min(1.0, (64 / width) ** 0.5)  # scaling.budget_lr (this script imports no package code)
         lrs = sorted({e["lr"] for e in grid if (e["width"], e["heads"]) == (width, heads)} | {budget})
         for lr in lrs:
             is_rule = abs(lr / budget - 1) < 1e-9
@@ -601,7 +601,7 @@ def t_findings() -> str:
         return [_by_k(m["uniform"])[2].get("r_next_token", _by_k(m["uniform"])[2]["r"])["mean"] for m in models
                 if m["single_task_late_acc"] >= LEARNED]
 
-    r2 = r2_of(learned)
+    r2 = r2_of(scaled)
     one_head = [m for m in scaled if (m["width"], m["heads"]) == (96, 1)]
     grid = [m for m in load("scaling/lr_grid.json")["models"] if (m["width"], m["heads"]) == (96, 1)]
     best_lr = max(sorted({m["lr"] for m in grid}), key=lambda lr: sum(
@@ -650,7 +650,8 @@ def t_findings() -> str:
          f"{beam['generated_tokens']:.1f})", "[real LLMs](docs/real_llms.md#decoding-that-keeps-the-superposition-superpose-decode)"],
         ["Does size bring superposition (Figure 6)?",
          f"Not in a controlled family: the {len(learned)} of {len(scaled)} trained runs (8 members, seeds "
-         f"{min(map(_seed_of, scaled))}-{max(map(_seed_of, scaled))}) that learned reach r {rng(r2)} of 2 at K = 2, the construction 2; one head per layer learns in "
+         f"{min(map(_seed_of, scaled))}-{max(map(_seed_of, scaled))}) that learned reach r {rng(r2)} of 2 at "
+         f"K = 2, the construction 2; one head per layer learns in "
          f"{sum(m['single_task_late_acc'] >= LEARNED for m in one_head)} of {len(one_head)} seeds at the budget "
          f"rule's learning rate, {sum(m['single_task_late_acc'] >= LEARNED for m in one_head_lr)} of "
          f"{len(one_head_lr)} at {best_lr:g} (r {rng(r2_of(one_head_lr))} at K = 2)",
